@@ -1,0 +1,36 @@
+"""BEAR — Billing Events Awaiting Release: release billing events, create invoices and credit notes.
+
+Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``BearError``, ``__version__``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from bear import demo
+from bear.errors import BearError
+from bear.markers import hookimpl
+from bear.workspace import Workspace
+
+__version__ = "0.1.0"
+
+
+def connect(
+    path: str | os.PathLike[str] = ":memory:",
+    plugins: Iterable[object] = (),
+    *,
+    resume: bool = True,
+) -> Workspace:
+    """Open (creating and migrating) a BEAR database and return its ``Workspace``.
+
+    :param path: a DuckDB file, or ``":memory:"``.
+    :param plugins: extra plugin objects (modules or instances with ``@bear.hookimpl`` methods).
+    :param resume: resume unfinished runs in the background (the owner of a database does).
+    """
+    return Workspace(path, plugins, resume=resume)
+
+
+from bear.rules import SqlRule  # noqa: E402  (after Workspace: rules import nothing of it)
+
+__all__ = ["BearError", "SqlRule", "Workspace", "__version__", "connect", "demo", "hookimpl"]

@@ -1,0 +1,313 @@
+"""Settings: typed, validated, persisted in the ``settings`` table of the database.
+
+Each setting is declared once in ``SETTINGS`` with its type, default and what it allows; the
+API (``ws.settings``), the CLI (``bear settings``) and the dashboard all read that table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bear.errors import SettingError
+
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
+URL_RE = re.compile(r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$")
+
+
+def is_email(value: str) -> bool:
+    """True for a single plain address (no display name, no line breaks, no commas)."""
+    return isinstance(value, str) and len(value) <= 254 and bool(EMAIL_RE.match(value))
+
+
+@dataclass(frozen=True)
+class SettingDef:
+    name: str
+    kind: str  # int, float, bool, str, choice, emails, rule_ids, url, email, path
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def allowed(self) -> str:
+        if self.kind in ("int", "float"):
+            lo = "" if self.minimum is None else f"≥ {self.minimum:g}"
+            hi = "" if self.maximum is None else f"≤ {self.maximum:g}"
+            word = "an integer" if self.kind == "int" else "a number"
+            return f"{word} {' and '.join(p for p in (lo, hi) if p)}".strip()
+        return {
+            "bool": "true or false",
+            "str": "text",
+            "choice": "one of " + ", ".join(repr(c) for c in self.choices),
+            "emails": "a list of e-mail addresses (name@example.com)",
+            "rule_ids": "a list of rule ids such as release.not_approved",
+            "url": "an http:// or https:// address without query string",
+            "email": "one e-mail address (name@example.com)",
+            "path": "a file or folder path, or empty",
+        }[self.kind]
+
+    def coerce(self, value: Any) -> Any:
+        """Return the validated value, or raise ``SettingError`` naming setting, value and rule."""
+        bad = SettingError(
+            f"setting {self.name!r}: {value!r} is not allowed; expected {self.allowed()}",
+            name=self.name,
+            value=value,
+        )
+        kind = self.kind
+        if kind in ("int", "float"):
+            if isinstance(value, bool):
+                raise bad
+            if isinstance(value, str):
+                try:
+                    value = int(value.strip()) if kind == "int" else float(value.strip())
+                except ValueError:
+                    raise bad from None
+            if kind == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if kind == "int" and not isinstance(value, int):
+                raise bad
+            if kind == "float" and not isinstance(value, int | float):
+                raise bad
+            if kind == "float":
+                value = float(value)
+                if value != value:  # NaN
+                    raise bad
+            if self.minimum is not None and value < self.minimum:
+                raise bad
+            if self.maximum is not None and value > self.maximum:
+                raise bad
+            return value
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+                return False
+            raise bad
+        if kind in ("emails", "rule_ids"):
+            if isinstance(value, str):
+                text = value.strip()
+                if text.startswith("["):
+                    try:
+                        value = json.loads(text)
+                    except ValueError:
+                        raise bad from None
+                else:
+                    value = [p.strip() for p in re.split(r"[,;\s]+", text) if p.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise bad
+            check = is_email if kind == "emails" else (lambda v: bool(RULE_ID_RE.match(v)))
+            wrong = [v for v in value if not check(v)]
+            if wrong:
+                raise SettingError(
+                    f"setting {self.name!r}: {wrong[0]!r} is not allowed; expected {self.allowed()}",
+                    name=self.name,
+                    value=value,
+                )
+            return list(dict.fromkeys(value))
+        if not isinstance(value, str):
+            raise bad
+        if any(ch in value for ch in "\r\n\0"):
+            raise bad
+        value = value.strip()
+        if kind == "choice" and value not in self.choices:
+            raise bad
+        if kind == "url":
+            value = value.rstrip("/")
+            if not URL_RE.match(value):
+                raise bad
+        if kind == "email" and not is_email(value):
+            raise bad
+        if kind == "str" and self.maximum is not None and len(value) > self.maximum:
+            raise bad
+        return value
+
+
+SETTINGS: dict[str, SettingDef] = {
+    d.name: d
+    for d in (
+        SettingDef(
+            "release_batch_size",
+            "int",
+            200,
+            "Events released per transaction; a batch is all-or-nothing.",
+            1,
+            100_000,
+        ),
+        SettingDef(
+            "validation_limit",
+            "int",
+            1_000_000,
+            "Largest selection validated before a run starts (the warning dialog).",
+            0,
+            100_000_000,
+        ),
+        SettingDef(
+            "release_failure_mode",
+            "choice",
+            "batch",
+            "'batch': one bad event fails its batch; 'isolate': failed batches are split until only the culprits stay unreleased.",
+            choices=("batch", "isolate"),
+        ),
+        SettingDef(
+            "additional_notification_recipients",
+            "emails",
+            [],
+            "Extra addresses that get the invoicing-finished e-mail, one e-mail each.",
+        ),
+        SettingDef(
+            "max_lines_per_document",
+            "int",
+            500,
+            "Most lines a sales invoice or credit note may hold.",
+            1,
+            100_000,
+        ),
+        SettingDef(
+            "require_approval", "bool", True, "Only approved billing events can be released."
+        ),
+        SettingDef(
+            "base_url",
+            "url",
+            "http://127.0.0.1:5006",
+            "Address of the dashboard, used for links in e-mails.",
+        ),
+        SettingDef(
+            "smtp_host",
+            "str",
+            "",
+            "SMTP server for e-mail; empty keeps e-mails in the outbox.",
+            maximum=253,
+        ),
+        SettingDef("smtp_port", "int", 25, "SMTP server port.", 1, 65535),
+        SettingDef(
+            "smtp_sender", "email", "bear@localhost.localdomain", "From address of e-mails."
+        ),
+        SettingDef("smtp_starttls", "bool", False, "Use STARTTLS with the SMTP server."),
+        SettingDef(
+            "smtp_username",
+            "str",
+            "",
+            "SMTP user name; the password comes from $BEAR_SMTP_PASSWORD and is never stored.",
+            maximum=256,
+        ),
+        SettingDef("disabled_rules", "rule_ids", [], "Rule ids that are not evaluated."),
+        SettingDef("rules_file", "path", "", "A TOML file of rules written without code."),
+        SettingDef("plugins_dir", "path", "", "A folder of .py plugin files loaded at start-up."),
+        SettingDef(
+            "rule_timeout_s",
+            "float",
+            10.0,
+            "Seconds a rule may take before it fails closed.",
+            0.01,
+            3600,
+        ),
+    )
+}
+
+
+class Settings:
+    """The settings of one database: ``settings.name`` reads, ``settings.update(...)`` writes."""
+
+    def __init__(self, db: Any, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        object.__setattr__(self, "_db", db)
+        object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_listeners", [on_change] if on_change else [])
+        object.__setattr__(self, "_validators", [])
+        self.reload()
+
+    def reload(self) -> None:
+        rows = self._db.cursor().execute("SELECT key, value FROM settings").fetchall()
+        stored = {k: json.loads(v) for k, v in rows}
+        values = {}
+        for name, d in SETTINGS.items():
+            try:
+                values[name] = d.coerce(stored[name]) if name in stored else d.default
+            except SettingError:
+                values[name] = d.default  # a value written by hand that no longer validates
+        with self._lock:
+            self._values.clear()
+            self._values.update(values)
+
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.update(**{name: value})
+
+    def __dir__(self) -> list[str]:
+        return [*SETTINGS, "update", "as_dict", "reload", "validate", "describe"]
+
+    def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(fn)
+
+    def add_validator(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """``fn(new_values)`` runs before a write and may raise to refuse it."""
+        self._validators.append(fn)
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._values)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every setting with its value, default, type, what it allows and its help text."""
+        values = self.as_dict()
+        return [
+            {
+                "name": d.name,
+                "value": values[d.name],
+                "default": d.default,
+                "kind": d.kind,
+                "allowed": d.allowed(),
+                "help": d.help,
+            }
+            for d in SETTINGS.values()
+        ]
+
+    @staticmethod
+    def validate(values: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate all values (unknown names included) and return them coerced, or raise."""
+        out = {}
+        for name, value in values.items():
+            if name not in SETTINGS:
+                raise SettingError(
+                    f"unknown setting {name!r}; known settings: {', '.join(SETTINGS)}",
+                    name=name,
+                    value=value,
+                )
+            out[name] = SETTINGS[name].coerce(value)
+        return out
+
+    def update(self, **values: Any) -> dict[str, Any]:
+        """Validate every value first, then write them all in one transaction (all-or-nothing)."""
+        clean = self.validate(values)
+        if not clean:
+            return {}
+        before = self.as_dict()
+        for check in list(self._validators):
+            check(clean)
+        with self._db.transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO settings (key, value, updated_at) "
+                "SELECT k, v::JSON, current_timestamp FROM (SELECT unnest($keys) AS k, unnest($vals) AS v)",
+                {"keys": list(clean), "vals": [json.dumps(v) for v in clean.values()]},
+            )
+        with self._lock:
+            self._values.update(clean)
+        changed = {k: v for k, v in clean.items() if before.get(k) != v}
+        for fn in list(self._listeners):
+            fn(changed)
+        return clean

@@ -1,0 +1,182 @@
+"""Opening a BEAR database: lock errors made plain, migrations applied, one cursor per thread.
+
+DuckDB refuses concurrent use of one connection, so every thread works through its own
+cursor (``Database.cursor()``); results are always fetched fully by callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from bear.errors import BearError, DatabaseLockedError
+
+log = logging.getLogger(__name__)
+
+_LOCK_RE = re.compile(r"PID (\d+)")
+
+
+def _process_command(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part) or None
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("bear.db") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        number = int(name.split("_", 1)[0])
+        found.append((number, name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """A DuckDB database owned by this process, with a cursor per thread."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str) -> None:
+        self.con = con
+        self.path = path
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's own cursor (created on first use)."""
+        if self.closed:
+            raise BearError("the workspace is closed; open it again with bear.connect()")
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self.con.cursor()
+            self._local.cursor = cur
+            with self._lock:
+                self._cursors.append(cur)
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on this thread's cursor: committed on success, rolled back on error."""
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            except duckdb.Error:  # the transaction may already be aborted
+                log.debug("rollback after failure raised", exc_info=True)
+            raise
+        else:
+            cur.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    log.debug("closing a cursor failed", exc_info=True)
+            self._cursors.clear()
+        self.con.close()
+
+
+def _connect_raw(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config: dict[str, object] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+    }
+    if path != ":memory:":
+        ext_dir = Path(path).resolve().parent / "extensions"
+        config["extension_directory"] = str(ext_dir)
+    try:
+        return duckdb.connect(path, read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" not in text.lower():
+            raise BearError(f"cannot open the database {path!r}: {text}") from exc
+        match = _LOCK_RE.search(text)
+        pid = int(match.group(1)) if match else None
+        command = _process_command(pid) if pid else None
+        holder = f"process {pid}" if pid else "another process"
+        if command:
+            holder += f" ({command})"
+        message = (
+            f"the database {path!r} is in use by {holder}. A BEAR database can be open in one "
+            "process at a time: stop that process (or close the notebook or dashboard that "
+            "holds it) and try again, or work on a copy of the file."
+        )
+        raise DatabaseLockedError(message, path=path, pid=pid, command=command) from None
+    except duckdb.Error as exc:
+        raise BearError(f"cannot open the database {path!r}: {exc}") from exc
+
+
+def open_database(path: str | os.PathLike[str] = ":memory:") -> Database:
+    """Open (creating if needed) and migrate a BEAR database; returns the owning ``Database``."""
+    path = str(path)
+    if path != ":memory:":
+        parent = Path(path).resolve().parent
+        if not parent.exists():
+            raise BearError(
+                f"cannot create the database {path!r}: folder {str(parent)!r} does not exist"
+            )
+    con = _connect_raw(path, read_only=False)
+    db = Database(con, path)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def applied_migrations(cur: duckdb.DuckDBPyConnection) -> set[int]:
+    if not _has_table(cur, "schema_migrations"):
+        cur.execute(
+            "CREATE TABLE schema_migrations "
+            "(number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
+    return {row[0] for row in cur.execute("SELECT number FROM schema_migrations").fetchall()}
+
+
+def _has_table(cur: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        cur.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+            [name],
+        ).fetchall()[0][0]
+    )
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply the numbered migrations not yet recorded, each in its own transaction."""
+    cur = db.cursor()
+    done = applied_migrations(cur)
+    applied = []
+    for number, name, sql in _migrations():
+        if number in done:
+            continue
+        with db.transaction() as tx:
+            tx.execute(sql)
+            tx.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, current_timestamp)", [number, name]
+            )
+        log.info("applied migration %s", name)
+        applied.append(name)
+    return applied

@@ -1,0 +1,59 @@
+"""Exception classes of BEAR: one base class and a few subclasses carrying their context."""
+
+from __future__ import annotations
+
+
+class BearError(Exception):
+    """Base class of every error BEAR raises on purpose; its message is meant for a person."""
+
+
+class DatabaseLockedError(BearError):
+    """The database file is held by another process."""
+
+    def __init__(self, message: str, *, path: str, pid: int | None, command: str | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
+        self.command = command
+
+
+class SettingError(BearError):
+    """A setting was given a value outside what it allows."""
+
+    def __init__(self, message: str, *, name: str, value: object = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
+class UnknownIdsError(BearError):
+    """Billing event ids that do not exist were given."""
+
+    def __init__(self, message: str, *, ids: list[int]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
+class ImportProblemError(BearError):
+    """An import file is malformed; ``problems`` lists file, row, column and problem."""
+
+    def __init__(self, message: str, *, problems: list[dict]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class PluginError(BearError):
+    """A plugin or rule definition is invalid (raised at start-up)."""
+
+
+class RulesFileError(PluginError):
+    """The declarative rules file is invalid."""
+
+    def __init__(self, message: str, *, path: str, rule_id: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.rule_id = rule_id
+
+
+class QueryError(BearError):
+    """A query given by a user was refused (writing statement, unknown sort column, ...)."""

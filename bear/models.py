@@ -1,0 +1,214 @@
+"""Enums and frozen dataclasses passed between BEAR's layers (rules, pipeline, UI, CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class Stage(StrEnum):
+    RELEASE = "release"
+    INVOICE = "invoice"
+
+
+class Severity(StrEnum):
+    BLOCK = "block"
+    WARN = "warn"
+
+
+class Action(StrEnum):
+    RELEASE_AND_INVOICE = "release_and_invoice"
+    RELEASE = "release"
+    INVOICE = "invoice"
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        if self is Action.RELEASE:
+            return (Stage.RELEASE,)
+        if self is Action.INVOICE:
+            return (Stage.INVOICE,)
+        return (Stage.RELEASE, Stage.INVOICE)
+
+
+RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Violation:
+    billing_event_id: int
+    stage: str
+    rule_id: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RuleTiming:
+    rule_id: str
+    plugin: str
+    stage: str
+    seconds: float
+    events: int
+    failed: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Plain data handed to notification hooks when a stage of a run finishes."""
+
+    run_id: int
+    action: str
+    requested_by: str
+    status: str
+    stage: str
+    released: int = 0
+    not_released: int = 0
+    batches: int = 0
+    failed_batches: int = 0
+    sales_invoices: int = 0
+    credit_notes: int = 0
+    not_passed: int = 0
+    process_run_id: int | None = None
+    link: str = ""
+    recipients: tuple[str, ...] = field(default_factory=tuple)
+    totals: tuple[tuple[str, str, Decimal], ...] = field(default_factory=tuple)
+    settings: Any = field(default=None, compare=False, repr=False)  # current settings, at delivery
+
+
+def _fmt_int(n: object) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run as recorded in ``runs``: its status, stage and counts."""
+
+    id: int
+    action: str
+    requested_by: str
+    status: str
+    stage: str
+    validated: bool = False
+    selected: int = 0
+    excluded: int = 0
+    batches: int = 0
+    batches_done: int = 0
+    failed_batches: int = 0
+    released: int = 0
+    not_released: int = 0
+    invoice_total: int = 0
+    invoice_done: int = 0
+    sales_invoices: int = 0
+    credit_notes: int = 0
+    not_passed: int = 0
+    process_run_id: int | None = None
+    error: str | None = None
+    created_at: Any = None
+    started_at: Any = None
+    updated_at: Any = None
+    finished_at: Any = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def documents(self) -> int:
+        return self.sales_invoices + self.credit_notes
+
+    def _repr_html_(self) -> str:
+        import html as _html
+
+        rows = [
+            ("status", self.status + ("" if self.finished else f" ({self.stage})")),
+            ("requested by", self.requested_by),
+            ("selected / left out up front", f"{self.selected:,} / {self.excluded:,}"),
+            (
+                "batches (failed)",
+                f"{self.batches_done:,}/{self.batches:,} ({self.failed_batches:,})",
+            ),
+            ("released / not released", f"{self.released:,} / {self.not_released:,}"),
+            ("sales invoices / credit notes", f"{self.sales_invoices:,} / {self.credit_notes:,}"),
+            ("not passed to accounting", _fmt_int(self.not_passed)),
+            ("process run", _fmt_int(self.process_run_id)),
+        ]
+        if self.error:
+            rows.append(("error", self.error))
+        body = "".join(
+            f"<tr><th style='text-align:left'>{_html.escape(k)}</th><td>{_html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        return f"<div><b>Run {self.id} — {_html.escape(self.action)}</b><table>{body}</table></div>"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an action over a selection would do; nothing is written to make it."""
+
+    action: str
+    selected: int
+    validated: bool
+    reason: str
+    eligible_ids: list[int]
+    violations: Any  # DataFrame: billing_event_id, stage, rule_id, severity, message
+    expected_documents: Any  # DataFrame: doc_type, currency, count, total
+    blast_radius: Any  # DataFrame: billing_event_id, batch_seq, culprits, first_culprit
+    by_rule: Any  # DataFrame: stage, rule_id, severity, events
+    timings: tuple[RuleTiming, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def eligible(self) -> int:
+        return len(self.eligible_ids)
+
+    @property
+    def ineligible(self) -> int:
+        return self.selected - len(self.eligible_ids) if self.validated else 0
+
+    def reasons(self, billing_event_id: int) -> list[str]:
+        v = self.violations
+        return list(v.loc[v.billing_event_id == billing_event_id, "message"])
+
+    def _repr_html_(self) -> str:
+        import html as _html
+
+        head = (
+            f"<b>Preview of {_html.escape(self.action)}</b>: {self.selected:,} selected, "
+            f"{self.eligible:,} eligible"
+        )
+        if not self.validated:
+            head += f" — <i>{_html.escape(self.reason)}</i>"
+        else:
+            head += f", {self.ineligible:,} ineligible ({self.seconds:.2f} s)"
+        docs = "".join(
+            f"<tr><td>{_html.escape(str(r.doc_type))}</td><td>{_html.escape(str(r.currency))}</td>"
+            f"<td style='text-align:right'>{r.count:,}</td><td style='text-align:right'>{r.total:,.2f}</td></tr>"
+            for r in self.expected_documents.itertuples()
+        )
+        reasons = "".join(
+            f"<tr><td>{_html.escape(str(r.stage))}</td><td>{_html.escape(str(r.rule_id))}</td>"
+            f"<td>{_html.escape(str(r.severity))}</td><td style='text-align:right'>{r.events:,}</td></tr>"
+            for r in self.by_rule.head(12).itertuples()
+        )
+        blast = ""
+        if self.validated and len(self.blast_radius):
+            blast = (
+                f"<p>Blast radius: {len(self.blast_radius):,} eligible events share a batch with an "
+                f"ineligible one and would fail with it if run unvalidated.</p>"
+            )
+        return (
+            f"<div><p>{head}</p><table><thead><tr><th>document</th><th>currency</th><th>count</th>"
+            f"<th>total</th></tr></thead><tbody>{docs}</tbody></table>"
+            + (
+                f"<table><thead><tr><th>stage</th><th>rule</th><th>severity</th><th>events</th></tr></thead>"
+                f"<tbody>{reasons}</tbody></table>"
+                if reasons
+                else ""
+            )
+            + blast
+            + "</div>"
+        )

@@ -1,0 +1,1 @@
+"""Plugins: the plugin manager factory, the typed hook facade, notification hookspecs, notifiers."""

@@ -1,0 +1,354 @@
+"""The plugin manager factory and ``PluginHost``, the one typed facade over the hooks.
+
+Built-in rule modules and notifiers are registered exactly like third-party plugins. Sources,
+in order: built-ins, entry points of group ``bear`` (unless ``BEAR_DISABLE_PLUGIN_AUTOLOAD``),
+``.py`` files of the plugins folder (setting ``plugins_dir`` or ``$BEAR_PLUGINS_DIR``), and
+plugin objects passed to ``bear.connect(plugins=[...])``. ``BEAR_DISABLE_PLUGINS=a,b`` blocks
+plugins by name. Nothing else in BEAR touches ``pm.hook``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pluggy
+
+from bear.errors import PluginError
+from bear.markers import PROJECT
+from bear.models import RunSummary
+from bear.plugins import hookspecs as notify_specs
+from bear.rules import hookspecs as rule_specs
+from bear.rules.engine import RegisteredRule, Registry
+from bear.rules.model import SqlRule, normalise
+
+log = logging.getLogger(__name__)
+
+# (module, plugin name): the core is built from these plugins, registered like any other.
+DEFAULT_PLUGINS = (
+    ("bear.rules.builtin_release", "builtin_release"),
+    ("bear.rules.builtin_invoice", "builtin_invoice"),
+    ("bear.rules.declarative", "rules_file"),
+    ("bear.plugins.notify_inapp", "in_app"),
+    ("bear.plugins.notify_email", "email"),
+    ("bear.plugins.notify_log", "log"),
+)
+BUILTIN_NAMES = {name for _, name in DEFAULT_PLUGINS}
+RESERVED_NAMESPACES = ("release", "invoice")
+
+
+def _env_list(name: str) -> list[str]:
+    return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
+
+
+def make_plugin_manager(
+    extra: Iterable[object] = (), plugins_dir: str = ""
+) -> tuple[pluggy.PluginManager, dict[str, str]]:
+    """Build a plugin manager; returns it and {plugin name: source}."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(rule_specs)
+    pm.add_hookspecs(notify_specs)
+    sources: dict[str, str] = {}
+    for name in _env_list("BEAR_DISABLE_PLUGINS"):
+        pm.set_blocked(name)
+    for modname, short in DEFAULT_PLUGINS:
+        if pm.is_blocked(short):
+            continue
+        pm.register(importlib.import_module(modname), name=short)
+        sources[short] = "built-in"
+    if os.environ.get("BEAR_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0", "false"):
+        log.info("entry-point plugins not loaded: BEAR_DISABLE_PLUGIN_AUTOLOAD is set")
+    else:
+        before = set(n for n, _ in pm.list_name_plugin())
+        try:
+            pm.load_setuptools_entrypoints(PROJECT)
+        except Exception as exc:  # an entry point that fails to import is a start-up error
+            raise PluginError(
+                f"a plugin installed under entry-point group 'bear' failed to load: {exc}"
+            ) from exc
+        dist = {id(p): d for p, d in pm.list_plugin_distinfo()}
+        for name, plugin in pm.list_name_plugin():
+            if name not in before and plugin is not None:
+                d = dist.get(id(plugin))
+                sources[name] = (
+                    f"entry point ({d.project_name} {d.version})" if d else "entry point"
+                )
+    folder = plugins_dir or os.environ.get("BEAR_PLUGINS_DIR", "")
+    if folder:
+        path = Path(folder)
+        if not path.is_dir():
+            raise PluginError(f"plugins folder {folder!r} does not exist or is not a folder")
+        for file in sorted(path.glob("*.py")):
+            name = file.stem
+            if pm.is_blocked(name):
+                continue
+            modname = f"bear_plugin_{name}"
+            spec = importlib.util.spec_from_file_location(modname, file)
+            if spec is None or spec.loader is None:
+                raise PluginError(f"plugin file {file} cannot be loaded")
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin file {file} failed to import: {type(exc).__name__}: {exc}"
+                ) from exc
+            sys.modules[modname] = module
+            _register(pm, module, name)
+            sources[name] = f"plugins folder ({file})"
+    for obj in extra:
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+        if isinstance(obj, type):
+            raise PluginError(f"plugin {name!r} is a class; pass an instance or a module")
+        if pm.is_blocked(name):
+            continue
+        base, n = name, 2
+        while pm.get_plugin(name) is not None:
+            name = f"{base}-{n}"
+            n += 1
+        _register(pm, obj, name)
+        sources[name] = "passed to connect()"
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from None
+    return pm, sources
+
+
+def _register(pm: pluggy.PluginManager, obj: object, name: str) -> None:
+    try:
+        pm.register(obj, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r} is invalid: {exc}") from None
+    except ValueError as exc:
+        raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from None
+
+
+class PluginHost:
+    """The typed facade over the plugin manager, and the workspace's rule registry."""
+
+    def __init__(self, ws: Any, extra: Iterable[object] = ()) -> None:
+        self.ws = ws
+        self.extra = list(extra)
+        self.pm, self.sources = make_plugin_manager(self.extra, ws.settings.plugins_dir)
+        self._prepared: set[int] = set()
+        self._lock = threading.Lock()
+        self.registry = self.build_registry(ws.settings)
+
+    # -- rules -----------------------------------------------------------------------------
+    def build_registry(self, settings: Any) -> Registry:
+        """Collect every plugin's rules; bad definitions and duplicate ids fail here."""
+        rules: list[RegisteredRule] = []
+        owner: dict[str, str] = {}
+        disabled = set(settings.disabled_rules)
+        for impl in self.pm.hook.bear_register_rules.get_hookimpls():
+            plugin = impl.plugin_name
+            try:
+                got = impl.function(settings=settings)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {plugin!r} failed to register its rules: {type(exc).__name__}: {exc}"
+                ) from exc
+            for rule in list(got or []):
+                rid, stage, severity, description = normalise(rule, plugin)
+                if rid in owner:
+                    raise PluginError(
+                        f"rule id {rid!r} is registered twice: by plugin {owner[rid]!r} and by plugin {plugin!r}"
+                    )
+                if rid.split(".")[0] in RESERVED_NAMESPACES and plugin not in BUILTIN_NAMES:
+                    raise PluginError(
+                        f"plugin {plugin!r}: rule id {rid!r} uses the built-in namespace "
+                        f"{rid.split('.')[0]!r}; choose a namespace of your own"
+                    )
+                owner[rid] = plugin
+                rr = RegisteredRule(
+                    rule, plugin, rid, stage, severity, description, rid not in disabled
+                )
+                if isinstance(rule, SqlRule):
+                    rr.fail_sql = rule.fail_when
+                    rr.message_sql, _ = rule.message_expression()
+                rules.append(rr)
+        registry = Registry(rules)
+        self._check_sql(registry)
+        return registry
+
+    def _check_sql(self, registry: Registry) -> None:
+        """Bind every SQL rule against the (empty) batch view, so a typo fails at start-up."""
+        from bear.rules.batch import build_batch
+
+        cur = self.ws.db.con.cursor()
+        try:
+            self.prepare(cur)
+            cur.execute("CREATE OR REPLACE TEMP TABLE _schema_ids (billing_event_id BIGINT)")
+            build_batch(cur, "_schema_ids")
+            for rr in registry.rules:
+                if rr.kind != "sql":
+                    continue
+                try:
+                    cur.execute(
+                        f"SELECT ({rr.fail_sql})::BOOLEAN, ({rr.message_sql})::VARCHAR FROM _batch LIMIT 0"
+                    )
+                except duckdb.Error as exc:
+                    first = str(exc).splitlines()[0]
+                    where = (
+                        f" in rules file {self.ws.settings.rules_file}"
+                        if rr.plugin == "rules_file"
+                        else ""
+                    )
+                    raise PluginError(
+                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}"
+                    ) from None
+        finally:
+            cur.close()
+
+    def rebuild(self) -> None:
+        self.registry = self.build_registry(self.ws.settings)
+
+    def check_settings(self, new_values: dict[str, Any]) -> None:
+        """Validator run before settings are saved: a change must leave a working registry."""
+        if not {
+            "rules_file",
+            "disabled_rules",
+            "max_lines_per_document",
+            "require_approval",
+            "plugins_dir",
+        } & set(new_values):
+            return
+        from types import SimpleNamespace
+
+        view = SimpleNamespace(**{**self.ws.settings.as_dict(), **new_values})
+        if "plugins_dir" in new_values and new_values["plugins_dir"]:
+            make_plugin_manager((), new_values["plugins_dir"])
+        self.build_registry(view)
+
+    def rules_frame(self) -> pd.DataFrame:
+        rows = []
+        for r in self.registry.rules:
+            t = self.registry.timings.get(r.id)
+            rows.append(
+                {
+                    "id": r.id,
+                    "stage": r.stage,
+                    "severity": r.severity,
+                    "description": r.description,
+                    "plugin": r.plugin,
+                    "enabled": r.enabled,
+                    "kind": r.kind,
+                    "last_seconds": None if t is None else round(t.seconds, 4),
+                    "last_events": None if t is None else t.events,
+                    "last_violations": None if t is None else t.failed,
+                    "last_error": None if t is None else t.error,
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "id",
+                "stage",
+                "severity",
+                "description",
+                "plugin",
+                "enabled",
+                "kind",
+                "last_seconds",
+                "last_events",
+                "last_violations",
+                "last_error",
+            ],
+        )
+
+    def plugins_frame(self) -> pd.DataFrame:
+        rows = []
+        dist = {id(p): d for p, d in self.pm.list_plugin_distinfo()}
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            d = dist.get(id(plugin))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            rows.append(
+                {
+                    "name": name,
+                    "version": d.version if d else getattr(plugin, "__version__", ""),
+                    "source": self.sources.get(name, ""),
+                    "hooks": ", ".join(hooks),
+                }
+            )
+        return pd.DataFrame(rows, columns=["name", "version", "source", "hooks"])
+
+    # -- connections -----------------------------------------------------------------------
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Call ``bear_prepare_connection`` once per cursor."""
+        key = id(con)
+        if key in self._prepared:
+            return
+        for impl in self.pm.hook.bear_prepare_connection.get_hookimpls():
+            try:
+                impl.function(con=con)
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in bear_prepare_connection: {exc}"
+                ) from exc
+        with self._lock:
+            self._prepared.add(key)
+
+    # -- notifications ---------------------------------------------------------------------
+    def notifier_names(self, kind: str) -> list[str]:
+        """Plugins implementing the hook of notification ``kind``."""
+        return [impl.plugin_name for impl in self._caller(kind).get_hookimpls()]
+
+    def _caller(self, kind: str) -> Any:
+        return {
+            "release_finished": self.pm.hook.bear_release_finished,
+            "invoicing_finished": self.pm.hook.bear_invoicing_finished,
+            "run_failed": self.pm.hook.bear_run_failed,
+        }[kind]
+
+    def plugin(self, name: str) -> object | None:
+        return self.pm.get_plugin(name)
+
+    def deliver(
+        self,
+        kind: str,
+        plugin_name: str,
+        summary: RunSummary,
+        error: str = "",
+        timeout: float = 30.0,
+    ) -> tuple[bool, str | None, float]:
+        """Call ONE plugin's notification hook, guarded and timed; returns (ok, error, seconds)."""
+        impls = [i for i in self._caller(kind).get_hookimpls() if i.plugin_name == plugin_name]
+        if not impls:
+            return False, f"plugin {plugin_name!r} is not loaded", 0.0
+        kwargs: dict[str, Any] = {"summary": summary}
+        if kind == "run_failed":
+            kwargs["error"] = error
+        result: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                impls[0].function(**kwargs)
+                result["ok"] = True
+            except BaseException as exc:  # noqa: BLE001 — recorded against the plugin
+                result["error"] = f"{type(exc).__name__}: {exc}"
+
+        t0 = time.perf_counter()
+        worker = threading.Thread(target=call, name=f"notify-{plugin_name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        seconds = time.perf_counter() - t0
+        if worker.is_alive():
+            return False, f"timed out after {timeout:g} s", seconds
+        if "error" in result:
+            return False, result["error"], seconds
+        return True, None, seconds

@@ -1,0 +1,63 @@
+"""Built-in notifier: e-mail over SMTP (``smtplib``), one message per recipient.
+
+Host, port, sender, STARTTLS and user name come from the settings; the password only from
+the environment variable ``BEAR_SMTP_PASSWORD``. Addresses are validated (a single plain
+address, no line breaks), so a recipient can never inject headers.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+from bear.config import is_email
+from bear.errors import BearError
+from bear.markers import hookimpl
+from bear.models import RunSummary
+from bear.plugins.messages import compose
+
+PER_RECIPIENT = True  # the outbox owes one e-mail per recipient, each retried on its own
+TIMEOUT_S = 15
+
+
+def send(settings: Any, recipient: str, subject: str, text: str, page: str) -> None:
+    """Send one e-mail now; raises on any problem (the outbox keeps it for a retry)."""
+    if not settings.smtp_host:
+        raise BearError("smtp_host is not set; the e-mail stays in the outbox")
+    if not is_email(recipient):
+        raise BearError(f"{recipient!r} is not a valid e-mail address")
+    msg = EmailMessage()
+    msg["From"] = settings.smtp_sender
+    msg["To"] = recipient
+    msg["Subject"] = subject.replace("\r", " ").replace("\n", " ")
+    msg["Message-ID"] = make_msgid(domain="bear.local")
+    msg.set_content(text)
+    msg.add_alternative(page, subtype="html")
+    with smtplib.SMTP(settings.smtp_host, int(settings.smtp_port), timeout=TIMEOUT_S) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls()
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, os.environ.get("BEAR_SMTP_PASSWORD", ""))
+        smtp.send_message(msg)
+
+
+def _deliver(kind: str, summary: RunSummary, error: str = "") -> None:
+    settings = summary.settings
+    if settings is None:
+        raise BearError("no settings were handed to the e-mail notifier")
+    subject, text, page = compose(kind, summary, error)
+    for recipient in summary.recipients:
+        send(settings, recipient, subject, text, page)
+
+
+@hookimpl
+def bear_invoicing_finished(summary: RunSummary) -> None:
+    _deliver("invoicing_finished", summary)
+
+
+@hookimpl
+def bear_run_failed(summary: RunSummary, error: str) -> None:
+    _deliver("run_failed", summary, error)

@@ -1,0 +1,337 @@
+"""The rule engine: evaluate every enabled rule of a stage over a batch of events, set-based.
+
+All ``SqlRule``s of a stage run in ONE DuckDB pass over the batch view. Python rules get the
+batch (as a relation on a cursor of their own) in a worker thread with a timeout. Each rule
+is timed and guarded on its own: a rule that raises, times out or returns garbage fails
+closed — every event it was judging gets a ``block`` violation naming the rule and its plugin.
+Violations land in the temp table named by ``target`` on the evaluating cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from bear.models import RuleTiming
+from bear.rules.batch import Batch, build_batch
+from bear.rules.model import SqlRule, sql_string
+
+log = logging.getLogger(__name__)
+
+VIOLATIONS_DDL = (
+    "CREATE OR REPLACE TEMP TABLE {target} (billing_event_id BIGINT, stage VARCHAR, rule_id VARCHAR,"
+    " severity VARCHAR, message VARCHAR)"
+)
+
+
+@dataclass
+class RegisteredRule:
+    """A rule as the registry holds it: the object, its plugin and its checked metadata."""
+
+    rule: Any
+    plugin: str
+    id: str
+    stage: str
+    severity: str
+    description: str
+    enabled: bool = True
+    fail_sql: str | None = None  # SqlRule: predicate
+    message_sql: str | None = None  # SqlRule: message expression
+
+    @property
+    def kind(self) -> str:
+        return "sql" if isinstance(self.rule, SqlRule) else "python"
+
+
+@dataclass
+class Registry:
+    """The rules of a workspace, plus the last timing and failure of each (for display)."""
+
+    rules: list[RegisteredRule] = field(default_factory=list)
+    timings: dict[str, RuleTiming] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def for_stage(self, stage: str) -> list[RegisteredRule]:
+        return [r for r in self.rules if r.stage == stage and r.enabled]
+
+    def record(self, timings: list[RuleTiming]) -> None:
+        with self.lock:
+            for t in timings:
+                self.timings[t.rule_id] = t
+
+
+def _fail_closed(
+    cur: duckdb.DuckDBPyConnection, target: str, stage: str, rr: RegisteredRule, error: str
+) -> int:
+    msg = f"rule {rr.id} ({rr.plugin}) failed: {error}"
+    cur.execute(
+        f"INSERT INTO {target} SELECT billing_event_id, $stage, $rid, 'block', $msg FROM _batch",
+        {"stage": stage, "rid": rr.id, "msg": msg[:2000]},
+    )
+    log.warning("%s", msg)
+    return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
+
+
+def _sql_case(rr: RegisteredRule) -> str:
+    return (
+        f"CASE WHEN ({rr.fail_sql}) IS TRUE THEN {{'rule_id': {sql_string(rr.id)}, "
+        f"'severity': {sql_string(rr.severity)}, 'message': {rr.message_sql}}} END"
+    )
+
+
+def _run_sql_rules(
+    cur: duckdb.DuckDBPyConnection, rules: list[RegisteredRule], target: str, stage: str
+) -> None:
+    cases = ", ".join(_sql_case(r) for r in rules)
+    cur.execute(
+        f"""
+        INSERT INTO {target}
+        SELECT billing_event_id, $stage, v.rule_id, v.severity, v.message FROM (
+            SELECT billing_event_id, unnest(list_filter([{cases}], lambda x: x IS NOT NULL)) AS v FROM _batch
+        )
+        """,
+        {"stage": stage},
+    )
+
+
+class _Interrupter:
+    """Interrupts a cursor's running query when a time limit passes."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, seconds: float) -> None:
+        self.fired = False
+        self._cur = cur
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self._cur.interrupt()
+        except duckdb.Error:
+            log.debug("interrupt failed", exc_info=True)
+
+    def __enter__(self) -> _Interrupter:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _normalise_output(out: Any) -> pa.Table:
+    if isinstance(out, duckdb.DuckDBPyRelation):
+        out = out.to_arrow_table()
+    elif isinstance(out, pa.RecordBatchReader):
+        out = out.read_all()
+    elif hasattr(out, "to_arrow") and not isinstance(out, pa.Table):  # polars and friends
+        out = out.to_arrow()
+    elif out.__class__.__name__ == "DataFrame" and hasattr(out, "columns"):
+        out = pa.Table.from_pandas(out, preserve_index=False)
+    if not isinstance(out, pa.Table):
+        raise TypeError(
+            f"returned {type(out).__name__}; expected a DuckDB relation, Arrow table or DataFrame"
+        )
+    missing = {"billing_event_id", "message"} - set(out.column_names)
+    if missing:
+        raise TypeError(
+            f"returned columns {out.column_names}; expected billing_event_id and message (missing {sorted(missing)})"
+        )
+    try:
+        ids = out.column("billing_event_id").cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise TypeError(f"billing_event_id is not a column of whole numbers ({exc})") from None
+    msgs = out.column("message").cast(pa.string())
+    return pa.table({"billing_event_id": ids, "message": msgs})
+
+
+def _call_python_rule(
+    rr: RegisteredRule,
+    table: pa.Table,
+    stage: str,
+    settings: Any,
+    new_cursor: Callable[[], duckdb.DuckDBPyConnection],
+    timeout: float,
+) -> tuple[pa.Table | None, str | None]:
+    """Run one Python rule in a worker thread; returns (failing rows, error)."""
+    fut: Future[pa.Table] = Future()
+    holder: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            con = new_cursor()
+            holder["con"] = con
+            out = rr.rule.evaluate(Batch(con, table, stage, settings))
+            fut.set_result(_normalise_output(out))
+        except BaseException as exc:  # noqa: BLE001 — reported as this rule's failure
+            fut.set_exception(exc)
+
+    thread = threading.Thread(target=work, name=f"rule-{rr.id}", daemon=True)
+    thread.start()
+    try:
+        return fut.result(timeout=timeout), None
+    except TimeoutError:
+        con = holder.get("con")
+        if con is not None:
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                log.debug("interrupt failed", exc_info=True)
+        return None, f"timed out after {timeout:g} s"
+    except BaseException as exc:  # noqa: BLE001
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def evaluate_stage(
+    cur: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    stage: str,
+    *,
+    target: str,
+    settings: Any,
+    new_cursor: Callable[[], duckdb.DuckDBPyConnection],
+    timeout: float,
+) -> list[RuleTiming]:
+    """Evaluate the enabled rules of ``stage`` over ``_batch`` (already built on ``cur``)."""
+    rules = registry.for_stage(stage)
+    timings: list[RuleTiming] = []
+    n_events = int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
+    if not rules or n_events == 0:
+        return timings
+    sql_rules = [r for r in rules if r.kind == "sql"]
+    py_rules = [r for r in rules if r.kind == "python"]
+
+    def count_for(rule_id: str) -> int:
+        return int(
+            cur.execute(
+                f"SELECT count(*) FROM {target} WHERE rule_id = $r AND stage = $s",
+                {"r": rule_id, "s": stage},
+            ).fetchall()[0][0]
+        )
+
+    if sql_rules:
+        t0 = time.perf_counter()
+        ok = False
+        error = None
+        with _Interrupter(cur, timeout) as guard:
+            try:
+                _run_sql_rules(cur, sql_rules, target, stage)
+                ok = True
+            except duckdb.Error as exc:
+                error = "timed out" if guard.fired else str(exc)
+        shared = time.perf_counter() - t0
+        if ok:
+            counts = dict(
+                cur.execute(
+                    f"SELECT rule_id, count(*) FROM {target} WHERE stage = $s GROUP BY 1",
+                    {"s": stage},
+                ).fetchall()
+            )
+            timings += [
+                RuleTiming(r.id, r.plugin, stage, shared, n_events, counts.get(r.id, 0))
+                for r in sql_rules
+            ]
+        else:
+            log.info("one-pass SQL rules failed (%s); evaluating them one by one", error)
+            for rr in sql_rules:
+                t1 = time.perf_counter()
+                err = None
+                with _Interrupter(cur, timeout) as guard:
+                    try:
+                        _run_sql_rules(cur, [rr], target, stage)
+                    except duckdb.Error as exc:
+                        err = (
+                            f"timed out after {timeout:g} s"
+                            if guard.fired
+                            else str(exc).splitlines()[0]
+                        )
+                if err:
+                    _fail_closed(cur, target, stage, rr, err)
+                timings.append(
+                    RuleTiming(
+                        rr.id,
+                        rr.plugin,
+                        stage,
+                        time.perf_counter() - t1,
+                        n_events,
+                        count_for(rr.id),
+                        err,
+                    )
+                )
+    if py_rules:
+        table = cur.sql("SELECT * FROM _batch").to_arrow_table()
+        for rr in py_rules:
+            t1 = time.perf_counter()
+            out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout)
+            if out is not None:
+                cur.register("_rule_out", out)
+                try:
+                    unknown = cur.execute(
+                        "SELECT count(*), min(billing_event_id) FROM _rule_out "
+                        "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _batch) OR billing_event_id IS NULL"
+                    ).fetchall()[0]
+                    if unknown[0]:
+                        err = f"returned {unknown[0]} id(s) that are not in the batch (e.g. {unknown[1]})"
+                    else:
+                        cur.execute(
+                            f"INSERT INTO {target} SELECT DISTINCT billing_event_id, $s, $r, $sev,"
+                            " coalesce(message, $r) FROM _rule_out",
+                            {"s": stage, "r": rr.id, "sev": rr.severity},
+                        )
+                finally:
+                    cur.unregister("_rule_out")
+            if err:
+                _fail_closed(cur, target, stage, rr, err)
+            timings.append(
+                RuleTiming(
+                    rr.id,
+                    rr.plugin,
+                    stage,
+                    time.perf_counter() - t1,
+                    n_events,
+                    count_for(rr.id),
+                    err,
+                )
+            )
+    registry.record(timings)
+    return timings
+
+
+def evaluate(
+    cur: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    stages: tuple[str, ...],
+    source: str,
+    *,
+    target: str = "_violations",
+    settings: Any,
+    new_cursor: Callable[[], duckdb.DuckDBPyConnection],
+    timeout: float,
+    invoice_as_released: bool = False,
+    run_id: int | None = None,
+) -> list[RuleTiming]:
+    """Evaluate ``stages`` for the ids in table ``source``; violations go to ``target``."""
+    cur.execute(VIOLATIONS_DDL.format(target=target))
+    timings: list[RuleTiming] = []
+    build_batch(cur, source, run_id=run_id)
+    for stage in stages:
+        if invoice_as_released and stage == "invoice":
+            # Judged as if released: same rows, only the flag differs (cheaper than a rebuild).
+            cur.execute("UPDATE _batch SET released = true WHERE NOT released")
+        timings += evaluate_stage(
+            cur,
+            registry,
+            stage,
+            target=target,
+            settings=settings,
+            new_cursor=new_cursor,
+            timeout=timeout,
+        )
+    return timings

@@ -1,0 +1,358 @@
+"""The Workspace: the one object the Python API, the CLI and the dashboard call.
+
+It owns the database (one process at a time), the settings, the plugin manager and the
+rule registry, and the background runner that executes release and invoicing runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from bear.config import Settings
+from bear.db import Database, open_database
+from bear.errors import BearError, QueryError, UnknownIdsError
+from bear.selection import Filters, Selection
+
+log = logging.getLogger(__name__)
+
+_READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+class Workspace:
+    """An open BEAR database. Use ``bear.connect(path)`` to get one; close it when done."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        plugins: Iterable[object] = (),
+        *,
+        resume: bool = True,
+    ) -> None:
+        self.path = str(path)
+        self.db: Database = open_database(self.path)
+        self._extra_plugins = list(plugins)
+        self._lock = threading.RLock()
+        self._write_lock = threading.RLock()  # serialises this process's write transactions
+        self.data_version = 0
+        self._eligibility_cache: dict[tuple[str, int], Any] = {}
+        try:
+            self.settings = Settings(self.db)
+            from bear.plugins.manager import PluginHost
+
+            self.plugins = PluginHost(self, self._extra_plugins)
+            self.settings.add_validator(self.plugins.check_settings)
+            self.settings.add_listener(self._settings_changed)
+            from bear.pipeline import Runner
+
+            self.runner = Runner(self)
+            if resume:
+                self.runner.resume()
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- life cycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the runner (at a batch boundary) and close the database."""
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.stop()
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<bear.Workspace {self.path!r}>"
+
+    def refresh(self) -> None:
+        """Note that data changed (import, seed, run): cached eligibility is recomputed on demand."""
+        with self._lock:
+            self.data_version += 1
+            self._eligibility_cache.clear()
+
+    def _settings_changed(self, changed: dict[str, Any]) -> None:
+        self.refresh()
+
+    # -- low-level reading -------------------------------------------------------------------
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return self.db.cursor().execute(sql, params or {})
+
+    def _frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """A query's result as a DataFrame, DECIMAL kept as ``Decimal``."""
+        return self.db.cursor().sql(sql, params=params or {}).to_arrow_table().to_pandas()
+
+    def sql(self, query: str, **params: Any) -> pd.DataFrame:
+        """Run one read-only SQL statement (SELECT, EXPLAIN) with ``$name`` parameters."""
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("sql: expected a SELECT statement")
+        cur = self.db.cursor()
+        try:
+            statements = cur.extract_statements(query)
+        except duckdb.Error as exc:
+            raise QueryError(f"sql: {exc}") from None
+        if len(statements) != 1:
+            raise QueryError(f"sql: expected exactly one statement, got {len(statements)}")
+        kind = statements[0].type.name
+        if kind not in _READ_ONLY_TYPES:
+            raise QueryError(f"sql: only read-only statements are allowed here, not {kind}")
+        try:
+            if kind == "PRAGMA":
+                raise QueryError("sql: PRAGMA statements are not allowed here")
+            return self._frame(query, params)
+        except duckdb.Error as exc:
+            raise QueryError(f"sql: {exc}") from None
+
+    # -- selections --------------------------------------------------------------------------
+    def awaiting_release(self, **filters: Any) -> Selection:
+        """Events not yet released, filtered (see ``bear.selection.FILTERS``)."""
+        return Selection(self, "awaiting_release", Filters.build(**filters))
+
+    def awaiting_invoice(self, **filters: Any) -> Selection:
+        """Released events without a document yet, filtered."""
+        return Selection(self, "awaiting_invoice", Filters.build(**filters))
+
+    def events(self, **filters: Any) -> Selection:
+        """All billing events, filtered."""
+        return Selection(self, "all", Filters.build(**filters))
+
+    def resolve_ids(self, ids_or_selection: Selection | Sequence[int] | Iterable[int]) -> list[int]:
+        """Sorted, distinct ids of a selection or id list; unknown ids raise, naming them."""
+        if isinstance(ids_or_selection, Selection):
+            if ids_or_selection.ws is not self:
+                raise BearError("the selection belongs to another workspace")
+            return ids_or_selection.ids()
+        if isinstance(ids_or_selection, str | bytes) or not isinstance(ids_or_selection, Iterable):
+            raise BearError(
+                f"expected a list of billing event ids or a selection, not {ids_or_selection!r}"
+            )
+        ids: list[int] = []
+        for v in ids_or_selection:
+            if isinstance(v, bool):
+                raise BearError(f"{v!r} is not a billing event id")
+            try:
+                ids.append(int(v))
+            except (TypeError, ValueError):
+                raise BearError(f"{v!r} is not a billing event id") from None
+        ids = sorted(set(ids))
+        if not ids:
+            return []
+        missing = [
+            r[0]
+            for r in self.db.cursor()
+            .sql(
+                "SELECT i FROM (SELECT unnest($ids) AS i) WHERE i NOT IN (SELECT id FROM billing_events) ORDER BY i",
+                params={"ids": ids},
+            )
+            .fetchall()
+        ]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
+            raise UnknownIdsError(
+                f"{len(missing)} unknown billing event id(s): {shown}; nothing was run", ids=missing
+            )
+        return ids
+
+    # -- rules and preview -------------------------------------------------------------------
+    def rules(self) -> pd.DataFrame:
+        """Every registered rule: id, stage, severity, description, plugin, enabled, last timing."""
+        return self.plugins.rules_frame()
+
+    def plugin_list(self) -> pd.DataFrame:
+        """Every loaded plugin: name, version, source, hooks."""
+        return self.plugins.plugins_frame()
+
+    def preview(
+        self, ids_or_selection: Any, action: str = "release_and_invoice", full: bool = False
+    ) -> Any:
+        """What ``action`` would do to these events: eligible ids, violations, expected documents,
+        blast radius. Writes nothing."""
+        from bear.pipeline import preview
+
+        return preview(self, ids_or_selection, action, full)
+
+    def eligibility(self, kind: str = "awaiting_release") -> pd.DataFrame:
+        """Blocking reasons of every ineligible event of ``kind`` (cached until data changes)."""
+        from bear.pipeline import eligibility_table
+
+        return eligibility_table(self, kind)[0].to_pandas()
+
+    # -- runs --------------------------------------------------------------------------------
+    def _start(
+        self,
+        action: str,
+        ids_or_selection: Any,
+        user: str,
+        wait: bool,
+        full: bool,
+        timeout: float | None,
+    ) -> Any:
+        from bear.pipeline import RunHandle, submit
+
+        run_id = submit(self, action, ids_or_selection, user, full=full)
+        handle = RunHandle(self, run_id)
+        return handle.wait(timeout) if wait else handle
+
+    def release_and_invoice(
+        self,
+        ids_or_selection: Any,
+        user: str,
+        *,
+        wait: bool = True,
+        full: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Release the events in batches, then create their sales invoices and credit notes.
+
+        ``wait=True`` returns the finished ``RunResult``; ``wait=False`` a handle with ``.id``
+        and ``.wait(timeout)``."""
+        return self._start("release_and_invoice", ids_or_selection, user, wait, full, timeout)
+
+    def release(
+        self,
+        ids_or_selection: Any,
+        user: str,
+        *,
+        wait: bool = True,
+        full: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Release the events in batches (no documents)."""
+        return self._start("release", ids_or_selection, user, wait, full, timeout)
+
+    def invoice(
+        self,
+        ids_or_selection: Any,
+        user: str,
+        *,
+        wait: bool = True,
+        full: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Create sales invoices and credit notes for released events."""
+        return self._start("invoice", ids_or_selection, user, wait, full, timeout)
+
+    def cancel(self, run_id: int) -> Any:
+        """Ask a run to stop at its next batch boundary."""
+        from bear.pipeline import cancel
+
+        return cancel(self, run_id)
+
+    def run(self, run_id: int) -> Any:
+        """The ``RunResult`` of a run."""
+        from bear.pipeline import read_run
+
+        try:
+            rid = int(run_id)
+        except (TypeError, ValueError):
+            raise BearError(f"unknown run id {run_id!r}") from None
+        return read_run(self.db.cursor(), rid)
+
+    def runs(self, limit: int = 1000) -> pd.DataFrame:
+        """Recent runs, newest first."""
+        return self._frame(
+            "SELECT id, action, requested_by, status, stage, selected, excluded, released, not_released, "
+            "batches_total AS batches, batches_done, failed_batches, invoice_total, invoice_done, sales_invoices, "
+            "credit_notes, not_passed, process_run_id, error, created_at, started_at, updated_at, finished_at, "
+            "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds "
+            "FROM runs ORDER BY id DESC LIMIT $n",
+            {"n": int(limit)},
+        )
+
+    def release_batches(self, run_id: int) -> pd.DataFrame:
+        """The release batches of a run: seq, size, status, released, cause."""
+        return self._frame(
+            "SELECT run_id, seq, size, status, released, cause, finished_at FROM release_batches "
+            "WHERE run_id = $r ORDER BY seq",
+            {"r": int(run_id)},
+        )
+
+    def process_runs(self, run_id: int | None = None) -> pd.DataFrame:
+        cond = "" if run_id is None else "WHERE run_id = $r"
+        return self._frame(
+            f"SELECT * FROM process_runs {cond} ORDER BY id DESC",
+            {} if run_id is None else {"r": int(run_id)},
+        )
+
+    def process_logs(self, process_run_id: int, status: str | None = None) -> pd.DataFrame:
+        """One row per event the invoicing stage processed: status OK (with document) or ERROR."""
+        params: dict[str, Any] = {"p": int(process_run_id)}
+        cond = ""
+        if status is not None:
+            if status not in ("OK", "ERROR"):
+                raise BearError(f"status must be 'OK' or 'ERROR', not {status!r}")
+            cond = " AND l.status = $s"
+            params["s"] = status
+        return self._frame(
+            "SELECT l.billing_event_id, l.status, l.message, l.rule_id, l.document_id, d.number AS document_number, "
+            "l.process_run_id, l.created_at FROM process_logs l LEFT JOIN documents d ON d.id = l.document_id "
+            f"WHERE l.process_run_id = $p{cond} ORDER BY l.billing_event_id",
+            params,
+        )
+
+    def app_logs(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Release-stage problems and other background events, oldest first."""
+        cond = "" if run_id is None else "WHERE run_id = $r"
+        lim = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._frame(
+            f"SELECT id, created_at, run_id, batch_seq, level, origin, record_id, rule_id, message, detail "
+            f"FROM app_logs {cond} ORDER BY id{lim}",
+            {} if run_id is None else {"r": int(run_id)},
+        )
+
+    def documents(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Sales invoices and credit notes (of one run, or all)."""
+        cond = "" if run_id is None else "WHERE pr.run_id = $r"
+        lim = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._frame(
+            "SELECT d.id, d.number, d.doc_type, d.billing_event_id, d.account_id, a.name AS account, d.company_id, "
+            "c.name AS company, d.currency, d.total, d.document_date, d.process_run_id, pr.run_id "
+            "FROM documents d LEFT JOIN process_runs pr ON pr.id = d.process_run_id "
+            "LEFT JOIN accounts a ON a.id = d.account_id LEFT JOIN companies c ON c.id = d.company_id "
+            f"{cond} ORDER BY d.id{lim}",
+            {} if run_id is None else {"r": int(run_id)},
+        )
+
+    def document_lines(self, document_id: int) -> pd.DataFrame:
+        return self._frame(
+            "SELECT l.*, p.name AS product FROM document_lines l LEFT JOIN products p ON p.id = l.product_id "
+            "WHERE l.document_id = $d ORDER BY l.id",
+            {"d": int(document_id)},
+        )
+
+    def notifications(self, run_id: int | None = None, channel: str | None = None) -> pd.DataFrame:
+        """The notification outbox: what was owed, to whom, and whether it was delivered."""
+        cond, params = [], {}
+        if run_id is not None:
+            cond.append("run_id = $r")
+            params["r"] = int(run_id)
+        if channel is not None:
+            cond.append("channel = $c")
+            params["c"] = channel
+        where = ("WHERE " + " AND ".join(cond)) if cond else ""
+        return self._frame(
+            "SELECT id, run_id, kind, channel, recipient, subject, body, status, attempts, last_error, created_at, "
+            f"sent_at FROM notifications {where} ORDER BY id",
+            params,
+        )
+
+    def retry_notifications(self) -> dict[str, int]:
+        """Deliver every pending notification now, whatever its backoff."""
+        from bear.pipeline import deliver_pending
+
+        return deliver_pending(self, force=True)
+
+    def _eligibility_condition(self, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
+        from bear.pipeline import eligibility_condition
+
+        return eligibility_condition(self, kind, eligibility)
