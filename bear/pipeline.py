@@ -383,23 +383,22 @@ def submit(
         raise BearError("nothing to run: the selection is empty")
     validated = bool(full) or n <= int(ws.settings.validation_limit)
     snapshot = json.dumps({k: v for k, v in ws.settings.as_dict().items()}, default=str)
-    with ws._write_lock:
-        with ws.db.transaction() as tx:
-            run_id = tx.execute(
-                "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, updated_at) "
-                "VALUES (?, ?, ?, ?, ?::JSON, current_timestamp) RETURNING id",
-                [act.value, user, validated, n, snapshot],
-            ).fetchall()[0][0]
-            tx.execute(
-                "INSERT INTO run_events (run_id, billing_event_id, ord) "
-                "SELECT $r, billing_event_id, row_number() OVER (ORDER BY billing_event_id) FROM _submit_ids",
-                {"r": run_id},
-            )
-            tx.execute(
-                "INSERT INTO event_claims SELECT billing_event_id, $r FROM _submit_ids "
-                "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM event_claims)",
-                {"r": run_id},
-            )
+    with ws._write_lock, ws.db.transaction() as tx:
+        run_id = tx.execute(
+            "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, updated_at) "
+            "VALUES (?, ?, ?, ?, ?::JSON, current_timestamp) RETURNING id",
+            [act.value, user, validated, n, snapshot],
+        ).fetchall()[0][0]
+        tx.execute(
+            "INSERT INTO run_events (run_id, billing_event_id, ord) "
+            "SELECT $r, billing_event_id, row_number() OVER (ORDER BY billing_event_id) FROM _submit_ids",
+            {"r": run_id},
+        )
+        tx.execute(
+            "INSERT INTO event_claims SELECT billing_event_id, $r FROM _submit_ids "
+            "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM event_claims)",
+            {"r": run_id},
+        )
     ws.runner.wake()
     log.info("run %s queued: %s of %s events by %s", run_id, act.value, n, user)
     return int(run_id)
@@ -521,6 +520,10 @@ class Runner:
                 if self._stop:
                     return
                 self._cond.wait(self._idle_retry_s)
+
+    def idle(self) -> bool:
+        """No queued or unfinished run is waiting."""
+        return self._next_run() is None
 
     def should_stop(self) -> bool:
         return self._stop

@@ -1,0 +1,45 @@
+# BEAR — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DB ?= data/bear.duckdb
+PORT ?= 5006
+EVENTS ?= 10000
+
+.PHONY: run test test-all bench lint venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Installs the package with its test and dev extras; re-runs when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(DB): | $(VENV)/.installed
+	$(BIN)/bear seed --db $(DB) --events $(EVENTS) --seed 7
+
+run: $(VENV)/.installed $(DB)
+	$(BIN)/bear serve --db $(DB) --port $(PORT) --address 127.0.0.1
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_rules.py
+	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_ui.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check bear tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

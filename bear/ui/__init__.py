@@ -1,0 +1,1 @@
+"""The analyst dashboard: state classes (param, no panel) and views (panel Viewers)."""
