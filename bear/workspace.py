@@ -352,6 +352,12 @@ class Workspace:
 
         return deliver_pending(self, force=True)
 
+    def dashboard(self, view: str = "runs", **kwargs: Any) -> Any:
+        """The dashboard's views inline in a notebook, e.g. ``ws.dashboard("run", run_id=3)``."""
+        from bear.ui.notebook import dashboard
+
+        return dashboard(self, view, **kwargs)
+
     def _eligibility_condition(self, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
         from bear.pipeline import eligibility_condition
 
