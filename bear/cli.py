@@ -45,7 +45,12 @@ def _jsonable(v: Any) -> Any:
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for row in df.to_dict(orient="records"):
-        out.append({k: (None if (not isinstance(v, list | tuple) and pd.isna(v)) else _jsonable(v)) for k, v in row.items()})
+        out.append(
+            {
+                k: (None if (not isinstance(v, list | tuple) and pd.isna(v)) else _jsonable(v))
+                for k, v in row.items()
+            }
+        )
     return out
 
 
@@ -59,8 +64,16 @@ def _print_frame(df: pd.DataFrame, as_json: bool) -> None:
     elif df.empty:
         print("(none)")
     else:
-        with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200,
-                               "display.max_colwidth", 80):
+        with pd.option_context(
+            "display.max_rows",
+            500,
+            "display.max_columns",
+            50,
+            "display.width",
+            200,
+            "display.max_colwidth",
+            80,
+        ):
             print(df.to_string(index=False))
 
 
@@ -85,11 +98,27 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--category", action="append", help="item category present in the event")
     g.add_argument("--search", help="free text (event, project or account name)")
     g.add_argument("--eligibility", help="eligible, ineligible, or a rule id")
-    g.add_argument("--ids-file", help="file of billing event ids (one per line, or CSV with an id column)")
+    g.add_argument(
+        "--ids-file", help="file of billing event ids (one per line, or CSV with an id column)"
+    )
 
 
-_FILTER_KEYS = ("company", "account", "project", "region", "practice", "grp", "currency", "date_from", "date_to",
-                "min_amount", "max_amount", "category", "search", "eligibility")
+_FILTER_KEYS = (
+    "company",
+    "account",
+    "project",
+    "region",
+    "practice",
+    "grp",
+    "currency",
+    "date_from",
+    "date_to",
+    "min_amount",
+    "max_amount",
+    "category",
+    "search",
+    "eligibility",
+)
 
 
 def _filters(a: argparse.Namespace) -> dict[str, Any]:
@@ -112,7 +141,9 @@ def read_ids_file(path: str) -> list[int]:
         try:
             ids.append(int(token))
         except ValueError:
-            raise BearError(f"ids file {path}, line {n}: {token!r} is not a billing event id") from None
+            raise BearError(
+                f"ids file {path}, line {n}: {token!r} is not a billing event id"
+            ) from None
     if not ids:
         raise BearError(f"ids file {path}: no ids in it")
     return ids
@@ -149,7 +180,11 @@ def cmd_seed(a: argparse.Namespace) -> int:
     if a.json:
         _print_json(counts)
     else:
-        print(", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in counts.items()))
+        print(
+            ", ".join(
+                f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in counts.items()
+            )
+        )
     return 0
 
 
@@ -168,7 +203,10 @@ def cmd_import(a: argparse.Namespace) -> int:
             else:
                 print(f"error: {exc}", file=sys.stderr)
                 for p in exc.problems[:200]:
-                    print(f"  {p['file']}, row {p['row']}, column {p['column']}: {p['problem']}", file=sys.stderr)
+                    print(
+                        f"  {p['file']}, row {p['row']}, column {p['column']}: {p['problem']}",
+                        file=sys.stderr,
+                    )
                 if len(exc.problems) > 200:
                     print(f"  … and {len(exc.problems) - 200} more", file=sys.stderr)
             return 2
@@ -202,7 +240,11 @@ def cmd_settings(a: argparse.Namespace) -> int:
             if not a.name:
                 raise BearError("settings get: name the setting")
             value = getattr(ws.settings, a.name[0])
-            print(json.dumps(value) if a.json else (json.dumps(value) if isinstance(value, list) else value))
+            print(
+                json.dumps(value)
+                if a.json
+                else (json.dumps(value) if isinstance(value, list) else value)
+            )
         else:
             if not a.name:
                 raise BearError("settings set: give NAME=VALUE pairs")
@@ -220,18 +262,36 @@ def cmd_settings(a: argparse.Namespace) -> int:
 
 def cmd_events(a: argparse.Namespace) -> int:
     with _open(a) as ws:
-        sel = ws.awaiting_invoice(**_filters(a)) if a.awaiting == "invoice" else (
-            ws.events(**_filters(a)) if a.awaiting == "any" else ws.awaiting_release(**_filters(a)))
+        sel = (
+            ws.awaiting_invoice(**_filters(a))
+            if a.awaiting == "invoice"
+            else (
+                ws.events(**_filters(a))
+                if a.awaiting == "any"
+                else ws.awaiting_release(**_filters(a))
+            )
+        )
         sort = []
         for s in a.sort or []:
             col, _, d = s.partition(":")
             sort.append((col, d or "asc"))
         page = sel.page(a.offset, a.limit, sort=sort)
         if a.json:
-            _print_json({"count": len(sel), "offset": a.offset, "events": _records(page),
-                         "totals": _records(sel.totals())})
+            _print_json(
+                {
+                    "count": len(sel),
+                    "offset": a.offset,
+                    "events": _records(page),
+                    "totals": _records(sel.totals()),
+                }
+            )
         else:
-            _print_frame(page[["id", "name", "event_date", "account", "project", "currency", "summary_amount"]], False)
+            _print_frame(
+                page[
+                    ["id", "name", "event_date", "account", "project", "currency", "summary_amount"]
+                ],
+                False,
+            )
             print(f"\n{len(sel):,} matching; showing {len(page)} from {a.offset}")
     return 0
 
@@ -242,17 +302,27 @@ def cmd_preview(a: argparse.Namespace) -> int:
         sel = _selection(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
         pv = ws.preview(sel, action=action, full=a.full)
         if a.json:
-            _print_json({
-                "action": pv.action, "selected": pv.selected, "validated": pv.validated, "reason": pv.reason,
-                "eligible": pv.eligible, "ineligible": pv.ineligible, "seconds": round(pv.seconds, 3),
-                "expected_documents": _records(pv.expected_documents), "by_rule": _records(pv.by_rule),
-                "blast_radius": len(pv.blast_radius),
-                "violations": _records(pv.violations.head(a.max_violations)),
-                "eligible_ids": pv.eligible_ids if a.with_ids else None,
-            })
+            _print_json(
+                {
+                    "action": pv.action,
+                    "selected": pv.selected,
+                    "validated": pv.validated,
+                    "reason": pv.reason,
+                    "eligible": pv.eligible,
+                    "ineligible": pv.ineligible,
+                    "seconds": round(pv.seconds, 3),
+                    "expected_documents": _records(pv.expected_documents),
+                    "by_rule": _records(pv.by_rule),
+                    "blast_radius": len(pv.blast_radius),
+                    "violations": _records(pv.violations.head(a.max_violations)),
+                    "eligible_ids": pv.eligible_ids if a.with_ids else None,
+                }
+            )
             return 0
-        print(f"{pv.action}: {pv.selected:,} selected, {pv.eligible:,} eligible"
-              + (f", {pv.ineligible:,} ineligible" if pv.validated else f" — {pv.reason}"))
+        print(
+            f"{pv.action}: {pv.selected:,} selected, {pv.eligible:,} eligible"
+            + (f", {pv.ineligible:,} ineligible" if pv.validated else f" — {pv.reason}")
+        )
         if len(pv.expected_documents):
             print("\nExpected documents:")
             _print_frame(pv.expected_documents, False)
@@ -260,8 +330,10 @@ def cmd_preview(a: argparse.Namespace) -> int:
             print("\nReasons:")
             _print_frame(pv.by_rule, False)
         if len(pv.blast_radius):
-            print(f"\nBlast radius: {len(pv.blast_radius):,} eligible events share a batch with an ineligible "
-                  "one (they would fail with it without validation).")
+            print(
+                f"\nBlast radius: {len(pv.blast_radius):,} eligible events share a batch with an ineligible "
+                "one (they would fail with it without validation)."
+            )
     return 0
 
 
@@ -273,8 +345,10 @@ def _show_run(res: Any, as_json: bool) -> None:
     print(f"  selected {res.selected:,}, left out up front {res.excluded:,}")
     print(f"  batches {res.batches_done:,}/{res.batches:,}, failed {res.failed_batches:,}")
     print(f"  released {res.released:,}, not released {res.not_released:,}")
-    print(f"  sales invoices {res.sales_invoices:,}, credit notes {res.credit_notes:,}, "
-          f"not passed to accounting {res.not_passed:,}")
+    print(
+        f"  sales invoices {res.sales_invoices:,}, credit notes {res.credit_notes:,}, "
+        f"not passed to accounting {res.not_passed:,}"
+    )
     if res.process_run_id is not None:
         print(f"  process run {res.process_run_id}")
     if res.error:
@@ -299,7 +373,9 @@ def cmd_run(a: argparse.Namespace) -> int:
             if a.json:
                 _print_json({"id": run_id, "status": "queued"})
             else:
-                print(f"run {run_id} queued; `bear worker --db {ws.path}` or the dashboard will execute it")
+                print(
+                    f"run {run_id} queued; `bear worker --db {ws.path}` or the dashboard will execute it"
+                )
             return 0
         res = RunHandle(ws, run_id).wait()
         _show_run(res, a.json)
@@ -309,8 +385,19 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_runs(a: argparse.Namespace) -> int:
     with _open(a) as ws:
         df = ws.runs(limit=a.limit)
-        cols = ["id", "action", "requested_by", "status", "released", "not_released", "sales_invoices",
-                "credit_notes", "not_passed", "process_run_id", "created_at"]
+        cols = [
+            "id",
+            "action",
+            "requested_by",
+            "status",
+            "released",
+            "not_released",
+            "sales_invoices",
+            "credit_notes",
+            "not_passed",
+            "process_run_id",
+            "created_at",
+        ]
         _print_frame(df if a.json else df[cols], a.json)
     return 0
 
@@ -365,8 +452,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bear", description="BEAR — release billing events, create sales invoices "
-                                "and credit notes.")
+    p = argparse.ArgumentParser(
+        prog="bear",
+        description="BEAR — release billing events, create sales invoices and credit notes.",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -387,7 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("import", cmd_import, "import CSV or Parquet files, all or nothing")
     for kind in KINDS:
-        sp.add_argument(f"--{kind.replace('_', '-')}", dest=kind, help=f"{kind} file (.csv or .parquet)")
+        sp.add_argument(
+            f"--{kind.replace('_', '-')}", dest=kind, help=f"{kind} file (.csv or .parquet)"
+        )
     sp.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
     sp.add_argument("--json", action="store_true")
 
@@ -410,19 +501,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd("preview", cmd_preview, "what an action would do to a selection; writes nothing")
     _add_filters(sp)
-    sp.add_argument("--action", choices=["release-and-invoice", "release", "invoice"], default="release-and-invoice")
+    sp.add_argument(
+        "--action",
+        choices=["release-and-invoice", "release", "invoice"],
+        default="release-and-invoice",
+    )
     sp.add_argument("--full", action="store_true", help="validate even above validation_limit")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--with-ids", action="store_true", help="include eligible ids in --json output")
     sp.add_argument("--max-violations", type=int, default=1000)
 
-    sp = sub.add_parser("run", help="start, show or cancel a run", description="start, show or cancel a run")
+    sp = sub.add_parser(
+        "run", help="start, show or cancel a run", description="start, show or cancel a run"
+    )
     rsub = sp.add_subparsers(dest="run_command", required=True, metavar="ACTION")
     for name in ("release-and-invoice", "release", "invoice"):
         rp = rsub.add_parser(name, help=f"{name.replace('-', ' ')} a selection in the background")
         _add_db(rp)
         _add_filters(rp)
-        rp.add_argument("--user", required=True, help="who starts the run (an e-mail address gets the e-mail)")
+        rp.add_argument(
+            "--user", required=True, help="who starts the run (an e-mail address gets the e-mail)"
+        )
         rp.add_argument("--no-wait", action="store_true", help="queue the run and return")
         rp.add_argument("--full", action="store_true", help="validate even above validation_limit")
         rp.add_argument("--json", action="store_true")
@@ -452,15 +551,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd("serve", cmd_serve, "serve the dashboard (owns the database and runs the runner)")
     sp.add_argument("--port", type=int, default=5006)
     sp.add_argument("--address", default="127.0.0.1")
-    sp.add_argument("--user", default=None, help="current user when authentication is off (else $BEAR_USER)")
+    sp.add_argument(
+        "--user", default=None, help="current user when authentication is off (else $BEAR_USER)"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(a.fn(a) or 0)
     except BearError as exc:

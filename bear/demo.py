@@ -331,6 +331,16 @@ _RELEASE_ONLY_DEFECTS = (
 def _seed_history_and_expectations(tx: Any, p: dict[str, Any], max_lines: int) -> None:
     """Release or invoice part of the book, then record which events each rule must reject."""
     rel_defects = ", ".join(f"'{d}'" for d in _RELEASE_ONLY_DEFECTS)
+    # Capped projects: the cap is about half of what their events add up to, so the later
+    # events of such a project would take it over the cap.
+    tx.execute(
+        """
+        UPDATE projects SET billing_cap = greatest(100, round(coalesce((
+            SELECT sum(summary_amount) FILTER (summary_amount > 0) FROM billing_events
+            WHERE project_id = projects.id), 0) * 0.5, -2))
+        WHERE id % 200 = 9
+        """
+    )
     # Released earlier (awaiting invoice): events no release rule rejects; some of them carry
     # invoice-stage problems so the awaiting-invoice view has reasons to show.
     tx.execute(
@@ -387,7 +397,7 @@ def _seed_history_and_expectations(tx: Any, p: dict[str, Any], max_lines: int) -
     )
     # Project, account and state-derived victims.
     tx.execute(
-        f"""
+        """
         INSERT OR IGNORE INTO demo_expectations
         SELECT r, id FROM (
             SELECT CASE pj.id % 200 WHEN 3 THEN 'release.project_not_billable'
@@ -397,9 +407,13 @@ def _seed_history_and_expectations(tx: Any, p: dict[str, Any], max_lines: int) -
             FROM billing_events e JOIN projects pj ON pj.id = e.project_id
             WHERE pj.id % 200 IN (3, 5, 7) OR (pj.id % 200 = 11 AND e.company_id IS NOT NULL)
             UNION ALL
-            SELECT 'release.billing_cap_exceeded', e.id FROM billing_events e
-            JOIN projects pj ON pj.id = e.project_id
-            WHERE pj.id % 200 = 9 AND e.summary_amount > {CAP}
+            SELECT 'release.billing_cap_exceeded', id FROM (
+                SELECT e.id, e.summary_amount, pj.billing_cap AS cap,
+                       coalesce(sum(e.summary_amount) OVER (PARTITION BY e.project_id ORDER BY e.id
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                FROM billing_events e JOIN projects pj ON pj.id = e.project_id
+                WHERE pj.id % 200 = 9 AND NOT e.released)
+            WHERE summary_amount > 0 AND before + summary_amount > cap
             UNION ALL
             SELECT 'invoice.account_inactive', e.id FROM billing_events e
             JOIN accounts a ON a.id = e.account_id WHERE NOT a.active

@@ -39,7 +39,7 @@ class Workspace:
         self.db: Database = open_database(self.path)
         self._extra_plugins = list(plugins)
         self._lock = threading.RLock()
-        self._write_lock = threading.RLock()  # serialises this process's write transactions
+        self._write_lock = self.db.write_lock  # serialises this process's write transactions
         self.data_version = 0
         self._eligibility_cache: dict[tuple[str, int], Any] = {}
         try:

@@ -53,6 +53,10 @@ class Database:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
+        # Write transactions of this process are serialised, and each commit is counted:
+        # the release stage reuses a rule verdict only while no other commit happened.
+        self.write_lock = threading.RLock()
+        self.commit_seq = 0
         self.closed = False
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -69,19 +73,24 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction on this thread's cursor: committed on success, rolled back on error."""
-        cur = self.cursor()
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            yield cur
-        except BaseException:
+        """One write transaction on this thread's cursor: committed on success, rolled back on
+        error. Write transactions of the process run one at a time (``write_lock``), and every
+        write that can change what rules read must go through here (``commit_seq`` counts them).
+        """
+        with self.write_lock:
+            cur = self.cursor()
+            cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute("ROLLBACK")
-            except duckdb.Error:  # the transaction may already be aborted
-                log.debug("rollback after failure raised", exc_info=True)
-            raise
-        else:
-            cur.execute("COMMIT")
+                yield cur
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:  # the transaction may already be aborted
+                    log.debug("rollback after failure raised", exc_info=True)
+                raise
+            else:
+                cur.execute("COMMIT")
+                self.commit_seq += 1
 
     def close(self) -> None:
         if self.closed:

@@ -35,6 +35,7 @@ COLUMNS: dict[str, str] = {
     "project_active": "the project is active",
     "project_billing_cap": "the project's billing cap (NULL when uncapped)",
     "project_released_total": "sum of the project's events already released",
+    "project_pending_before": "sum of the batch's earlier events (by id) of the same project, not yet released",
     "region": "project region",
     "practice": "project practice",
     "grp": "project group",
@@ -96,6 +97,9 @@ SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id,
        p.name AS project_name, p.billable AS project_billable, p.exclude_from_billing AS project_excluded,
        p.active AS project_active, p.billing_cap AS project_billing_cap,
        coalesce(pr.released_total, 0)::DECIMAL(18, 2) AS project_released_total,
+       coalesce(sum(CASE WHEN e.released THEN 0 ELSE e.summary_amount END) OVER (
+           PARTITION BY e.project_id ORDER BY e.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0
+       )::DECIMAL(18, 2) AS project_pending_before,
        p.region, p.practice, p.grp,
        a.name AS account_name, a.active AS account_active, a.billing_email AS account_email,
        c.name AS company_name, c.home_currency AS company_home_currency,

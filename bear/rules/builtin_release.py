@@ -74,11 +74,12 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
         SqlRule(
             id="release.billing_cap_exceeded",
             stage="release",
-            description="Releasing the event would take the project above its billing cap.",
-            fail_when="project_billing_cap IS NOT NULL AND summary_amount > 0 "
-            "AND project_released_total + summary_amount > project_billing_cap",
+            description="Releasing the event (after the selection's earlier events of the same "
+            "project) would take the project above its billing cap.",
+            fail_when="project_billing_cap IS NOT NULL AND summary_amount > 0 AND "
+            "project_released_total + project_pending_before + summary_amount > project_billing_cap",
             message_sql="'releasing ' || summary_amount || ' ' || currency || ' would take project ' "
-            "|| project_name || ' to ' || (project_released_total + summary_amount) "
+            "|| project_name || ' to ' || (project_released_total + project_pending_before + summary_amount) "
             "|| ', above its billing cap of ' || project_billing_cap "
             "|| '; raise the cap or split the event'",
         ),

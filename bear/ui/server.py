@@ -29,12 +29,23 @@ def create_app(ws: Any = None, user: str | None = None) -> Any:
     return pn.Column("# BEAR — Billing Events Awaiting Release", table)
 
 
-def serve(path: str, port: int = 5006, address: str = "127.0.0.1", user: str | None = None,
-          show: bool = False) -> None:
+def serve(
+    path: str,
+    port: int = 5006,
+    address: str = "127.0.0.1",
+    user: str | None = None,
+    show: bool = False,
+) -> None:
     import panel as pn
 
     if user:
         os.environ["BEAR_USER"] = user
     ws = workspace(path)
-    pn.serve({"/": lambda: create_app(ws)}, port=port, address=address, show=show,
-             websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"], title="BEAR")
+    pn.serve(
+        {"/": lambda: create_app(ws)},
+        port=port,
+        address=address,
+        show=show,
+        websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
+        title="BEAR",
+    )
