@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 INVOICE_CHUNK = 5_000
 CONFLICT_RETRIES = 5
 NOTIFY_BACKOFF_S = (5, 30, 120, 600, 1800, 3600)
+NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry stays pending
 
 
 # -- ids ------------------------------------------------------------------------------------
@@ -338,6 +339,16 @@ def read_run(cur: duckdb.DuckDBPyConnection, run_id: int) -> RunResult:
     )
 
 
+def _undelivered(cur: duckdb.DuckDBPyConnection, run_id: int) -> int:
+    return int(
+        cur.execute(
+            "SELECT count(*) FROM notifications WHERE run_id = ? AND status = 'pending' "
+            "AND attempts = 0",
+            [run_id],
+        ).fetchall()[0][0]
+    )
+
+
 class RunHandle:
     """A submitted run: ``.id``, ``.result()`` for its current state, ``.wait()`` for the end."""
 
@@ -459,8 +470,8 @@ class Runner:
         cur = self.ws.db.cursor()
         while True:
             res = read_run(cur, run_id)
-            if res.status in FINAL_STATUSES:
-                # The run's notifications are delivered right after its final commit.
+            if res.status in FINAL_STATUSES and not _undelivered(cur, run_id):
+                # Finished, and each notification it owes has had its first delivery attempt.
                 return res
             if not self.alive:
                 self.start()
@@ -1158,7 +1169,9 @@ def deliver_pending(
         if getattr(plugin, "PER_RECIPIENT", False):
             summary = replace(summary, recipients=(recipient,) if recipient else ())
         summary = replace(summary, settings=view)
-        ok, err, _ = ws.plugins.deliver(kind, channel, summary, data.get("error", ""))
+        ok, err, _ = ws.plugins.deliver(
+            kind, channel, summary, data.get("error", ""), NOTIFY_TIMEOUT_S
+        )
         if ok:
             sent += 1
             cur.execute(

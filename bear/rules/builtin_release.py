@@ -76,7 +76,8 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             stage="release",
             description="Releasing the event (after the selection's earlier events of the same "
             "project) would take the project above its billing cap.",
-            fail_when="project_billing_cap IS NOT NULL AND summary_amount > 0 AND "
+            # A released event is already part of project_released_total: never add it twice.
+            fail_when="project_billing_cap IS NOT NULL AND summary_amount > 0 AND NOT released AND "
             "project_released_total + project_pending_before + summary_amount > project_billing_cap",
             message_sql="'releasing ' || summary_amount || ' ' || currency || ' would take project ' "
             "|| project_name || ' to ' || (project_released_total + project_pending_before + summary_amount) "
