@@ -18,6 +18,7 @@ refused, and so is any column the batch view does not have. A bad file raises
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from pathlib import Path
@@ -39,6 +40,7 @@ _ALLOWED_CLASSES = {
     "FUNCTION",
     "CASE",
     "CAST",
+    "TYPE",  # the target type of a CAST (DuckDB ≥ 2 serialises it as its own node)
     "BETWEEN",
     "COLLATE",
 }
@@ -83,6 +85,26 @@ _DENIED_PREFIXES = (
     "http",
 )
 _KEYS = {"id", "stage", "severity", "description", "when", "message"}
+# Macros that aggregate (duckdb_functions() lists them as plain macros).
+_AGGREGATE_MACROS = {"geomean", "json_group_array", "json_group_object", "wavg", "weighted_avg"}
+
+
+@functools.cache
+def _aggregate_functions() -> frozenset[str]:
+    """Names of DuckDB's aggregate and window functions (a rule judges one event at a time).
+
+    Without this, ``count(*) > 0`` would pass the start-up check (``SELECT count(*) > 0 FROM
+    _batch`` binds) and only fail when evaluated, failing closed for every event.
+    """
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+    try:
+        rows = con.execute(
+            "SELECT function_name FROM duckdb_functions() WHERE function_type IN ('aggregate', 'window') "
+            "EXCEPT SELECT function_name FROM duckdb_functions() WHERE function_type IN ('scalar', 'macro')"
+        ).fetchall()
+    finally:
+        con.close()
+    return frozenset(r[0].lower() for r in rows) | _AGGREGATE_MACROS
 
 
 def check_predicate(expr: str) -> list[str]:
@@ -140,6 +162,8 @@ def check_predicate(expr: str) -> list[str]:
                             f"unknown column {names[0]!r}; see the batch view's columns"
                         )
                     columns.append(names[0])
+                if cls == "TYPE" and (x.get("schema") or x.get("catalog")):
+                    raise ValueError(f"type {x.get('type_name')!r}: use a built-in type")
                 if cls == "FUNCTION":
                     name = str(x.get("function_name", "")).lower()
                     if (
@@ -149,6 +173,17 @@ def check_predicate(expr: str) -> list[str]:
                         or x.get("catalog")
                     ):
                         raise ValueError(f"function {name!r} is not allowed in 'when'")
+                    if (
+                        name in _aggregate_functions()
+                        or x.get("filter")
+                        or x.get("distinct")
+                        or (x.get("order_bys") or {}).get("orders")
+                    ):
+                        shown = "count" if name == "count_star" else name
+                        raise ValueError(
+                            f"aggregate function {shown!r} is not allowed in 'when': a rule "
+                            "judges each event on its own row of the batch"
+                        )
             for v in x.values():
                 walk(v)
         elif isinstance(x, list):
