@@ -15,6 +15,7 @@ $(BIN)/python:
 # Installs the package with its test and dev extras; re-runs when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/bear-rules-example
 	touch $@
 
 venv: $(VENV)/.installed
