@@ -1,32 +1,74 @@
-"""Serving the dashboard: one process owns the database, runs the runner, serves every session."""
+"""Serving the dashboard: one process owns the database, runs the runner, serves every session.
+
+``bear serve`` calls ``serve()``; ``panel serve app.py`` calls ``create_app()`` per session and
+opens the database named by ``$BEAR_DB`` on first use. Either way there is one ``Workspace``
+per process, shared by all sessions; each session thread reads through its own cursor.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import warnings
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 _WS: Any = None
+_WS_LOCK = threading.Lock()
+
+
+def _quiet_warnings() -> None:
+    try:
+        from pandas.errors import Pandas4Warning
+    except ImportError:  # pandas < 3
+        return
+    # Panel 1.9 / bokeh 3.9 trigger it inside every table update; it is not ours to fix.
+    warnings.filterwarnings("ignore", category=Pandas4Warning)
 
 
 def workspace(path: str | None = None) -> Any:
-    """The process's one Workspace (opened on first use from ``path`` or ``$BEAR_DB``)."""
+    """The process's one Workspace (opened on first use from ``path`` or ``$BEAR_DB``);
+    its runner is started, so unfinished runs resume."""
     global _WS
-    if _WS is None:
-        import bear
+    with _WS_LOCK:
+        if _WS is None:
+            import bear
 
-        _WS = bear.connect(path or os.environ.get("BEAR_DB") or "data/bear.duckdb", resume=True)
-        _WS.runner.start()
-    return _WS
+            _WS = bear.connect(path or os.environ.get("BEAR_DB") or "data/bear.duckdb", resume=True)
+            _WS.runner.start()
+        return _WS
+
+
+def current_user(cli_user: str | None = None) -> str:
+    """Panel's authenticated user when auth is on, else ``--user`` / ``$BEAR_USER``, else
+    ``analyst``."""
+    import panel as pn
+
+    from bear.ui.state import resolve_user
+
+    auth = None
+    try:
+        auth = pn.state.user
+    except Exception:  # no session (notebook, tests): there is no authenticated user
+        log.debug("no authenticated user", exc_info=True)
+    return resolve_user(auth, cli_user)
 
 
 def create_app(ws: Any = None, user: str | None = None) -> Any:
-    """The page for one session (a simple summary until the full dashboard lands)."""
+    """The page of one session: the dashboard in its frame, opened at ``/?run=N`` if asked."""
     import panel as pn
 
+    from bear.ui.dashboard import Dashboard
+    from bear.ui.state import parse_run_link
+
+    _quiet_warnings()
+    pn.extension("tabulator", "modal", notifications=True)
     ws = ws or workspace()
-    totals = ws.awaiting_release().totals()
-    table = pn.pane.DataFrame(totals, index=False)
-    return pn.Column("# BEAR — Billing Events Awaiting Release", table)
+    args = dict(pn.state.session_args or {}) if pn.state.curdoc is not None else {}
+    dash = Dashboard(ws, current_user(user), run_link=parse_run_link(args))
+    return dash.template()
 
 
 def serve(
@@ -36,16 +78,24 @@ def serve(
     user: str | None = None,
     show: bool = False,
 ) -> None:
+    """Own the database at ``path``, start the runner and serve the dashboard until stopped."""
     import panel as pn
 
     if user:
         os.environ["BEAR_USER"] = user
+    _quiet_warnings()
     ws = workspace(path)
-    pn.serve(
-        {"/": lambda: create_app(ws)},
-        port=port,
-        address=address,
-        show=show,
-        websocket_origin=[f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"],
-        title="BEAR",
-    )
+    origins = sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"})
+    log.info("serving %s on http://%s:%s", path, address, port)
+    try:
+        pn.serve(
+            {"/": lambda: create_app(ws, user)},
+            port=port,
+            address=address,
+            show=show,
+            websocket_origin=origins,
+            title="BEAR",
+            threaded=False,
+        )
+    finally:
+        ws.close()

@@ -60,14 +60,14 @@ GRID_COLUMNS: dict[str, tuple[str, ...]] = {
         "name",
         "account",
         "project",
-        "company",
-        "region",
-        "practice",
-        "grp",
         "currency",
         "summary_amount",
         "event_date",
         "invoice_date",
+        "company",
+        "region",
+        "practice",
+        "grp",
         "approved",
     ),
     "awaiting_invoice": (
@@ -75,15 +75,15 @@ GRID_COLUMNS: dict[str, tuple[str, ...]] = {
         "name",
         "account",
         "project",
-        "company",
-        "region",
-        "practice",
-        "grp",
         "currency",
         "summary_amount",
         "event_date",
         "invoice_date",
         "released_at",
+        "company",
+        "region",
+        "practice",
+        "grp",
     ),
 }
 TITLES = {
@@ -658,8 +658,8 @@ class GridState(param.Parameterized):
             return
         ids = [int(i) for i in frame["id"]] if len(frame) else []
         elig = self.page_eligibility(ids)
-        frame["eligibility"] = [elig.get(i, ("eligible", 0))[0] for i in ids]
-        frame["reasons"] = [elig.get(i, ("", 0))[1] for i in ids]
+        frame.insert(2, "eligibility", [elig.get(i, ("eligible", 0))[0] for i in ids])
+        frame.insert(3, "reasons", [elig.get(i, ("", 0))[1] for i in ids])
         self.error = ""
         self.param.update(
             rows=display_frame(frame),

@@ -1,0 +1,210 @@
+"""Small building blocks shared by the dashboard's views: escaping, cards, pagers, tables.
+
+Everything that shows text coming from the data goes through ``esc`` (HTML panes) or a
+Tabulator ``plaintext`` formatter, so an account called ``<script>…`` is shown, never run.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from panel.viewable import Viewer
+
+log = logging.getLogger(__name__)
+
+_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bear-ui")
+
+TEXT = {"type": "plaintext"}
+MONEY = {"type": "money", "decimal": ".", "thousand": ",", "precision": 2}
+INTEGER = {"type": "money", "decimal": ".", "thousand": ",", "precision": 0}
+IDS = {"id", "seq", "batch_seq", "record_id", "document_id", "billing_event_id", "run_id"}
+
+CSS = """
+:host { --bear-muted: #667085; }
+.bear-cards { display: flex; gap: 12px; flex-wrap: wrap; width: 100%; }
+.bear-card { flex: 1 1 150px; border: 1px solid rgba(128,128,128,.28); border-radius: 8px;
+             padding: 10px 14px; min-width: 150px; background: rgba(128,128,128,.04); }
+.bear-card .t { font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
+                color: var(--bear-muted); }
+.bear-card .v { font-size: 22px; font-weight: 600; margin-top: 2px; }
+.bear-card .s { font-size: 13px; margin-top: 2px; font-variant-numeric: tabular-nums; }
+.bear-card.warn .v { color: #b54708; }
+.bear-line { font-size: 14px; line-height: 1.5; }
+.bear-muted { color: var(--bear-muted); font-size: 13px; }
+.bear-ok { color: #067647; font-size: 13px; }
+.bear-err { color: #b42318; font-size: 13px; white-space: pre-wrap; }
+.bear-alert { border-left: 4px solid #f79009; background: rgba(247,144,9,.08); padding: 8px 12px;
+              border-radius: 4px; font-size: 14px; }
+.bear-alert.err { border-color: #d92d20; background: rgba(217,45,32,.08); }
+.bear-alert.ok { border-color: #12b76a; background: rgba(18,183,106,.08); }
+.bear-note { padding: 6px 10px; border-radius: 6px; border: 1px solid rgba(128,128,128,.25);
+             margin: 4px 0; }
+.bear-note.unread { border-left: 4px solid #2e90fa; }
+.bear-note .when { color: var(--bear-muted); font-size: 12px; }
+table.bear-kv { border-collapse: collapse; font-size: 14px; }
+table.bear-kv td, table.bear-kv th { padding: 3px 12px 3px 0; text-align: left; }
+table.bear-kv td.n { text-align: right; font-variant-numeric: tabular-nums; }
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escaped text of any value (quotes included)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_num(value: Any, places: int = 0) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    if isinstance(value, Decimal | float) or places:
+        return f"{value:,.{places}f}"
+    return f"{int(value):,}"
+
+
+def html_pane(text: str = "", **kw: Any) -> pn.pane.HTML:
+    """An HTML pane carrying the dashboard's stylesheet (give it escaped text only)."""
+    kw.setdefault("sizing_mode", "stretch_width")
+    return pn.pane.HTML(text, stylesheets=[CSS], **kw)
+
+
+def cards_html(cards: Iterable[tuple[str, str, str, bool]]) -> str:
+    """Summary cards: (title, value, sub-line, warn) → HTML, every part escaped."""
+    parts = []
+    for title, value, sub, warn in cards:
+        sub_html = f"<div class='s'>{sub}</div>" if sub else ""
+        parts.append(
+            f"<div class='bear-card{' warn' if warn else ''}'><div class='t'>{esc(title)}</div>"
+            f"<div class='v'>{esc(value)}</div>{sub_html}</div>"
+        )
+    return f"<div class='bear-cards'>{''.join(parts)}</div>"
+
+
+def kv_table(rows: Sequence[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f"<table class='bear-kv'>{body}</table>"
+
+
+def alert(text: str, kind: str = "") -> str:
+    """An alert box with escaped text (``kind``: '', 'err' or 'ok')."""
+    return f"<div class='bear-alert {kind}'>{esc(text)}</div>"
+
+
+def table(
+    frame: pd.DataFrame | None = None,
+    titles: dict[str, str] | None = None,
+    money: Sequence[str] = (),
+    integers: Sequence[str] = (),
+    **kw: Any,
+) -> pn.widgets.Tabulator:
+    """A read-only Tabulator whose text cells are plain text (never HTML)."""
+    frame = pd.DataFrame() if frame is None else frame
+    kw.setdefault("sizing_mode", "stretch_width")
+    kw.setdefault("show_index", False)
+    kw.setdefault("disabled", True)
+    kw.setdefault("pagination", None)
+    kw.setdefault("layout", "fit_data_table")
+    kw.setdefault("sortable", False)  # paged tables sort in SQL, not in the browser
+    widget = pn.widgets.Tabulator(frame, titles=titles or {}, **kw)
+    widget.formatters = formatters_for(frame, money, integers)
+    return widget
+
+
+def formatters_for(
+    frame: pd.DataFrame, money: Sequence[str] = (), integers: Sequence[str] = ()
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col in frame.columns:
+        if col in IDS or str(col).endswith("_id"):
+            out[col] = dict(TEXT)  # ids read better without thousands separators
+        elif col in money:
+            out[col] = dict(MONEY)
+        elif col in integers:
+            out[col] = dict(INTEGER)
+        elif frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            out[col] = dict(TEXT)
+    return out
+
+
+def set_frame(
+    widget: pn.widgets.Tabulator,
+    frame: pd.DataFrame | None,
+    money: Sequence[str] = (),
+    integers: Sequence[str] = (),
+) -> None:
+    """Replace a table's rows, keeping every text column plain text."""
+    frame = pd.DataFrame() if frame is None else frame
+    widget.formatters = formatters_for(frame, money, integers)
+    widget.value = frame
+
+
+def run_in_background(fn: Callable[[], None]) -> None:
+    """Run slow work off the session's event loop; its param updates reach the browser."""
+
+    def work() -> None:
+        try:
+            fn()
+        except Exception:  # a failure must not vanish silently in a worker thread
+            log.exception("dashboard background task failed")
+
+    _EXECUTOR.submit(work)
+
+
+def toast(kind: str, text: str, duration: int = 5000) -> None:
+    """A toast in the current session (no-op outside a served session); text is escaped."""
+    notifications = getattr(pn.state, "notifications", None)
+    if notifications is None:
+        return
+    getattr(notifications, kind)(esc(text), duration=duration)
+
+
+class PagerBar(Viewer):
+    """« ‹ page x of y › » over any state with page/pages/total and goto()."""
+
+    def __init__(self, state: Any, noun: str = "rows", total_param: str = "total", **params: Any):
+        super().__init__(**params)
+        self._state = state
+        self._noun = noun
+        self._total_param = total_param
+        self.first = pn.widgets.Button(name="«", width=42, margin=(5, 2), description="First page")
+        self.prev = pn.widgets.Button(
+            name="‹", width=42, margin=(5, 2), description="Previous page"
+        )
+        self.next = pn.widgets.Button(name="›", width=42, margin=(5, 2), description="Next page")
+        self.last = pn.widgets.Button(name="»", width=42, margin=(5, 2), description="Last page")
+        self.label = html_pane(width=260, sizing_mode="fixed", margin=(10, 8))
+        self.jump = pn.widgets.IntInput(value=1, start=1, width=80, margin=(5, 4), name="")
+        self.first.on_click(lambda e: state.goto(0))
+        self.prev.on_click(lambda e: state.goto(state.page - 1))
+        self.next.on_click(lambda e: state.goto(state.page + 1))
+        self.last.on_click(lambda e: state.goto(state.pages - 1))
+        self.jump.param.watch(self._jump, "value")
+        state.param.watch(self._update, ["page", "pages", total_param])
+        self._update()
+
+    def _jump(self, event: Any) -> None:
+        if event.new is not None and event.new - 1 != self._state.page:
+            self._state.goto(int(event.new) - 1)
+
+    def _update(self, *_: Any) -> None:
+        s = self._state
+        total = getattr(s, self._total_param)
+        self.label.object = (
+            f"<span class='bear-line'>Page <b>{s.page + 1:,}</b> of {s.pages:,} "
+            f"<span class='bear-muted'>({total:,} {esc(self._noun)})</span></span>"
+        )
+        self.first.disabled = self.prev.disabled = s.page <= 0
+        self.next.disabled = self.last.disabled = s.page >= s.pages - 1
+        self.jump.end = max(1, s.pages)
+        if self.jump.value != s.page + 1:
+            self.jump.value = s.page + 1
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(
+            self.first, self.prev, self.label, self.next, self.last, self.jump, align="center"
+        )

@@ -1,0 +1,186 @@
+"""The dashboard of one session: state objects, views, tabs, the frame, the periodic poll.
+
+``Dashboard(ws, user)`` wires the state classes of ``bear.ui.state`` to the views of
+``bear.ui.views``; ``Dashboard.template()`` wraps it in the page frame (product name, user,
+notification bell, light/dark toggle, sidebar filters). A periodic callback per session
+polls the run in progress and the user's notifications and refreshes what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import panel as pn
+from panel.viewable import Viewer
+
+from bear.ui.components import CSS, esc, html_pane, run_in_background, toast
+from bear.ui.state import (
+    ActionFlow,
+    Background,
+    DocumentsState,
+    FilterState,
+    GridState,
+    NotificationState,
+    RunProgress,
+    RunsState,
+    SettingsState,
+    filter_options,
+)
+from bear.ui.views import (
+    DocumentsView,
+    EventGrid,
+    FilterPanel,
+    NotificationBell,
+    ProgressPanel,
+    RunsView,
+    SettingsView,
+)
+
+log = logging.getLogger(__name__)
+
+TAB_NAMES = ("Awaiting Release", "Awaiting Invoice", "Runs", "Documents", "Settings & Rules")
+POLL_MS = 1000
+ACCENT = "#1f5fa8"
+
+
+class Dashboard(Viewer):
+    """Every tab of the analyst dashboard for one session."""
+
+    def __init__(
+        self,
+        ws: Any,
+        user: str = "analyst",
+        run_link: int | None = None,
+        background: Background | None = run_in_background,
+        poll: bool = True,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.ws = ws
+        self.user = user
+        self.filters = FilterState()
+        self.release_grid = GridState(ws, self.filters, background, kind="awaiting_release")
+        self.invoice_grid = GridState(
+            ws, self.filters, background, kind="awaiting_invoice", active=False
+        )
+        self.release_flow = ActionFlow(ws, self.release_grid, user, background)
+        self.invoice_flow = ActionFlow(ws, self.invoice_grid, user, background)
+        self.progress = RunProgress(ws)
+        self.notes = NotificationState(ws, user)
+        self.runs = RunsState(ws)
+        self.docs = DocumentsState(ws)
+        self.settings = SettingsState(ws)
+
+        self.filter_panel = FilterPanel(self.filters, filter_options(ws))
+        self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
+        self.release_view = EventGrid(self.release_grid, self.release_flow, self.run_started)
+        self.invoice_view = EventGrid(self.invoice_grid, self.invoice_flow, self.run_started)
+        self.runs_view = RunsView(self.runs, open_documents=self.open_documents)
+        self.docs_view = DocumentsView(self.docs)
+        self.settings_view = SettingsView(self.settings, background, user=user)
+        self.bell = NotificationBell(self.notes)
+        self.tabs = pn.Tabs(
+            (TAB_NAMES[0], self.release_view),
+            (TAB_NAMES[1], self.invoice_view),
+            (TAB_NAMES[2], self.runs_view),
+            (TAB_NAMES[3], self.docs_view),
+            (TAB_NAMES[4], self.settings_view),
+            dynamic=True,
+            sizing_mode="stretch_width",
+        )
+        self.tabs.param.watch(self._tab, "active")
+        self._last_runs_refresh = 0.0
+        self.release_grid.refresh()
+        if run_link is not None:
+            self.open_run(run_link)
+        self._callback = None
+        if poll and pn.state.curdoc is not None:
+            self._callback = pn.state.add_periodic_callback(self.tick, period=POLL_MS)
+
+    # -- navigation ---------------------------------------------------------------------------
+    def _tab(self, event: Any) -> None:
+        self.release_grid.active = event.new == 0
+        self.invoice_grid.active = event.new == 1
+        if event.new == 2:
+            self.runs.refresh_runs()
+        elif event.new == 3:
+            self.docs.refresh_if_stale()
+        elif event.new == 4:
+            self.settings.refresh_rules()
+
+    def open_run(self, run_id: int) -> None:
+        """Show the Runs tab with this run's detail (deep links, progress panel)."""
+        self.runs.refresh_runs()
+        if not self.runs.open(run_id):
+            toast("error", self.runs.error)
+        self.tabs.active = 2
+
+    def open_documents(self, run_id: int | None, search: str = "") -> None:
+        self.docs.param.update(run_id=run_id, search=search, doc_type="all")
+        self.tabs.active = 3
+
+    def run_started(self, run_id: int) -> None:
+        toast("success", f"Run {run_id} started")
+        self.progress.watch_run(run_id)
+
+    # -- polling ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Periodic: notifications → toasts and bell; progress; refresh what the data changed."""
+        try:
+            for n in self.notes.poll():
+                kind = "error" if n["kind"] == "run_failed" else "info"
+                toast(kind, n["subject"], duration=8000)
+            if self.progress.run_id is not None and not self.progress.finished:
+                self.progress.poll()
+                if self.progress.finished and self.progress.status != "completed":
+                    toast("warning", f"Run {self.progress.run_id} {self.progress.status}")
+            self.release_grid.refresh_if_stale()
+            self.invoice_grid.refresh_if_stale()
+            now = time.monotonic()
+            if self.tabs.active == 2 and now - self._last_runs_refresh > 3:
+                self._last_runs_refresh = now
+                self.runs.refresh_runs()
+                if self.runs.result is not None and not self.runs.result.finished:
+                    self.runs.reload()
+            if self.tabs.active == 3:
+                self.docs.refresh_if_stale()
+        except Exception:  # keep polling: one failed read must not stop the session's updates
+            log.exception("dashboard poll failed")
+
+    # -- layout -------------------------------------------------------------------------------
+    def main(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self.progress_panel,
+            self.tabs,
+            self.bell.modal,
+            sizing_mode="stretch_width",
+        )
+
+    def template(self) -> pn.template.BaseTemplate:
+        user = html_pane(
+            f"<div style='color:white;font-size:14px;margin-top:14px;white-space:nowrap'>"
+            f"Signed in as <b>{esc(self.user)}</b></div>",
+            sizing_mode="fixed",
+            width=320,
+        )
+        return pn.template.FastListTemplate(
+            title="BEAR — Billing Events Awaiting Release",
+            site="",
+            header=[pn.Row(pn.layout.HSpacer(), user, self.bell, sizing_mode="stretch_width")],
+            sidebar=[html_pane("<h3 style='margin:0'>Filters</h3>"), self.filter_panel],
+            main=[self.main()],
+            accent_base_color=ACCENT,
+            header_background=ACCENT,
+            sidebar_width=330,
+            theme_toggle=True,
+            raw_css=[CSS],
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Row(
+            pn.Column(self.filter_panel, width=320),
+            self.main(),
+            sizing_mode="stretch_width",
+        )
