@@ -23,8 +23,12 @@ N_BIG = 20_000
 
 @pytest.fixture(scope="module")
 def big():
-    """A 20,000-event demo book (seed 7), read only."""
-    w = bear.connect(":memory:", resume=False)
+    """A 20,000-event demo book (seed 7), read only; judged by the built-in rules only (rule
+    plugins installed in the environment, such as the example package, are not loaded)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BEAR_DISABLE_PLUGIN_AUTOLOAD", "1")
+        w = bear.connect(":memory:", resume=False)
+    assert set(w.rules()["plugin"]) <= {"builtin_release", "builtin_invoice"}
     info = bear.demo.seed(w, events=N_BIG, seed=7)
     w.seed_info = info
     yield w
