@@ -1422,6 +1422,15 @@ class DocumentsState(param.Parameterized):
 
 
 # -- settings and rules ----------------------------------------------------------------------
+RULE_SETTINGS = (
+    "disabled_rules",
+    "rules_file",
+    "plugins_dir",
+    "require_approval",
+    "max_lines_per_document",
+)
+
+
 class SettingsState(param.Parameterized):
     """Every setting with its validation message, the test e-mail, and the rules list."""
 
@@ -1477,7 +1486,12 @@ class SettingsState(param.Parameterized):
                 shown = ", ".join(shown) or "(none)"
             result = (True, f"saved: {shown}")
             self.items = self.ws.settings.describe()
-            if name in ("disabled_rules", "rules_file", "plugins_dir", "require_approval"):
+            if name in RULE_SETTINGS:
+                # The workspace validates these against a fresh registry but keeps using the
+                # old one until it is rebuilt (see the report): rebuild it so the change
+                # takes effect now, and drop eligibility computed under the old rules.
+                self.ws.plugins.rebuild()
+                self.ws.refresh()
                 self.refresh_rules()
         self.messages = {**self.messages, name: result}
         return result

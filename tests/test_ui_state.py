@@ -1,0 +1,585 @@
+"""The dashboard's state classes, driven without a browser (bear.ui.state).
+
+Filters → SQL-paged grid, keyset paging equal to OFFSET paging, sorting, selection kept as
+ids across pages, "select all" as a filter, totals, the Release and Invoice flow (warning,
+confirmation, validation skipped), progress and cancel, runs, documents, notifications,
+settings validation, rule toggles, deep links; and the views build and render.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+import bear
+from bear.errors import BearError
+from bear.selection import Selection
+from bear.ui.state import (
+    PAGE_SIZE,
+    ActionFlow,
+    DocumentsState,
+    FilterState,
+    GridState,
+    NotificationState,
+    RunProgress,
+    RunsState,
+    SettingsState,
+    display_frame,
+    eligibility_ready,
+    filter_options,
+    parse_run_link,
+    resolve_user,
+)
+
+USER = "ana@example.com"
+
+
+@pytest.fixture
+def grid(demo_ws):
+    g = GridState(demo_ws, FilterState())
+    g.refresh()
+    return g
+
+
+def offset_ids(ws, kind, sort, start, n=PAGE_SIZE, **filters):
+    sel = Selection(ws, kind, bear.selection.Filters.build(**filters))
+    return [int(i) for i in sel.page(start, n, sort)["id"]]
+
+
+# -- filters, page, sort ------------------------------------------------------------------------
+def test_filters_drive_count_page_and_cards(demo_ws, grid):
+    assert grid.total == len(demo_ws.awaiting_release())
+    grid.filter_state.currency = ["EUR"]
+    expected = demo_ws.awaiting_release(currency="EUR")
+    assert grid.total == len(expected) > 0
+    assert set(grid.rows["currency"]) == {"EUR"}
+    assert len(grid.rows) == min(PAGE_SIZE, grid.total)
+    totals = expected.totals()
+    assert grid.cards["events"] == grid.total
+    assert dict(grid.cards["amounts"]) == {r.currency: r.amount for r in totals.itertuples()}
+    assert grid.cards["projects"] == len(
+        set(
+            demo_ws.sql(
+                "SELECT project_id FROM billing_events WHERE NOT released AND currency = 'EUR'"
+            )["project_id"]
+        )
+    )
+    grid.filter_state.search = "Acme"
+    assert grid.total == len(demo_ws.awaiting_release(currency="EUR", search="Acme"))
+    grid.filter_state.reset()
+    assert grid.total == len(demo_ws.awaiting_release())
+
+
+def test_every_filter_is_accepted(demo_ws, grid):
+    import datetime as dt
+
+    opts = filter_options(demo_ws)
+    fs = grid.filter_state
+    fs.param.update(
+        company=[next(iter(opts["company"].values()))],
+        account=list(opts["account"].values())[:5],
+        project=list(opts["project"].values())[:40],
+        region=opts["region"][:1],
+        practice=opts["practice"][:3],
+        grp=opts["grp"][:3],
+        currency=opts["currency"],
+        date_from=dt.date(2025, 1, 1),
+        date_to=dt.date(2027, 1, 1),
+        min_amount=-1e9,
+        max_amount=1e9,
+        category=["timecard", "expense"],
+        search="e",
+    )
+    assert grid.error == ""
+    f = fs.filters()
+    assert f.min_amount == Decimal("-1000000000.0") and f.category == ("timecard", "expense")
+    assert grid.total == len(Selection(demo_ws, "awaiting_release", f))
+
+
+def test_invalid_filters_are_reported_not_raised(grid):
+    grid.filter_state.param.update(min_amount=10, max_amount=5)
+    assert "min_amount" in grid.filter_state.error
+    assert grid.error
+
+
+@pytest.mark.parametrize(
+    "sort_by, desc",
+    [
+        ("id", False),
+        ("id", True),
+        ("summary_amount", True),
+        ("account", False),
+        ("invoice_date", True),
+    ],
+)
+def test_keyset_pages_equal_offset_pages(demo_ws, grid, sort_by, desc):
+    grid.sort(sort_by, desc)
+    sort = [(sort_by, "desc" if desc else "asc")]
+    assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, 0)
+    for target in (1, 2, 3):
+        grid.next_page()
+        assert grid.pager.last_method == "keyset-next"
+        assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, target * PAGE_SIZE)
+    grid.previous_page()
+    assert grid.pager.last_method == "keyset-previous"
+    assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, 2 * PAGE_SIZE)
+    grid.last_page()
+    last = grid.pages - 1
+    assert grid.page == last and grid.pager.last_method == "last"
+    assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, last * PAGE_SIZE)
+    grid.previous_page()
+    assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, (last - 1) * PAGE_SIZE)
+    grid.goto(7)
+    assert grid.pager.last_method == "offset"
+    assert grid.row_ids == offset_ids(demo_ws, "awaiting_release", sort, 7 * PAGE_SIZE)
+
+
+def test_sort_is_whitelisted_and_resets_to_first_page(grid):
+    grid.goto(3)
+    grid.sort("summary_amount", True)
+    assert grid.page == 0
+    amounts = list(grid.rows["summary_amount"])
+    assert amounts == sorted(amounts, reverse=True)
+    with pytest.raises(BearError):
+        grid.sort("summary_amount; DROP TABLE billing_events", False)
+
+
+def test_page_is_display_ready(grid):
+    frame = grid.rows
+    assert frame["summary_amount"].dtype == float
+    assert not any(isinstance(v, Decimal) for col in frame for v in frame[col])
+    assert {"eligibility", "reasons"} <= set(frame.columns)
+
+
+def test_eligibility_column_gives_first_reason(demo_ws, grid):
+    table = demo_ws.eligibility("awaiting_release").set_index("billing_event_id")
+    for eid, text, n in zip(
+        grid.rows["id"], grid.rows["eligibility"], grid.rows["reasons"], strict=True
+    ):
+        if eid in table.index:
+            assert text == table.loc[eid, "first_message"] and n == table.loc[eid, "reasons"]
+        else:
+            assert text == "eligible" and n == 0
+    bad = next(int(i) for i in grid.rows["id"] if i in table.index)
+    reasons = grid.reasons(bad)
+    assert len(reasons) >= table.loc[bad, "reasons"]
+    assert set(reasons.columns) == {"stage", "rule_id", "severity", "message"}
+
+
+def test_cold_eligibility_judges_only_the_page_and_warms_in_background(demo_ws):
+    jobs = []
+    g = GridState(demo_ws, FilterState(), background=jobs.append)
+    demo_ws.refresh()  # drop the cached eligibility
+    assert not eligibility_ready(demo_ws, "awaiting_release")
+    g.refresh()
+    assert g.rows is not None and g.ineligible is None and len(jobs) == 1
+    cold = list(g.rows["eligibility"])
+    jobs.pop()()  # the background warm-up
+    assert eligibility_ready(demo_ws, "awaiting_release") and g.ineligible is not None
+    g.goto(0)
+    assert list(g.rows["eligibility"]) == cold
+    assert g.ineligible == len(demo_ws.awaiting_release(eligibility="ineligible"))
+
+
+def test_eligibility_filter(demo_ws, grid):
+    grid.filter_state.eligibility = "ineligible"
+    assert grid.total == len(demo_ws.awaiting_release(eligibility="ineligible")) > 0
+    assert "eligible" not in set(grid.rows["eligibility"])
+    assert grid.ineligible == grid.total
+    grid.filter_state.eligibility = "release.not_approved"
+    assert grid.total == len(demo_ws.awaiting_release(eligibility="release.not_approved")) > 0
+
+
+# -- selection ------------------------------------------------------------------------------------
+def test_selection_is_kept_as_ids_across_pages(grid):
+    first = list(grid.row_ids)
+    grid.set_page_selection([0, 2])
+    grid.next_page()
+    second = list(grid.row_ids)
+    grid.set_page_selection([1])
+    assert grid.selected_count == 3
+    grid.previous_page()
+    assert grid.page_selection() == [0, 2]
+    assert grid.selection() == sorted([first[0], first[2], second[1]])
+    grid.set_page_selection([2])  # untick one on this page
+    assert grid.selection() == sorted([first[2], second[1]])
+    totals = grid.selection_totals
+    assert int(totals["events"].sum()) == 2
+    grid.clear_selection()
+    assert grid.selection() is None and grid.selected_count == 0
+
+
+def test_select_all_keeps_the_filter_not_the_ids(demo_ws, grid):
+    grid.filter_state.currency = ["GBP"]
+    grid.select_all_matching()
+    sel = grid.selection()
+    assert isinstance(sel, Selection) and sel.filters.currency == ("GBP",)
+    assert grid.selected_count == grid.total
+    assert grid.page_selection() == list(range(len(grid.row_ids)))
+    grid.next_page()
+    assert grid.page_selection() == list(range(len(grid.row_ids)))
+    gone = grid.row_ids[0]
+    grid.set_page_selection(range(1, len(grid.row_ids)))
+    assert grid.selected_count == grid.total - 1
+    ids = grid.selection()
+    assert isinstance(ids, list) and gone not in ids and len(ids) == grid.total - 1
+    assert int(grid.selection_totals["events"].sum()) == grid.total - 1
+    # a new filter drops "select all" (it meant the old filter)
+    grid.filter_state.currency = ["EUR"]
+    assert not grid.select_all and grid.selection() is None
+
+
+def test_ticked_ids_survive_a_filter_change(grid):
+    grid.set_page_selection([0])
+    kept = grid.row_ids[0]
+    grid.filter_state.search = "zzz-no-such-event"
+    assert grid.total == 0 and grid.selection() == [kept]
+
+
+# -- the Release and Invoice flow ----------------------------------------------------------------
+def _select_mixed(grid):
+    """Tick a page that has both eligible and ineligible events."""
+    for _ in range(grid.pages):
+        elig = list(grid.rows["eligibility"])
+        if "eligible" in elig and any(e != "eligible" for e in elig):
+            grid.set_page_selection(range(len(grid.row_ids)))
+            return
+        grid.next_page()
+    raise AssertionError("no page with both eligible and ineligible events")
+
+
+def test_warning_then_continue_runs_only_the_eligible(demo_ws, grid):
+    _select_mixed(grid)
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release_and_invoice")
+    pv = flow.preview
+    assert flow.phase == "warning" and pv.validated and pv.ineligible > 0
+    rows, pages = flow.violations_rows()
+    assert pages == 1 and set(rows["billing_event_id"]) == set(
+        pv.violations[pv.violations.severity == "block"].billing_event_id
+    )
+    csv = pd.read_csv(flow.violations_csv())
+    assert {"billing_event_id", "rule_id", "message"} <= set(csv.columns) and len(csv) == len(rows)
+    run_id = flow.proceed()
+    assert flow.phase == "started" and run_id is not None
+    assert grid.selection() is None  # a started run clears the selection
+    result = demo_ws.runner.wait(run_id, timeout=60)
+    assert result.status == "completed"
+    assert result.selected == pv.eligible and result.released == pv.eligible
+    assert result.not_released == 0
+
+
+def test_confirm_when_everything_is_eligible_and_nothing_when_none(demo_ws, grid):
+    grid.filter_state.eligibility = "eligible"
+    grid.set_page_selection([0, 1, 2])
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release")
+    assert flow.phase == "confirm" and flow.preview.eligible == 3
+    grid.clear_selection()
+    grid.filter_state.eligibility = "ineligible"
+    grid.set_page_selection([0, 1])
+    flow.open("release_and_invoice")
+    assert flow.phase == "nothing"
+    assert flow.proceed() is None
+    flow.close()
+    assert flow.phase == "idle"
+
+
+def test_validation_skipped_above_the_limit(demo_ws, grid):
+    demo_ws.settings.update(validation_limit=10)
+    grid.select_all_matching()
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release_and_invoice")
+    assert flow.phase == "unvalidated" and "validation_limit" in flow.message
+    flow.validate_all()
+    assert flow.phase == "warning" and flow.preview.validated
+    assert flow.preview.selected == grid.total
+
+
+def test_preview_only_and_empty_selection(demo_ws, grid):
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release_and_invoice")
+    assert flow.phase == "error" and "Select" in flow.message
+    grid.set_page_selection([0, 1])
+    flow.open("release_and_invoice", preview_only=True)
+    assert flow.phase == "preview"
+    assert set(flow.expected_documents().columns) >= {"doc_type", "currency", "count", "total"}
+
+
+def test_background_preview_does_not_run_inline(demo_ws, grid):
+    jobs = []
+    grid.set_page_selection([0])
+    flow = ActionFlow(demo_ws, grid, USER, background=jobs.append)
+    flow.open("release")
+    assert flow.phase == "working" and len(jobs) == 1
+    jobs.pop()()
+    assert flow.phase in ("confirm", "warning", "nothing")
+
+
+def test_progress_and_notifications_of_a_run(demo_ws, grid):
+    notes = NotificationState(demo_ws, USER)
+    assert notes.poll() == []
+    grid.filter_state.eligibility = "eligible"
+    grid.set_page_selection(range(10))
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release_and_invoice")
+    run_id = flow.proceed()
+    progress = RunProgress(demo_ws)
+    progress.watch_run(run_id)
+    demo_ws.runner.wait(run_id, timeout=60)
+    assert progress.poll() is False
+    assert progress.finished and progress.status == "completed" and progress.fraction == 1.0
+    assert progress.released == 10 and progress.documents == 10
+    assert f"Run {run_id}" in progress.summary()
+    new = notes.poll()
+    assert {n["kind"] for n in new} == {"release_finished", "invoicing_finished"}
+    assert all(n["run_id"] == run_id for n in new)
+    assert notes.unread == 2 and notes.poll() == []
+    assert notes.mark_read() == 2 and notes.unread == 0
+    assert set(notes.items["status"]) == {"read"}
+    # the grid notices the data changed and reloads
+    assert grid.refresh_if_stale() is True
+
+
+def test_rate_and_eta_from_samples(demo_ws):
+    from bear.models import RunResult
+
+    r0 = RunResult(
+        1, "release", USER, "running", "release", selected=1000, batches=10, released=200
+    )
+    r1 = RunResult(
+        1, "release", USER, "running", "release", selected=1000, batches=10, released=600
+    )
+    assert RunProgress.stage_work(r0) == ("release", 200, 1000)
+    assert RunProgress.stage_work(r1) == ("release", 600, 1000)
+    r2 = RunResult(
+        2,
+        "release_and_invoice",
+        USER,
+        "running",
+        "invoice",
+        released=900,
+        invoice_total=900,
+        invoice_done=300,
+    )
+    assert RunProgress.stage_work(r2) == ("invoice", 300, 900)
+
+
+def test_cancel_stops_a_run_at_a_batch_boundary(demo_ws, grid):
+    demo_ws.settings.update(release_batch_size=1)  # thousands of batches: time to cancel
+    grid.filter_state.eligibility = "eligible"
+    grid.select_all_matching()
+    flow = ActionFlow(demo_ws, grid, USER)
+    flow.open("release")
+    run_id = flow.proceed()
+    progress = RunProgress(demo_ws)
+    progress.watch_run(run_id)
+    assert not progress.finished
+    assert "Cancelling" in progress.cancel()
+    result = demo_ws.runner.wait(run_id, timeout=60)
+    assert result.status == "cancelled" and result.released < result.selected
+    progress.poll()
+    assert progress.finished and progress.status == "cancelled"
+    assert "already finished" in progress.cancel()
+
+
+# -- runs and documents ----------------------------------------------------------------------------
+@pytest.fixture
+def finished_run(demo_ws):
+    sel = demo_ws.awaiting_release(currency="EUR")
+    demo_ws.settings.update(release_batch_size=100)
+    return demo_ws.release_and_invoice(sel, user=USER, timeout=120)
+
+
+def test_runs_list_detail_logs_and_downloads(demo_ws, finished_run):
+    runs = RunsState(demo_ws)
+    assert finished_run.id in set(runs.runs["id"])
+    assert runs.open(finished_run.id)
+    assert runs.result.status == "completed"
+    assert len(runs.batches) == finished_run.batches
+    processed = finished_run.sales_invoices + finished_run.credit_notes + finished_run.not_passed
+    assert runs.process_total == processed
+    assert len(runs.process_rows) == min(PAGE_SIZE, processed)
+    runs.log_status = "ERROR"
+    assert runs.process_total == finished_run.not_passed
+    assert set(runs.process_rows["status"]) <= {"ERROR"}
+    runs.log_status = "all"
+    runs.load_process_logs(1)
+    assert runs.process_page == 1
+    assert runs.app_total == len(demo_ws.app_logs(run_id=finished_run.id))
+    csv = pd.read_csv(runs.download("process_logs", "csv"))
+    assert len(csv) == processed
+    xlsx = pd.read_excel(runs.download("app_logs", "xlsx"), engine="openpyxl")
+    assert len(xlsx) == runs.app_total
+    docs = pd.read_csv(runs.download("documents", "csv"))
+    assert len(docs) == finished_run.sales_invoices + finished_run.credit_notes
+    assert runs.filename("process_logs", "csv") == f"bear-run-{finished_run.id}-process-logs.csv"
+    assert not runs.open(999_999) and "999999" in runs.error
+
+
+def test_documents_paged_filtered_with_lines(demo_ws, finished_run):
+    docs = DocumentsState(demo_ws)
+    total = int(demo_ws.sql("SELECT count(*) AS n FROM documents")["n"][0])
+    assert docs.total == total and len(docs.rows) == min(PAGE_SIZE, total)
+    ids = list(docs.row_ids)
+    assert ids == sorted(ids, reverse=True)
+    docs.next_page()
+    assert docs.pager.last_method == "keyset-next" and max(docs.row_ids) < min(ids)
+    docs.last_page()
+    assert docs.page == docs.pages - 1
+    docs.run_id = finished_run.id
+    assert docs.total == finished_run.sales_invoices + finished_run.credit_notes
+    docs.doc_type = "SCN"
+    assert docs.total == finished_run.credit_notes
+    docs.param.update(
+        doc_type="all",
+        run_id=None,
+        search=str(docs.rows["number"].iloc[0] if len(docs.rows) else "SIN"),
+    )
+    assert docs.total >= 1
+    lines = docs.open_lines(docs.row_ids[0])
+    assert len(lines) >= 1 and "amount" in lines.columns
+    assert len(pd.read_csv(docs.download("csv"))) == docs.total
+    assert len(pd.read_excel(docs.download("xlsx"), engine="openpyxl")) == docs.total
+
+
+# -- settings and rules ------------------------------------------------------------------------------
+def test_settings_validation_messages(demo_ws):
+    s = SettingsState(demo_ws, env={})
+    ok, msg = s.save("release_batch_size", "-5")
+    assert not ok and "release_batch_size" in msg and "≥ 1" in msg
+    assert demo_ws.settings.release_batch_size == 200
+    assert s.messages["release_batch_size"] == (False, msg)
+    ok, msg = s.save("release_batch_size", "500")
+    assert ok and demo_ws.settings.release_batch_size == 500
+    ok, msg = s.save("additional_notification_recipients", "a@example.com, not-an-address")
+    assert not ok and "not-an-address" in msg
+    ok, _ = s.save("additional_notification_recipients", "a@example.com, b@example.com")
+    assert ok and demo_ws.settings.additional_notification_recipients == [
+        "a@example.com",
+        "b@example.com",
+    ]
+    assert s.value_text("additional_notification_recipients") == "a@example.com, b@example.com"
+    assert {i["name"] for i in s.items} >= {"smtp_host", "validation_limit", "rules_file"}
+    assert not s.password_set
+    assert SettingsState(demo_ws, env={"BEAR_SMTP_PASSWORD": "x"}).password_set
+    assert all("password" not in i["name"] for i in s.items)
+
+
+def test_rule_toggle_writes_disabled_rules(demo_ws):
+    s = SettingsState(demo_ws)
+    ok, _ = s.set_rule_enabled("release.not_approved", False)
+    assert ok and "release.not_approved" in demo_ws.settings.disabled_rules
+    assert not bool(s.rules.set_index("id").loc["release.not_approved", "enabled"])
+    ok, _ = s.set_rule_enabled("release.not_approved", True)
+    assert ok and "release.not_approved" not in demo_ws.settings.disabled_rules
+
+
+def test_broken_rules_file_is_shown_plainly(demo_ws, tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text(
+        '[[rule]]\nid = "acme.x"\nstage = "release"\nwhen = "summary_amount <"\nmessage = "m"\n'
+    )
+    s = SettingsState(demo_ws)
+    ok, msg = s.save("rules_file", str(bad))
+    assert not ok and "rules.toml" in msg
+    assert demo_ws.settings.rules_file == ""
+
+
+def test_test_email(demo_ws, smtp_server):
+    host, port, inbox = smtp_server
+    s = SettingsState(demo_ws)
+    ok, msg = s.send_test_email(USER)
+    assert not ok and "smtp_host" in msg
+    demo_ws.settings.update(smtp_host=host, smtp_port=port)
+    ok, msg = s.send_test_email(USER)
+    assert ok and s.test_ok, msg
+    rcpt, message = inbox.wait_for(1)[0]
+    assert rcpt == [USER] and message["Subject"] == "BEAR test e-mail"
+    ok, msg = s.send_test_email("not an address")
+    assert not ok and "not a valid e-mail address" in msg
+
+
+def test_test_email_unreachable_server(demo_ws):
+    from conftest import free_port
+
+    demo_ws.settings.update(smtp_host="127.0.0.1", smtp_port=free_port())
+    ok, msg = SettingsState(demo_ws).send_test_email(USER)
+    assert not ok and "could not send through 127.0.0.1" in msg
+
+
+# -- small pieces ------------------------------------------------------------------------------------
+def test_deep_link_parsing():
+    assert parse_run_link({"run": [b"12"]}) == 12
+    assert parse_run_link({"run": "7"}) == 7
+    assert parse_run_link({"run": ["x"]}) is None
+    assert parse_run_link({"run": "-3"}) is None
+    assert parse_run_link({"theme": "dark"}) is None
+    assert parse_run_link(None) is None
+
+
+def test_current_user_precedence():
+    assert resolve_user("sso@example.com", "cli", {"BEAR_USER": "env"}) == "sso@example.com"
+    assert resolve_user(None, "cli", {"BEAR_USER": "env"}) == "cli"
+    assert resolve_user(None, None, {"BEAR_USER": "env"}) == "env"
+    assert resolve_user(None, None, {}) == "analyst"
+
+
+def test_display_frame_has_no_decimals_or_nans():
+    frame = pd.DataFrame(
+        {"amount": [Decimal("1.50"), None], "ref": [1.0, float("nan")], "name": ["a", None]}
+    )
+    out = display_frame(frame)
+    assert list(out["amount"][:1]) == [1.5]
+    assert list(out["ref"]) == [1, ""] and list(out["name"]) == ["a", ""]
+
+
+# -- the views build and render (no browser) ---------------------------------------------------------
+def test_dashboard_builds_and_renders(demo_ws, finished_run):
+    from bokeh.document import Document
+
+    from bear.ui.dashboard import Dashboard
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dash = Dashboard(demo_ws, USER, run_link=finished_run.id, background=None, poll=False)
+        assert dash.tabs.active == 2 and dash.runs.run_id == finished_run.id
+        dash.template().server_doc(Document())
+        dash.release_view.table.selection = [0, 1]
+        assert dash.release_grid.selected_count == 2
+        dash.release_view.dialog.show("release_and_invoice")
+        assert dash.release_flow.phase in ("confirm", "warning", "nothing")
+        dash.tick()
+
+
+def test_notebook_views(demo_ws, finished_run):
+    import panel as pn
+    from bokeh.document import Document
+
+    def renders(obj):
+        assert isinstance(obj, pn.viewable.Viewable | pn.viewable.Viewer)
+        pn.panel(obj).get_root(Document())
+        return True
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert renders(demo_ws.dashboard("run", run_id=finished_run.id))
+        assert renders(demo_ws.dashboard("awaiting_release", currency="EUR"))
+        for name in ("runs", "documents", "settings", "awaiting_invoice", "dashboard"):
+            assert renders(demo_ws.dashboard(name))
+        with pytest.raises(BearError):
+            demo_ws.dashboard("nope")
+        with pytest.raises(BearError):
+            demo_ws.dashboard("run")
+
+
+def test_csv_bytes_round_trip():
+    from bear.ui.state import frame_csv, frame_xlsx
+
+    frame = pd.DataFrame({"a": [Decimal("1.10")], "b": ["x"]})
+    assert frame_csv(frame).read().decode().splitlines() == ["a,b", "1.10,x"]
+    assert isinstance(frame_xlsx(frame), io.BytesIO)
