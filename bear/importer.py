@@ -141,7 +141,7 @@ SHAPES: dict[str, Shape] = {
                 Check(
                     "end_date",
                     "t.end_date < t.start_date",
-                    "'end_date ' || t.end_date || ' is before start_date ' || t.start_date",
+                    "'end_date ' || t.end_date::VARCHAR || ' is before start_date ' || t.start_date::VARCHAR",
                 ),
             ),
             order_by="company_id, start_date",
@@ -186,7 +186,7 @@ SHAPES: dict[str, Shape] = {
                 Check(
                     "billing_cap",
                     "t.billing_cap < 0",
-                    "'billing_cap must be zero or more, not ' || t.billing_cap",
+                    "'billing_cap must be zero or more, not ' || t.billing_cap::VARCHAR",
                 ),
             ),
         ),
@@ -260,7 +260,7 @@ SHAPES: dict[str, Shape] = {
                 Check(
                     "billing_event_id",
                     "t.billing_event_id IN (SELECT id FROM billing_events WHERE released)",
-                    "'billing event ' || t.billing_event_id || ' is already released; "
+                    "'billing event ' || t.billing_event_id::VARCHAR || ' is already released; "
                     "items cannot be added to it'",
                 ),
             ),
@@ -309,27 +309,36 @@ def _shown(v: str) -> str:
     return f"'''' || CASE WHEN length({v}) > 40 THEN left({v}, 37) || '...' ELSE {v} END || ''''"
 
 
-def _value_sql(col: Column, raw: str) -> str:
-    """SQL of a staged text value ``raw`` as the column's type (NULL when empty or invalid)."""
-    if col.type == "text":
-        return raw
-    v = f"nullif(trim({raw}), '')"
+_INT_RE = "'[+-]?[0-9]+(\\.0*)?'"
+_DATE_RE = "'[0-9]{4}-[0-9]{2}-[0-9]{2}([ T]00:00(:00(\\.0+)?)?)?'"
+_TIMESTAMP_RE = "'[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,9})?)?)?'"
+
+
+def _raw_name(name: str) -> str:
+    """Name, in the typed table, of a non-text column's trimmed source text."""
+    return f"_raw_{name}"
+
+
+def _value_sql(col: Column, v: str) -> str:
+    """SQL of source text ``v`` (trimmed, never empty) as the column's type; NULL when invalid.
+
+    Every format is checked by one regular expression before the cast: casts alone are lenient
+    (``'1.5'`` would become the integer 2, ``'1.005'`` the amount 1.01)."""
     sql_type = _SQL_TYPES[col.type]
+    if col.type == "text":
+        return v
     if col.type in ("int", "bigint"):
-        return f"CASE WHEN regexp_full_match({v}, '[+-]?[0-9]+(\\.0*)?') THEN TRY_CAST({v} AS {sql_type}) END"
+        return f"CASE WHEN regexp_full_match({v}, {_INT_RE}) THEN TRY_CAST({v} AS {sql_type}) END"
     if col.type in _DECIMALS:
         p, s = _DECIMALS[col.type]
-        return f"CASE WHEN {_decimal_ok(v, p, s)} THEN TRY_CAST({v} AS {sql_type}) END"
+        # At most p - s digits before the point and s after it (leading and trailing zeros free).
+        pattern = f"'[+-]?0*[0-9]{{0,{p - s}}}(\\.[0-9]{{0,{s}}}0*)?'"
+        return f"CASE WHEN regexp_full_match({v}, {pattern}) THEN TRY_CAST({v} AS {sql_type}) END"
     if col.type == "date":
-        return (
-            f"CASE WHEN regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([ T]00:00(:00(\\.0+)?)?)?') "
-            f"THEN TRY_CAST({v} AS DATE) END"
-        )
+        return f"CASE WHEN regexp_full_match({v}, {_DATE_RE}) THEN TRY_CAST({v} AS DATE) END"
     if col.type == "timestamp":
         return (
-            f"CASE WHEN regexp_full_match({v}, "
-            f"'[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([ T][0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\\.[0-9]{{1,9}})?)?)?') "
-            f"THEN TRY_CAST({v} AS TIMESTAMP) END"
+            f"CASE WHEN regexp_full_match({v}, {_TIMESTAMP_RE}) THEN TRY_CAST({v} AS TIMESTAMP) END"
         )
     if col.type == "bool":
         return f"CASE WHEN lower({v}) IN {_BOOL_WORDS} THEN TRY_CAST(lower({v}) AS BOOLEAN) END"
@@ -340,67 +349,57 @@ def _value_sql(col: Column, raw: str) -> str:
     raise AssertionError(f"unknown column type {col.type!r}")
 
 
-def _decimal_ok(v: str, p: int, s: int) -> str:
-    return (
-        f"({_decimal_number(v)} AND {_decimal_scale(v)} <= {s} AND {_decimal_digits(v)} <= {p - s})"
-    )
-
-
-def _decimal_number(v: str) -> str:
-    return f"regexp_full_match({v}, '[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)')"
-
-
-def _decimal_scale(v: str) -> str:
-    """Decimal places that matter (trailing zeros do not)."""
-    return f"length(rtrim(regexp_extract({v}, '\\.([0-9]*)$', 1), '0'))"
-
-
-def _decimal_digits(v: str) -> str:
-    """Digits before the decimal point (leading zeros do not count)."""
-    return f"length(ltrim(regexp_extract({v}, '^[+-]?([0-9]*)', 1), '0'))"
-
-
-def _problem_sql(col: Column, raw: str) -> str:
-    """SQL giving the problem with a staged value ``raw`` of this column, or NULL."""
-    missing = "'missing value in a required column'" if col.required else "NULL"
-    if col.type == "text":
-        return f"CASE WHEN ({raw} IS NULL OR trim({raw}) = '') THEN {missing} END"
-    v = f"nullif(trim({raw}), '')"
+def _invalid_sql(col: Column, v: str) -> str:
+    """SQL of the message for source text ``v`` that ``_value_sql`` refused."""
     q = _shown(v)
     if col.type in ("int", "bigint"):
-        bad = (
-            f"WHEN NOT regexp_full_match({v}, '[+-]?[0-9]+(\\.0*)?') THEN {q} || ' is not a whole number' "
-            f"WHEN {_value_sql(col, raw)} IS NULL THEN {q} || ' is out of range for {_SQL_TYPES[col.type]}'"
+        return (
+            f"CASE WHEN regexp_full_match({v}, {_INT_RE}) "
+            f"THEN {q} || ' is out of range for {_SQL_TYPES[col.type]}' "
+            f"ELSE {q} || ' is not a whole number' END"
         )
-    elif col.type in _DECIMALS:
+    if col.type in _DECIMALS:
         p, s = _DECIMALS[col.type]
-        bad = (
-            f"WHEN NOT {_decimal_number(v)} THEN {q} || ' is not a number' "
-            f"WHEN {_decimal_scale(v)} > {s} THEN {q} || ' has more than {s} decimal places' "
-            f"WHEN {_decimal_digits(v)} > {p - s} THEN {q} || ' is too large for DECIMAL({p},{s})'"
+        scale = f"length(rtrim(regexp_extract({v}, '\\.([0-9]*)$', 1), '0'))"
+        digits = f"length(ltrim(regexp_extract({v}, '^[+-]?([0-9]*)', 1), '0'))"
+        return (
+            f"CASE WHEN NOT regexp_full_match({v}, '[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)') "
+            f"THEN {q} || ' is not a number' "
+            f"WHEN {scale} > {s} THEN {q} || ' has more than {s} decimal places' "
+            f"WHEN {digits} > {p - s} THEN {q} || ' is too large for DECIMAL({p},{s})' "
+            f"ELSE {q} || ' is not a number' END"
         )
-    elif col.type == "date":
-        bad = f"WHEN {_value_sql(col, raw)} IS NULL THEN {q} || ' is not a valid date (expected YYYY-MM-DD)'"
-    elif col.type == "timestamp":
-        bad = (
-            f"WHEN {_value_sql(col, raw)} IS NULL THEN "
-            f"{q} || ' is not a valid timestamp (expected YYYY-MM-DD HH:MM:SS)'"
+    if col.type == "date":
+        return f"{q} || ' is not a valid date (expected YYYY-MM-DD)'"
+    if col.type == "timestamp":
+        return f"{q} || ' is not a valid timestamp (expected YYYY-MM-DD HH:MM:SS)'"
+    if col.type == "bool":
+        return f"{q} || ' is not true or false'"
+    if col.type == "currency":
+        return f"'unknown currency ' || {q} || ' (not in the currencies table)'"
+    if col.type == "category":
+        return f"'unknown category ' || {q} || ' (expected one of {', '.join(CATEGORIES)})'"
+    raise AssertionError(f"unknown column type {col.type!r}")
+
+
+_MISSING = "'missing value in a required column'"
+
+
+def _column_problem(col: Column) -> tuple[str, str] | None:
+    """(predicate, message) SQL over typed row ``t`` for a bad value of a present column."""
+    c = f"t.{_ident(col.name)}"
+    if col.type == "text":
+        if not col.required:
+            return None
+        return f"({c} IS NULL OR trim({c}) = '')", _MISSING
+    raw = f"t.{_ident(_raw_name(col.name))}"
+    invalid = f"({raw} IS NOT NULL AND {c} IS NULL)"
+    if col.required:
+        return (
+            f"({raw} IS NULL OR {invalid})",
+            f"CASE WHEN {raw} IS NULL THEN {_MISSING} ELSE {_invalid_sql(col, raw)} END",
         )
-    elif col.type == "bool":
-        bad = f"WHEN {_value_sql(col, raw)} IS NULL THEN {q} || ' is not true or false'"
-    elif col.type == "currency":
-        bad = (
-            f"WHEN {_value_sql(col, raw)} IS NULL THEN "
-            f"'unknown currency ' || {q} || ' (not in the currencies table)'"
-        )
-    elif col.type == "category":
-        bad = (
-            f"WHEN {_value_sql(col, raw)} IS NULL THEN 'unknown category ' || {q} || "
-            f"' (expected one of {', '.join(CATEGORIES)})'"
-        )
-    else:  # pragma: no cover - SHAPES only uses the types above
-        raise AssertionError(col.type)
-    return f"CASE WHEN {v} IS NULL THEN {missing} {bad} END"
+    return invalid, _invalid_sql(col, raw)
 
 
 # -- staging ---------------------------------------------------------------------------------
@@ -412,7 +411,7 @@ class _File:
     path: str
     order: int
     problems: list[tuple[int | None, int, str | None, str]] = field(default_factory=list)
-    present: dict[str, str] = field(default_factory=dict)  # spec name -> staged column name
+    present: set[str] = field(default_factory=set)  # the shape's columns the file has
     stage: str | None = None  # temp table of staged text values, when the rows could be read
     typed: str | None = None  # temp table of typed values
     rows: int = 0
@@ -445,7 +444,7 @@ def _map_header(f: _File, header: list[str]) -> list[str]:
         name = original.strip().lower()
         if name in names and name not in seen:
             seen.add(name)
-            f.present[name] = name
+            f.present.add(name)
             staged.append(name)
             continue
         staged.append(f"_x{i}")
@@ -461,18 +460,16 @@ def _map_header(f: _File, header: list[str]) -> list[str]:
     return staged
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _first_line(error: BaseException | str) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _stage_csv(cur: duckdb.DuckDBPyConnection, f: _File, table: str) -> None:
     try:
-        with open(f.path, encoding="utf-8-sig", newline="") as fh:
+        # Undecodable bytes are replaced here; DuckDB reports the lines holding them.
+        with open(f.path, encoding="utf-8-sig", errors="replace", newline="") as fh:
             header = next(csv.reader(fh), None)
-    except UnicodeDecodeError:
-        f.problem(None, None, "the header is not UTF-8 text")
-        return
     except csv.Error as exc:
         f.problem(None, None, f"malformed CSV header: {exc}")
         return
@@ -506,7 +503,7 @@ def _stage_rejects(
     f: _File,
     table: str,
     options: str,
-    staged: dict[str, str],
+    originals: dict[str, str],
     strict_error: str,
 ) -> None:
     """Read a malformed CSV again, keeping DuckDB's list of rejected lines as problems."""
@@ -526,13 +523,13 @@ def _stage_rejects(
     finally:
         for t in (table, rejects, scans):
             cur.execute(f"DROP TABLE IF EXISTS {t}")
-    header = {f"_x{i}": None for i in range(len(staged))}
-    for line, column_idx, error_type, message in found:
-        col = staged[column_idx - 1] if column_idx and 0 < column_idx <= len(staged) else None
-        column = col if col in f.shape.names else header.get(col or "")
+    for line, column_name, error_type, message in found:
+        column = column_name if column_name in f.shape.names else originals.get(column_name or "")
+        counts = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", message or "")
+        expected = f" (expected {counts.group(1)}, found {counts.group(2)})" if counts else ""
         text = {
-            "MISSING COLUMNS": f"malformed CSV (line {line}): too few values; {message}",
-            "TOO MANY COLUMNS": f"malformed CSV (line {line}): too many values; {message}",
+            "MISSING COLUMNS": f"malformed CSV (line {line}): too few values{expected}",
+            "TOO MANY COLUMNS": f"malformed CSV (line {line}): too many values{expected}",
             "UNQUOTED VALUE": f"malformed CSV (line {line}): unterminated or misplaced quote",
             "INVALID ENCODING": f"line {line} is not UTF-8 text",
         }.get(error_type, f"malformed CSV (line {line}): {message}")
@@ -540,7 +537,7 @@ def _stage_rejects(
     if not found:
         match = re.search(r"Line: (\d+)", strict_error)
         row = int(match.group(1)) - 1 if match else None
-        f.problem(row, None, f"malformed CSV: {_first_line(BearError(strict_error))}")
+        f.problem(row, None, f"malformed CSV: {_first_line(strict_error)}")
     f.problem(None, None, "the file's values were not checked further: fix its structure first")
 
 
@@ -582,6 +579,10 @@ def _stage(cur: duckdb.DuckDBPyConnection, f: _File) -> None:
     if path.is_dir():
         f.problem(None, None, "is a folder, not a file")
         return
+    if "*" in f.path or "?" in f.path:
+        # DuckDB would read every file the name matches as a pattern.
+        f.problem(None, None, "file names with * or ? cannot be imported: rename the file")
+        return
     if suffix not in (".csv", ".parquet"):
         f.problem(
             None,
@@ -610,32 +611,48 @@ def _stage(cur: duckdb.DuckDBPyConnection, f: _File) -> None:
 
 # -- validation ------------------------------------------------------------------------------
 def _make_typed(cur: duckdb.DuckDBPyConnection, f: _File) -> None:
-    """Typed copy of the staged rows: every column of the shape (NULL when absent or invalid)."""
-    parts = ["rowid + 1 AS _row"]
+    """Typed copy of the staged rows: every column of the shape (NULL when absent or invalid),
+    and for present non-text columns their trimmed source text (``_raw_<name>``)."""
+    inner = ["rowid + 1 AS _row"]
+    outer = ["_row"]
     for col in f.shape.columns:
-        if col.name in f.present:
-            parts.append(f"{_value_sql(col, _ident(col.name))} AS {_ident(col.name)}")
+        name = _ident(col.name)
+        if col.name not in f.present:
+            outer.append(f"NULL::{_SQL_TYPES[col.type]} AS {name}")
+        elif col.type == "text":
+            inner.append(name)
+            outer.append(name)
         else:
-            parts.append(f"NULL::{_SQL_TYPES[col.type]} AS {_ident(col.name)}")
+            raw = _ident(_raw_name(col.name))
+            inner.append(f"nullif(trim({name}), '') AS {raw}")
+            outer += [raw, f"{_value_sql(col, raw)} AS {name}"]
     f.typed = f"{_PREFIX}t_{f.kind}"
     cur.execute(f"DROP TABLE IF EXISTS {f.typed}")
-    cur.execute(f"CREATE TEMP TABLE {f.typed} AS SELECT {', '.join(parts)} FROM {f.stage}")
+    cur.execute(
+        f"CREATE TEMP TABLE {f.typed} AS SELECT {', '.join(outer)} "
+        f"FROM (SELECT {', '.join(inner)} FROM {f.stage})"
+    )
 
 
 def _checks_sql(f: _File, files: dict[str, _File]) -> list[str]:
     """SELECTs of (row, column order, column, problem) for every row problem of file ``f``."""
     shape, names = f.shape, f.shape.names
     selects: list[str] = []
-    # Column values: one pass over the staged rows, one struct per column.
-    structs = [
-        f"{{'o': {names.index(c.name)}, 'c': {_lit(c.name)}, 'p': {_problem_sql(c, _ident(c.name))}}}"
+    # Column values: only rows with a bad value are unnested into one row per problem.
+    found = [
+        (names.index(c.name), c.name, checked)
         for c in shape.columns
-        if c.name in f.present
+        if c.name in f.present and (checked := _column_problem(c)) is not None
     ]
-    if structs:
+    if found:
+        structs = ", ".join(
+            f"{{'o': {o}, 'c': {_lit(name)}, 'p': CASE WHEN {pred} THEN {msg} END}}"
+            for o, name, (pred, msg) in found
+        )
+        any_bad = " OR ".join(pred for _, _, (pred, _) in found)
         selects.append(
-            f"SELECT _row, x.o, x.c, x.p FROM (SELECT rowid + 1 AS _row, unnest([{', '.join(structs)}]) AS x "
-            f"FROM {f.stage}) WHERE x.p IS NOT NULL"
+            f"SELECT _row, x.o, x.c, x.p FROM (SELECT t._row, unnest([{structs}]) AS x "
+            f"FROM {f.typed} t WHERE {any_bad}) WHERE x.p IS NOT NULL"
         )
     typed = f.typed
     if all(k in f.present for k in shape.key):
@@ -643,15 +660,17 @@ def _checks_sql(f: _File, files: dict[str, _File]) -> list[str]:
         not_null = " AND ".join(f"t.{_ident(k)} IS NOT NULL" for k in shape.key)
         first, o = _lit(shape.key[0]), names.index(shape.key[0])
         if len(shape.key) == 1:
-            what = f"'id ' || t.{_ident(shape.key[0])}"
+            what = f"'id ' || t.{_ident(shape.key[0])}::VARCHAR"
         else:
             what = (
                 "'(' || "
-                + " || ', ' || ".join(f"{_lit(k + ' ')} || t.{_ident(k)}" for k in shape.key)
+                + " || ', ' || ".join(
+                    f"{_lit(k + ' ')} || t.{_ident(k)}::VARCHAR" for k in shape.key
+                )
                 + " || ')'"
             )
         selects.append(
-            f"SELECT _row, {o}, {first}, 'duplicate ' || {what} || ' (first in row ' || _first || ')' "
+            f"SELECT _row, {o}, {first}, 'duplicate ' || {what} || ' (first in row ' || _first::VARCHAR || ')' "
             f"FROM (SELECT t.*, min(t._row) OVER (PARTITION BY {keys}) AS _first FROM {typed} t "
             f"WHERE {not_null}) t WHERE _row > _first"
         )
@@ -676,11 +695,11 @@ def _checks_sql(f: _File, files: dict[str, _File]) -> list[str]:
             else:
                 place = "in the database"
             noun = _NOUNS[col.ref]
-            message = f"'{col.name} ' || t.{c} || ' is not a {noun} {place}'"
+            message = f"'{col.name} ' || t.{c}::VARCHAR || ': no such {noun} {place}'"
         else:
             table = col.ref_table or ""
             where = f"t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {table} d WHERE d.id = t.{c})"
-            message = f"'{col.name} ' || t.{c} || ' is not in the {table} table of the database'"
+            message = f"'{col.name} ' || t.{c}::VARCHAR || ': no such id in the {table} table of the database'"
         selects.append(
             f"SELECT t._row, {o}, {_lit(col.name)}, {message} FROM {typed} t WHERE {where}"
         )
@@ -694,8 +713,8 @@ def _checks_sql(f: _File, files: dict[str, _File]) -> list[str]:
 
 def _validate(
     cur: duckdb.DuckDBPyConnection, files: dict[str, _File]
-) -> tuple[int, list[dict[str, Any]]]:
-    """Every problem of the staged files: (total count, the first ``MAX_PROBLEMS`` as dicts)."""
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Every problem of the staged files: (count, files with problems, first ``MAX_PROBLEMS``)."""
     table = f"{_PREFIX}problems"
     cur.execute(f"DROP TABLE IF EXISTS {table}")
     cur.execute(
@@ -717,7 +736,8 @@ def _validate(
                 f"INSERT INTO {table} SELECT $k, $file, * FROM ({' UNION ALL '.join(selects)})",
                 {"k": f.order, "file": f.path},
             )
-    total = int(cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+    counted = cur.execute(f"SELECT count(*), count(DISTINCT file) FROM {table}").fetchall()
+    total, n_files = counted[0]
     found = cur.execute(
         f"SELECT file, row, col, problem FROM {table} ORDER BY k, row NULLS FIRST, o, problem LIMIT {MAX_PROBLEMS}"
     ).fetchall()
@@ -725,7 +745,7 @@ def _validate(
         {"file": file, "row": None if row is None else int(row), "column": col, "problem": problem}
         for file, row, col, problem in found
     ]
-    return total, problems
+    return int(total), int(n_files), problems
 
 
 def _insert(cur: duckdb.DuckDBPyConnection, f: _File) -> None:
@@ -747,15 +767,12 @@ def _insert(cur: duckdb.DuckDBPyConnection, f: _File) -> None:
     )
 
 
-def _summary(
-    total: int, files: dict[str, _File], problems: list[dict[str, Any]], dry_run: bool
-) -> str:
-    n_files = len({p["file"] for p in problems})
-    shown = f" (the first {MAX_PROBLEMS} are listed)" if total > len(problems) else ""
+def _summary(total: int, n_files: int, n_given: int, listed: int, dry_run: bool) -> str:
+    shown = f" (the first {MAX_PROBLEMS} are listed)" if total > listed else ""
     outcome = "dry run, nothing would be written" if dry_run else "nothing was imported"
     return (
-        f"{total} problem{'s' if total != 1 else ''} in {n_files} of {len(files)} import "
-        f"file{'s' if len(files) != 1 else ''}{shown}; {outcome}"
+        f"{total} problem{'s' if total != 1 else ''} in {n_files} of {n_given} import "
+        f"file{'s' if n_given != 1 else ''}{shown}; {outcome}"
     )
 
 
@@ -790,11 +807,10 @@ def import_files(ws: Any, *, dry_run: bool = False, **files: str) -> dict[str, A
             for f in given.values():
                 if f.stage is not None and not f.malformed:
                     _make_typed(tx, f)
-            total, problems = _validate(tx, given)
+            total, n_files, problems = _validate(tx, given)
             if total:
-                raise ImportProblemError(
-                    _summary(total, given, problems, dry_run), problems=problems
-                )
+                message = _summary(total, n_files, len(given), len(problems), dry_run)
+                raise ImportProblemError(message, problems=problems)
             if not dry_run:
                 for f in given.values():
                     _insert(tx, f)
