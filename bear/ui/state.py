@@ -101,6 +101,7 @@ TITLES = {
     "invoice_date": "Invoice date",
     "approved": "Approved",
     "released_at": "Released at",
+    "ok": "OK",
     "eligibility": "Eligibility",
     "reasons": "Reasons",
 }
@@ -658,8 +659,9 @@ class GridState(param.Parameterized):
             return
         ids = [int(i) for i in frame["id"]] if len(frame) else []
         elig = self.page_eligibility(ids)
-        frame.insert(2, "eligibility", [elig.get(i, ("eligible", 0))[0] for i in ids])
-        frame.insert(3, "reasons", [elig.get(i, ("", 0))[1] for i in ids])
+        frame.insert(2, "ok", [i not in elig for i in ids])
+        frame.insert(3, "eligibility", [elig.get(i, ("eligible", 0))[0] for i in ids])
+        frame.insert(4, "reasons", [elig.get(i, ("", 0))[1] for i in ids])
         self.error = ""
         self.param.update(
             rows=display_frame(frame),

@@ -63,6 +63,35 @@ RUN_TITLES = {
     "started_at": "Started",
     "seconds": "Duration (s)",
 }
+PROCESS_TITLES = {
+    "billing_event_id": "Event",
+    "event": "Name",
+    "status": "Status",
+    "message": "Message",
+    "rule_id": "Rule",
+    "document_id": "Document id",
+    "document_number": "Document",
+    "created_at": "Logged at",
+}
+APP_TITLES = {
+    "created_at": "Time",
+    "batch_seq": "Batch",
+    "level": "Level",
+    "origin": "Origin",
+    "record_id": "Event",
+    "rule_id": "Rule",
+    "message": "Message",
+    "detail": "Detail",
+}
+BATCH_TITLES = {
+    "run_id": "Run",
+    "seq": "Batch",
+    "size": "Size",
+    "status": "Status",
+    "released": "Released",
+    "cause": "Cause",
+    "finished_at": "Finished",
+}
 DOC_TITLES = {
     "id": "Id",
     "number": "Number",
@@ -592,7 +621,6 @@ class EventGrid(Viewer):
         self._syncing = True
         try:
             set_frame(self.table, frame, money=self._money, integers=("reasons",))
-            self.table.style.map(_eligibility_style, subset=["eligibility"])
             self.table.selection = self.grid.page_selection()
         finally:
             self._syncing = False
@@ -678,10 +706,6 @@ class EventGrid(Viewer):
         )
 
 
-def _eligibility_style(value: Any) -> str:
-    return "color: #067647" if value == "eligible" else "color: #b42318"
-
-
 # -- runs --------------------------------------------------------------------------------------
 class RunDetail(Viewer):
     """One run: counts, release batches, app logs, process logs by status, downloads, documents."""
@@ -696,9 +720,9 @@ class RunDetail(Viewer):
         self.state = state
         self._open_documents = open_documents
         self.header = html_pane()
-        self.batches = table(height=260)
-        self.app_table = table(height=320)
-        self.process_table = table(height=360)
+        self.batches = table(height=260, titles=BATCH_TITLES)
+        self.app_table = table(height=320, titles=APP_TITLES)
+        self.process_table = table(height=360, titles=PROCESS_TITLES)
         self.status = pn.widgets.RadioButtonGroup.from_param(
             state.param.log_status, name="Status", options=["all", "OK", "ERROR"]
         )
@@ -1035,6 +1059,7 @@ class SettingsView(Viewer):
                 w = pn.widgets.TextInput(
                     name=label, value="" if value is None else str(value), width=260
                 )
+            w.css_classes = [f"bear-setting-{name}"]
             w.param.watch(partial(self._save, name), "value")
             note = html_pane(
                 f"<div class='bear-muted'>{esc(item['help'])} <i>Allowed: {esc(item['allowed'])}.</i></div>",
@@ -1186,7 +1211,12 @@ class NotificationBell(Viewer):
         super().__init__(**params)
         self.state = state
         self.button = pn.widgets.Button(
-            name="0", icon=BELL_SVG, button_type="light", width=80, margin=(8, 5)
+            name="0",
+            icon=BELL_SVG,
+            button_type="light",
+            width=80,
+            margin=(8, 5),
+            css_classes=["bear-bell"],
         )
         self.list = html_pane()
         self.mark = _button("Mark all read", "primary", width=140)

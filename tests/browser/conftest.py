@@ -1,0 +1,131 @@
+"""Browser-test fixtures: Debian's Chromium for Playwright, and `bear serve` as a subprocess.
+
+The served database is a copy of the session's demo book with one finished run (for the
+deep link and the bell) and one account whose name is an XSS attempt. The server owns the
+file while it runs, so everything the tests check goes through the browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import bear
+
+USER = "ana@example.com"
+XSS_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed")
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1600, "height": 1000}}
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    path: Path
+    first_run: int
+    first_run_released: int
+    xss_name: str = XSS_NAME
+
+
+@pytest.fixture(scope="module")
+def served(demo_path, tmp_path_factory):
+    """`bear serve` on a free 127.0.0.1 port over a prepared copy of the demo book."""
+    folder = tmp_path_factory.mktemp("served")
+    path = folder / "book.duckdb"
+    shutil.copy(demo_path, path)
+    with bear.connect(path) as ws:
+        ws.db.cursor().execute(
+            "UPDATE accounts SET name = $n WHERE id = (SELECT min(account_id) FROM billing_events "
+            "WHERE NOT released)",
+            {"n": XSS_NAME},
+        )
+        ids = ws.awaiting_release(eligibility="eligible", currency="USD").ids()[:30]
+        run = ws.release_and_invoice(ids, user=USER, timeout=60)
+        assert run.status == "completed"
+    port = _free_port()
+    env = {**os.environ, "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": "ignore"}
+    log = (folder / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bear.cli",
+            "serve",
+            "--db",
+            str(path),
+            "--port",
+            str(port),
+            "--user",
+            USER,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"bear serve exited: {(folder / 'serve.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("bear serve did not start listening in 60 s") from None
+                time.sleep(0.1)
+        yield Served(f"http://127.0.0.1:{port}", path, run.id, run.released)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,166 @@
+"""The served dashboard in headless Chromium: filter → select → Release and Invoice → warning →
+continue → progress → run detail; deep links; settings validation; notifications; XSS;
+a screenshot of every tab (test-artifacts/).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [
+    pytest.mark.browser,
+    # pytest-playwright's own base_url fixture trips a pytest deprecation: not ours to fix
+    pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning"),
+]
+
+TIMEOUT = 30_000
+TABS = ("Awaiting Release", "Awaiting Invoice", "Runs", "Documents", "Settings & Rules")
+
+
+def open_dashboard(page: Page, url: str) -> None:
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    expect(page.get_by_text(re.compile(r"Page 1 of")).first).to_be_visible()
+
+
+def tab(page: Page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def toast(page: Page, text: str | re.Pattern[str]):
+    return page.locator(".notyf__message", has_text=text).first
+
+
+def pager_label(page: Page) -> str:
+    return page.get_by_text(re.compile(r"Page \d+ of")).first.inner_text()
+
+
+def search(page: Page, text: str) -> None:
+    before = pager_label(page)
+    box = page.get_by_placeholder("event, project or account name, or event id")
+    box.fill(text)
+    box.press("Enter")
+    expect(page.get_by_text(re.compile(r"Page \d+ of")).first).not_to_have_text(before)
+
+
+def test_release_and_invoice_flow(page: Page, served, artifacts):
+    open_dashboard(page, served.url)
+    search(page, "Stark")
+    page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
+    expect(page.get_by_text(re.compile(r"[\d,]+ selected"))).to_be_visible()
+    page.get_by_role("button", name="Release and Invoice", exact=True).click()
+
+    # the warning: ineligible events listed with reasons, downloadable, continue with the rest
+    expect(page.get_by_text("cannot be processed", exact=False)).to_be_visible()
+    expect(page.locator("[tabulator-field=rule_id]").nth(1)).to_be_visible()
+    page.screenshot(path=artifacts / "dialog-warning.png")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    csv = download.value.path().read_text()
+    assert csv.startswith("billing_event_id,name,stage,rule_id,severity,message")
+    assert len(csv.splitlines()) > 1
+    proceed = page.get_by_role("button", name=re.compile(r"Continue with [\d,]+ eligible"))
+    eligible = int(re.search(r"([\d,]+)", proceed.inner_text()).group(1).replace(",", ""))
+    proceed.click()
+
+    # toast, live progress to completion, notifications as toasts
+    started = toast(page, re.compile(r"Run \d+ started"))
+    expect(started).to_be_visible()
+    run_id = int(re.search(r"Run (\d+) started", started.inner_text()).group(1))
+    assert run_id > served.first_run
+    expect(page.get_by_text(f"Run {run_id} · Release and Invoice · completed")).to_be_visible()
+    expect(toast(page, re.compile(rf"BEAR run {run_id} .*release finished"))).to_be_visible()
+    expect(
+        toast(page, re.compile(rf"BEAR run {run_id} .*finished: [\d,]+ sales inv"))
+    ).to_be_visible()
+    page.screenshot(path=artifacts / "progress-completed.png")
+
+    # the run's detail: counts and per-event logs
+    page.get_by_role("button", name="Open run details").click()
+    expect(page.get_by_text(f"Run {run_id} — Release and Invoice")).to_be_visible()
+    released = page.locator(".bear-card", has_text="Released").first
+    expect(released).to_contain_text(f"{eligible:,}")
+    expect(page.locator("[tabulator-field=status]", has_text="OK").first).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"\({eligible:,} events\)"))).to_be_visible()
+    page.get_by_role("button", name="ERROR").click()
+    expect(page.get_by_text(re.compile(r"Page 1 of \d+ \(\d+ events\)")).first).to_be_visible()
+    page.screenshot(path=artifacts / "run-detail.png")
+
+
+def test_selection_is_kept_across_pages(page: Page, served):
+    open_dashboard(page, served.url)
+    boxes = page.locator(".tabulator-row input[type=checkbox]")
+    boxes.nth(0).click()
+    boxes.nth(1).click()
+    expect(page.get_by_text("2 selected")).to_be_visible()
+    page.get_by_role("button", name="›").first.click()
+    expect(page.get_by_text(re.compile(r"Page 2 of")).first).to_be_visible()
+    expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(0)
+    page.locator(".tabulator-row input[type=checkbox]").nth(0).click()
+    expect(page.get_by_text("3 selected")).to_be_visible()
+    page.get_by_role("button", name="‹").first.click()
+    expect(page.get_by_text(re.compile(r"Page 1 of")).first).to_be_visible()
+    expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(2)
+    page.get_by_role("button", name="Clear selection").click()
+    expect(page.get_by_text("No events selected", exact=False)).to_be_visible()
+
+
+def test_deep_link_opens_the_run(page: Page, served):
+    page.set_default_timeout(TIMEOUT)
+    page.goto(f"{served.url}/?run={served.first_run}")
+    expect(page.get_by_text(f"Run {served.first_run} — Release and Invoice")).to_be_visible()
+    expect(page.locator(".bear-card", has_text="Released").first).to_contain_text(
+        str(served.first_run_released)
+    )
+    expect(page.locator("[tabulator-field=document_number]").nth(1)).to_be_visible()
+
+
+def test_settings_validation_message(page: Page, served):
+    open_dashboard(page, served.url)
+    tab(page, "Settings & Rules")
+    field = page.locator(".bear-setting-release_batch_size input")
+    field.fill("-5")
+    field.press("Enter")
+    expect(
+        page.get_by_text(re.compile(r"✗ setting 'release_batch_size': '-5' is not allowed"))
+    ).to_be_visible()
+    field.fill("300")
+    field.press("Enter")
+    expect(page.get_by_text("✓ saved: 300")).to_be_visible()
+    expect(page.get_by_text("SMTP password:", exact=False)).to_be_visible()
+
+
+def test_notification_bell(page: Page, served):
+    open_dashboard(page, served.url)
+    bell = page.locator(".bear-bell button")
+    expect(bell).to_have_text(re.compile(r"[1-9]\d*"))
+    bell.click()
+    expect(
+        page.get_by_text(re.compile(rf"BEAR run {served.first_run} .*release finished"))
+    ).to_be_visible()
+    page.get_by_role("button", name="Mark all read").click()
+    expect(bell).to_have_text("0")
+
+
+def test_text_from_data_is_shown_not_executed(page: Page, served):
+    open_dashboard(page, served.url)
+    search(page, "onerror")
+    cell = page.locator("[tabulator-field=account]", has_text=served.xss_name).first
+    expect(cell).to_be_visible()
+    page.locator(".choices").nth(1).click()  # the account filter lists the name too
+    expect(page.get_by_text(served.xss_name).first).to_be_visible()
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_screenshot_of_every_tab(page: Page, served, artifacts):
+    open_dashboard(page, served.url)
+    page.wait_for_timeout(500)
+    for i, name in enumerate(TABS):
+        tab(page, name)
+        expect(page.locator(".bk-tab.bk-active", has_text=name).first).to_be_visible()
+        page.wait_for_timeout(700)
+        slug = name.lower().replace(" & ", "-").replace(" ", "-")
+        page.screenshot(path=artifacts / f"tab-{i + 1}-{slug}.png")
