@@ -204,9 +204,7 @@ def test_billing_cap_counts_the_selections_earlier_events_of_the_project():
     events = [
         {"id": 1, "summary_amount": "300.00"},
         {"id": 2, "summary_amount": "300.00"},  # 300 + 300 > 500
-        {"id": 3, "project_id": 2, "summary_amount": "300.00"},
-        {"id": 4, "project_id": 2, "summary_amount": "-200.00"},
-        {"id": 5, "project_id": 2, "summary_amount": "300.00"},  # 300 - 200 + 300 <= 500
+        {"id": 3, "project_id": 2, "summary_amount": "300.00"},  # another project's cap
     ]
     projects = [
         {"id": 1, "name": "Cap A", "billing_cap": "500.00"},
@@ -216,6 +214,7 @@ def test_billing_cap_counts_the_selections_earlier_events_of_the_project():
     assert flagged(df) == [2]
     msg = only_message(df, "release.billing_cap_exceeded", 2)
     assert "Cap A" in msg and "to 600.00" in msg and "500.00" in msg
+    assert run("release.billing_cap_exceeded", events, projects=projects, ids=[2, 3]).empty
 
 
 def test_uncapped_project_has_no_cap():
@@ -544,3 +543,41 @@ def test_every_rule_has_demo_victims(events, demo_2000):
         assert (expected.rule_id == rule_id).sum() >= 1
     for rule_id in NO_DEMO_VICTIMS:
         assert (got.rule_id == rule_id).sum() == 0
+
+
+CAP_PENDING_BUG = (
+    "bear/rules/batch.py project_pending_before sums EVERY earlier unreleased event of the "
+    "project in the batch, including events another release rule blocks (they will never be "
+    "released): a blocked positive event wrongly blocks later ones, and a blocked credit lets "
+    "the preview and a validated run's up-front check pass an event whose batch then fails "
+    "(DESIGN 2.4.1: a validated selection's ineligible events are left out up front)"
+)
+
+
+@pytest.mark.xfail(reason=CAP_PENDING_BUG, strict=False)
+def test_billing_cap_ignores_earlier_events_that_cannot_be_released():
+    from bear.testing import make_workspace
+
+    events = [
+        {"id": 1, "summary_amount": "2000.00", "approved": False},
+        {"id": 2, "summary_amount": "1000.00"},
+    ]
+    with make_workspace(events, projects=[{"id": 1, "billing_cap": "2500.00"}]) as ws:
+        pv = ws.preview([1, 2], action="release")
+        assert pv.eligible_ids == [2]  # event 1 is never released, so 2 stays under the cap
+
+
+@pytest.mark.xfail(reason=CAP_PENDING_BUG, strict=False)
+def test_a_validated_run_never_fails_a_batch_on_the_billing_cap():
+    from bear.testing import make_workspace
+
+    events = [
+        {"id": 1, "summary_amount": "2000.00"},
+        {"id": 2, "summary_amount": "-1000.00", "approved": False},  # left out up front
+        {"id": 3, "summary_amount": "1000.00"},  # 2000 + 1000 > 2500 once the credit is gone
+    ]
+    with make_workspace(events, projects=[{"id": 1, "billing_cap": "2500.00"}]) as ws:
+        pv = ws.preview([1, 2, 3], action="release")
+        run = ws.release([1, 2, 3], user="ana@example.com", timeout=60)
+        assert run.failed_batches == 0
+        assert run.released == len(pv.eligible_ids)
