@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -142,7 +142,15 @@ def _timestamp(v: Any) -> dt.datetime | None:
 
 
 def _decimal(v: Any, quantum: Decimal) -> Decimal | None:
-    return None if v is None else Decimal(str(v)).quantize(quantum)
+    return None if v is None else _number(v, quantum)
+
+
+def _number(v: Any, quantum: Decimal, what: str = "value") -> Decimal:
+    """``v`` as a ``Decimal`` rounded to ``quantum``; a clear error when it is no number."""
+    try:
+        return Decimal(str(v)).quantize(quantum, rounding=ROUND_HALF_UP)  # as SQL round()
+    except ArithmeticError:
+        raise BearError(f"{what}: {v!r} is not a number") from None
 
 
 def _convert(value: Any, typ: pa.DataType) -> Any:
@@ -315,7 +323,7 @@ def _book(
             its.append(_complete_item(it, e["id"], k))
         if "summary_amount" not in e:
             e["summary_amount"] = sum(
-                (_decimal(i["amount"], _CENTS) for i in its if i["billing_event_id"] == e["id"]),
+                (_number(i["amount"], _CENTS) for i in its if i["billing_event_id"] == e["id"]),
                 Decimal("0.00"),
             )
 
@@ -422,12 +430,12 @@ def _default_project(pid: int) -> dict[str, Any]:
 def _complete_item(it: Mapping[str, Any], event_id: int, k: int) -> dict[str, Any]:
     """An item with every column: amount = quantity × unit price unless given."""
     iid = int(it.get("id", event_id * 1000 + k))
-    qty = _decimal(it.get("quantity", 1), _MICROS)
+    qty = _number(it.get("quantity", 1), _MICROS, "items: quantity")
     if "unit_price" in it:
-        price = _decimal(it["unit_price"], _MICROS)
-        amount = it.get("amount", (qty * price).quantize(_CENTS))
+        price = _number(it["unit_price"], _MICROS, "items: unit_price")
+        amount = _number(it.get("amount", qty * price), _CENTS, "items: amount")
     else:
-        amount = _decimal(it.get("amount", DEFAULT_AMOUNT), _CENTS)
+        amount = _number(it.get("amount", DEFAULT_AMOUNT), _CENTS, "items: amount")
         price = (amount / qty).quantize(_MICROS) if qty else Decimal("0")
     return {
         "category": "timecard",
