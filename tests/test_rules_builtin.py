@@ -581,3 +581,40 @@ def test_a_validated_run_never_fails_a_batch_on_the_billing_cap():
         run = ws.release([1, 2, 3], user="ana@example.com", timeout=60)
         assert run.failed_batches == 0
         assert run.released == len(pv.eligible_ids)
+
+
+# -- bear.testing itself ----------------------------------------------------------------------
+def test_make_workspace_names_a_misspelt_column():
+    from bear.errors import BearError
+    from bear.testing import make_workspace
+
+    with pytest.raises(BearError, match=r"events: unknown column\(s\) \['aproved'\]"):
+        make_workspace([{"aproved": False}])
+    with pytest.raises(BearError, match=r"billing_event_id \[9\] is not among the events"):
+        make_workspace([{"id": 1}], items=[{"billing_event_id": 9}])
+    with pytest.raises(BearError, match="items: amount: 'lots' is not a number"):
+        make_workspace([{"items": [{"amount": "lots"}]}])
+
+
+def test_make_workspace_fills_a_consistent_book():
+    from bear.testing import DEFAULT_DATE, make_workspace
+
+    events = [
+        {"id": 1},
+        {"id": 2, "currency": "EUR", "invoiced": True},
+        {"id": 3, "items": [{"quantity": "2.5", "unit_price": "10.01"}]},
+    ]
+    with make_workspace(events, items=[{"billing_event_id": 1, "amount": "7.00"}]) as ws:
+        ev = ws.sql("SELECT * FROM billing_events ORDER BY id")
+        assert [str(a) for a in ev.summary_amount] == ["7.00", "100.00", "25.03"]
+        assert ev.event_date.iloc[0] == DEFAULT_DATE
+        assert ev.released.tolist() == [False, True, False] and ev.invoiced.tolist() == [
+            False,
+            True,
+            False,
+        ]
+        docs = ws.documents()
+        assert docs.billing_event_id.tolist() == [2] and docs.number.tolist() == ["SIN000001"]
+        cur = ws.sql("SELECT currency FROM company_currencies ORDER BY 1").currency.tolist()
+        assert cur == ["EUR", "USD"]
+        assert ws.sql("SELECT count(*) AS n FROM billing_event_items").n.iloc[0] == 3
