@@ -5,6 +5,7 @@ Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``BearError
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 
@@ -14,6 +15,9 @@ from bear.markers import hookimpl
 from bear.workspace import Workspace
 
 __version__ = "0.1.0"
+
+# A library stays quiet unless the application configures logging (the CLI does).
+logging.getLogger("bear").addHandler(logging.NullHandler())
 
 
 def connect(

@@ -203,8 +203,12 @@ def cmd_import(a: argparse.Namespace) -> int:
             else:
                 print(f"error: {exc}", file=sys.stderr)
                 for p in exc.problems[:200]:
+                    where = ", ".join(
+                        [str(p["file"])]
+                        + [f"{k} {p[k]}" for k in ("row", "column") if p.get(k) is not None]
+                    )
                     print(
-                        f"  {p['file']}, row {p['row']}, column {p['column']}: {p['problem']}",
+                        f"  {where}: {p['problem']}",
                         file=sys.stderr,
                     )
                 if len(exc.problems) > 200:
@@ -239,6 +243,12 @@ def cmd_settings(a: argparse.Namespace) -> int:
         elif a.action == "get":
             if not a.name:
                 raise BearError("settings get: name the setting")
+            from bear.config import SETTINGS
+
+            if a.name[0] not in SETTINGS:
+                raise BearError(
+                    f"unknown setting {a.name[0]!r}; known settings: {', '.join(SETTINGS)}"
+                )
             value = getattr(ws.settings, a.name[0])
             print(
                 json.dumps(value)
@@ -331,7 +341,7 @@ def cmd_preview(a: argparse.Namespace) -> int:
             _print_frame(pv.by_rule, False)
         if len(pv.blast_radius):
             print(
-                f"\nBlast radius: {len(pv.blast_radius):,} eligible events share a batch with an ineligible "
+                f"\nBlast radius: {len(pv.blast_radius):,} releasable events share a batch with an unreleasable "
                 "one (they would fail with it without validation)."
             )
     return 0

@@ -24,7 +24,7 @@ URL_RE = re.compile(r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$")
 
 def is_email(value: str) -> bool:
     """True for a single plain address (no display name, no line breaks, no commas)."""
-    return isinstance(value, str) and len(value) <= 254 and bool(EMAIL_RE.match(value))
+    return isinstance(value, str) and len(value) <= 254 and bool(EMAIL_RE.fullmatch(value))
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class SettingDef:
                     value = [p.strip() for p in re.split(r"[,;\s]+", text) if p.strip()]
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise bad
-            check = is_email if kind == "emails" else (lambda v: bool(RULE_ID_RE.match(v)))
+            check = is_email if kind == "emails" else (lambda v: bool(RULE_ID_RE.fullmatch(v)))
             wrong = [v for v in value if not check(v)]
             if wrong:
                 raise SettingError(
@@ -123,7 +123,7 @@ class SettingDef:
             raise bad
         if kind == "url":
             value = value.rstrip("/")
-            if not URL_RE.match(value):
+            if not URL_RE.fullmatch(value):
                 raise bad
         if kind == "email" and not is_email(value):
             raise bad

@@ -299,7 +299,7 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
                CASE WHEN e.defect = 'no_company' THEN NULL ELSE pj.company_id END,
                pj.currency,
                DATE '{ANCHOR}' - e.age::INTEGER,
-               CASE WHEN e.defect = 'closed_period' THEN DATE '{ANCHOR}' - e.age::INTEGER - 400
+               CASE WHEN e.defect = 'closed_period' THEN DATE '{ANCHOR}' - e.age::INTEGER - 430
                     WHEN {_h("e.id", "invd", 5)} = 0 THEN DATE '{ANCHOR}' - e.age::INTEGER + {_h("e.id", "invo", 15)}::INTEGER
                     END,
                (coalesce(s.s, 0) + CASE WHEN e.defect = 'amount_mismatch' THEN 1.00
@@ -397,7 +397,7 @@ def _seed_history_and_expectations(tx: Any, p: dict[str, Any], max_lines: int) -
     )
     # Project, account and state-derived victims.
     tx.execute(
-        """
+        f"""
         INSERT OR IGNORE INTO demo_expectations
         SELECT r, id FROM (
             SELECT CASE pj.id % 200 WHEN 3 THEN 'release.project_not_billable'
@@ -409,9 +409,12 @@ def _seed_history_and_expectations(tx: Any, p: dict[str, Any], max_lines: int) -
             UNION ALL
             SELECT 'release.billing_cap_exceeded', id FROM (
                 SELECT e.id, e.summary_amount, pj.billing_cap AS cap,
-                       coalesce(sum(e.summary_amount) OVER (PARTITION BY e.project_id ORDER BY e.id
+                       coalesce(sum(CASE WHEN d.defect IS NULL OR d.defect NOT IN ({rel_defects})
+                                         THEN greatest(e.summary_amount, 0) ELSE 0 END)
+                                OVER (PARTITION BY e.project_id ORDER BY e.id
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
                 FROM billing_events e JOIN projects pj ON pj.id = e.project_id
+                JOIN _demo_ev d ON d.id = e.id
                 WHERE pj.id % 200 = 9 AND NOT e.released)
             WHERE summary_amount > 0 AND before + summary_amount > cap
             UNION ALL

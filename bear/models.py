@@ -169,6 +169,10 @@ class Preview:
     def ineligible(self) -> int:
         return self.selected - len(self.eligible_ids) if self.validated else 0
 
+    def __repr__(self) -> str:
+        tail = f"{self.ineligible:,} ineligible" if self.validated else "not validated"
+        return f"<Preview {self.action}: {self.selected:,} selected, {self.eligible:,} eligible, {tail}>"
+
     def reasons(self, billing_event_id: int) -> list[str]:
         v = self.violations
         return list(v.loc[v.billing_event_id == billing_event_id, "message"])
@@ -197,8 +201,8 @@ class Preview:
         blast = ""
         if self.validated and len(self.blast_radius):
             blast = (
-                f"<p>Blast radius: {len(self.blast_radius):,} eligible events share a batch with an "
-                f"ineligible one and would fail with it if run unvalidated.</p>"
+                f"<p>Blast radius: {len(self.blast_radius):,} releasable events share a batch with an "
+                f"unreleasable one and would fail with it if run unvalidated.</p>"
             )
         return (
             f"<div><p>{head}</p><table><thead><tr><th>document</th><th>currency</th><th>count</th>"

@@ -86,7 +86,7 @@ def _eval(
 
     def new_cursor() -> duckdb.DuckDBPyConnection:
         con = ws.db.con.cursor()
-        host.prepare(con)
+        host.prepare(con, remember=False)
         return con
 
     return evaluate(
@@ -367,8 +367,15 @@ class RunHandle:
         """Block until the run has finished (or ``timeout`` seconds pass: ``TimeoutError``)."""
         return self.ws.runner.wait(self.id, timeout)
 
+    def cancel(self) -> RunResult:
+        """Ask the run to stop at its next batch boundary."""
+        return cancel(self.ws, self.id)
+
     def __repr__(self) -> str:
         return f"<RunHandle {self.id}>"
+
+    def _repr_html_(self) -> str:
+        return self.result()._repr_html_()
 
 
 def check_user(user: Any) -> str:
@@ -1187,8 +1194,14 @@ def deliver_pending(
                 "next_attempt_at = current_timestamp + to_seconds(?) WHERE id = ? AND status = 'pending'",
                 [f"{channel}: {err}"[:1000], delay, nid],
             )
-            log.warning(
-                "notification %s via %s failed (attempt %s): %s", nid, channel, attempts + 1, err
+            level = logging.INFO if "smtp_host is not set" in (err or "") else logging.WARNING
+            log.log(
+                level,
+                "notification %s via %s failed (attempt %s): %s",
+                nid,
+                channel,
+                attempts + 1,
+                err,
             )
     return {"sent": sent, "failed": failed}
 

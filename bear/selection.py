@@ -32,6 +32,23 @@ LEFT JOIN accounts a ON a.id = e.account_id
 LEFT JOIN companies c ON c.id = e.company_id
 """
 
+_JOINS = {
+    "p": "JOIN projects p ON p.id = e.project_id",
+    "a": "LEFT JOIN accounts a ON a.id = e.account_id",
+    "c": "LEFT JOIN companies c ON c.id = e.company_id",
+}
+
+
+def from_sql(aliases: set[str]) -> str:
+    """FROM billing_events with only the joins the given aliases need (DuckDB keeps unused
+    LEFT JOINs, which costs 5-7x on a count over a million events)."""
+    return "FROM billing_events e " + " ".join(_JOINS[a] for a in ("p", "a", "c") if a in aliases)
+
+
+def aliases_of(sql: str) -> set[str]:
+    return {a for a in ("p", "a", "c") if f"{a}." in sql}
+
+
 KIND_SQL = {
     "awaiting_release": "NOT e.released",
     "awaiting_invoice": "e.released AND NOT e.invoiced",
@@ -264,13 +281,18 @@ class Selection:
     def ids_sql(self) -> tuple[str, dict[str, Any]]:
         """A query returning the selected ids (column ``billing_event_id``), and its parameters."""
         where, params = self.where_sql()
-        return f"SELECT e.id AS billing_event_id {FROM_SQL} WHERE {where}", params
+        return (
+            f"SELECT e.id AS billing_event_id {from_sql(aliases_of(where))} WHERE {where}",
+            params,
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def __len__(self) -> int:
         where, params = self.where_sql()
         return int(
-            self.ws._query(f"SELECT count(*) {FROM_SQL} WHERE {where}", params).fetchall()[0][0]
+            self.ws._query(
+                f"SELECT count(*) {from_sql(aliases_of(where))} WHERE {where}", params
+            ).fetchall()[0][0]
         )
 
     def count(self) -> int:
@@ -291,9 +313,18 @@ class Selection:
         order = order_by(sort)
         where, params = self.where_sql()
         cols = ", ".join(f"{expr} AS {name}" for name, expr in COLUMNS.items())
-        sql = (
-            f"SELECT {cols} {FROM_SQL} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
-        )
+        # Late join: pick the page's ids with only the joins the filter and sort need, then
+        # join the display columns to those rows alone.
+        sql = f"""
+            WITH top AS (
+                SELECT e.id FROM billing_events e
+                {" ".join(_JOINS[a] for a in ("p", "a", "c") if a in aliases_of(where + " " + order))}
+                WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}
+            )
+            SELECT {cols} FROM top JOIN billing_events e ON e.id = top.id
+            {_JOINS["p"]} {_JOINS["a"]} {_JOINS["c"]}
+            ORDER BY {order}
+        """
         return self.ws._frame(sql, params)
 
     def totals(self) -> pd.DataFrame:
@@ -304,7 +335,7 @@ class Selection:
                    count(*) FILTER (e.summary_amount > 0) AS sales_invoices,
                    count(*) FILTER (e.summary_amount < 0) AS credit_notes,
                    count(DISTINCT e.project_id) AS projects
-            {FROM_SQL} WHERE {where} GROUP BY ALL ORDER BY e.currency
+            {from_sql(aliases_of(where))} WHERE {where} GROUP BY ALL ORDER BY e.currency
         """
         return self.ws._frame(sql, params)
 

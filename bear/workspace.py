@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,7 +23,8 @@ from bear.selection import Filters, Selection
 
 log = logging.getLogger(__name__)
 
-_READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA"}
+_READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
+_SIDE_EFFECT_FUNCTIONS = re.compile(r"\b(nextval|setval|setseed|currval)\s*\(", re.IGNORECASE)
 
 
 class Workspace:
@@ -82,6 +84,16 @@ class Workspace:
             self._eligibility_cache.clear()
 
     def _settings_changed(self, changed: dict[str, Any]) -> None:
+        # Rules read settings when they are registered: rebuild the registry (validated before
+        # the write by PluginHost.check_settings), then drop cached eligibility.
+        if changed.keys() & {
+            "rules_file",
+            "disabled_rules",
+            "max_lines_per_document",
+            "require_approval",
+            "plugins_dir",
+        }:
+            self.plugins.reload(changed)
         self.refresh()
 
     # -- low-level reading -------------------------------------------------------------------
@@ -104,11 +116,23 @@ class Workspace:
         if len(statements) != 1:
             raise QueryError(f"sql: expected exactly one statement, got {len(statements)}")
         kind = statements[0].type.name
-        if kind not in _READ_ONLY_TYPES:
+        if kind not in _READ_ONLY_TYPES or kind == "PRAGMA":
             raise QueryError(f"sql: only read-only statements are allowed here, not {kind}")
+        if kind == "EXPLAIN":
+            # EXPLAIN ANALYZE executes its statement: only a plain SELECT may be explained.
+            inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", query, flags=re.IGNORECASE)
+            if (
+                re.match(r"^\s*EXPLAIN\s+ANALY[SZ]E", query, re.IGNORECASE)
+                or cur.extract_statements(inner)[0].type.name != "SELECT"
+            ):
+                raise QueryError(
+                    "sql: only EXPLAIN of a SELECT is allowed (EXPLAIN ANALYZE runs its statement)"
+                )
+        if _SIDE_EFFECT_FUNCTIONS.search(query):
+            raise QueryError(
+                "sql: functions with side effects (nextval, setval, setseed) are not allowed here"
+            )
         try:
-            if kind == "PRAGMA":
-                raise QueryError("sql: PRAGMA statements are not allowed here")
             return self._frame(query, params)
         except duckdb.Error as exc:
             raise QueryError(f"sql: {exc}") from None

@@ -215,22 +215,11 @@ VICTIM_PREDICATES = {
     "AND coalesce(e.invoice_date, e.event_date) BETWEEN ap.start_date AND ap.end_date AND ap.closed)",
 }
 
-_CLOSED_PERIOD_BUG = pytest.mark.xfail(
-    reason="bear/demo.py _seed_events: a 'closed_period' event gets invoice_date = event_date - 400 "
-    "days, but periods are closed only when they end before ANCHOR - 13 months (2025-09-30), so "
-    "events younger than ~25 days land in the open September 2025 period: recorded in "
-    "demo_expectations as invoice.closed_period victims (≈10% of them) though no closed period "
-    "holds their date. Use e.g. - 430 days, or close periods ending before ANCHOR - 12 months.",
-    strict=False,
-)
 
 
 @pytest.mark.parametrize(
     "rule_id",
-    [
-        pytest.param(r, marks=_CLOSED_PERIOD_BUG) if r == "invoice.closed_period" else r
-        for r in sorted(VICTIM_PREDICATES)
-    ],
+    sorted(VICTIM_PREDICATES),
 )
 def test_expected_victims_really_have_the_defect(big, rule_id):
     wrong = big.sql(

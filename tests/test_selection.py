@@ -542,14 +542,6 @@ def test_sql_refuses_anything_but_reading(small, checksums, tmp_path, query):
     assert small.sql("SELECT count(*) AS n FROM billing_events")["n"][0] == 300
 
 
-@pytest.mark.xfail(
-    reason="bear/workspace.py Workspace.sql: EXPLAIN statements are allowed, but EXPLAIN ANALYZE "
-    "executes its statement: ws.sql('EXPLAIN ANALYZE DELETE FROM billing_events') deletes every "
-    "event (and UPDATE/INSERT likewise). Refuse EXPLAIN ANALYZE, or refuse EXPLAIN whose inner "
-    "statement is not a SELECT (e.g. check the text after EXPLAIN [ANALYZE] with "
-    "extract_statements).",
-    strict=False,
-)
 @pytest.mark.parametrize(
     "query",
     [
@@ -566,13 +558,6 @@ def test_sql_explain_analyze_cannot_write(small, checksums, query):
     assert checksums(small) == small.before
 
 
-@pytest.mark.xfail(
-    reason="bear/workspace.py Workspace.sql: a SELECT may call nextval(): "
-    "ws.sql(\"SELECT nextval('runs_id_seq')\") advances the run id sequence (a write through a "
-    "read-only door). Minor; run user SQL in a transaction that is rolled back, or refuse "
-    "nextval/setval.",
-    strict=False,
-)
 def test_sql_select_cannot_advance_sequences(small):
     def seq_state():
         return (

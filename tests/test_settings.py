@@ -156,12 +156,6 @@ def test_int_messages_give_the_range(ws):
     assert "≤ 65535" in str(info.value)
 
 
-@pytest.mark.xfail(
-    reason="bear/config.py EMAIL_RE/RULE_ID_RE end in '$', which also matches before a trailing "
-    "newline: is_email('a@b.com\\n') is True, so a recipient (or rule id) with a trailing line "
-    "break is stored. Use re.fullmatch or '\\Z'.",
-    strict=False,
-)
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -349,13 +343,6 @@ def test_cli_settings_set_bad_input(tmp_path, pairs, words):
         assert ws.settings.additional_notification_recipients == []
 
 
-@pytest.mark.xfail(
-    reason="bear/cli.py cmd_settings 'get': getattr(ws.settings, name) raises AttributeError "
-    "for an unknown name, which main() does not catch (only BearError): a traceback and exit 1 "
-    "instead of 'error: unknown setting …' and exit 2. Check `name in SETTINGS` and raise "
-    "SettingError/BearError.",
-    strict=False,
-)
 def test_cli_settings_get_unknown_name(tmp_path):
     r = bear_cli("settings", "get", "nosuch", "--db", str(tmp_path / "g.duckdb"))
     assert r.returncode == 2

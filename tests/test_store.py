@@ -342,13 +342,6 @@ def test_database_held_by_another_process(held_db):
         assert ws.sql("SELECT count(*) AS n FROM schema_migrations")["n"][0] >= 1
 
 
-@pytest.mark.xfail(
-    reason="bear/db/connection.py _connect_raw/_process_command: the holder's command line is "
-    "put into the message verbatim, so a holder started as `python -c '<multi-line program>'` "
-    "makes the lock message span many lines (the CLI promises one line). Collapse whitespace "
-    "(' '.join(command.split())) and shorten it (e.g. 200 chars).",
-    strict=False,
-)
 def test_lock_message_is_one_line_whatever_the_holder_command(tmp_path, hold_database):
     path = tmp_path / "held2.duckdb"
     bear.connect(path).close()

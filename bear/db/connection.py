@@ -29,7 +29,9 @@ def _process_command(pid: int) -> str | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part) or None
+    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    text = " ".join(text.split())  # one line, whatever the holder's arguments held
+    return (text[:157] + "…" if len(text) > 160 else text) or None
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -141,7 +141,7 @@ class PluginHost:
         self.ws = ws
         self.extra = list(extra)
         self.pm, self.sources = make_plugin_manager(self.extra, ws.settings.plugins_dir)
-        self._prepared: set[int] = set()
+        self._prepared: dict[int, duckdb.DuckDBPyConnection] = {}
         self._lock = threading.Lock()
         self.registry = self.build_registry(ws.settings)
 
@@ -181,40 +181,53 @@ class PluginHost:
                     rr.message_sql, _ = rule.message_expression()
                 rules.append(rr)
         registry = Registry(rules)
-        self._check_sql(registry)
+        self._check_sql(registry, settings)
         return registry
 
-    def _check_sql(self, registry: Registry) -> None:
+    def _check_sql(self, registry: Registry, settings: Any) -> None:
         """Bind every SQL rule against the (empty) batch view, so a typo fails at start-up."""
         from bear.rules.batch import build_batch
 
         cur = self.ws.db.con.cursor()
         try:
-            self.prepare(cur)
+            self.prepare(cur, remember=False)
             cur.execute("CREATE OR REPLACE TEMP TABLE _schema_ids (billing_event_id BIGINT)")
             build_batch(cur, "_schema_ids")
             for rr in registry.rules:
                 if rr.kind != "sql":
                     continue
+                where = f" in rules file {settings.rules_file}" if rr.plugin == "rules_file" else ""
                 try:
-                    cur.execute(
-                        f"SELECT ({rr.fail_sql})::BOOLEAN, ({rr.message_sql})::VARCHAR FROM _batch LIMIT 0"
-                    )
+                    kinds = cur.execute(
+                        f"DESCRIBE SELECT ({rr.fail_sql}) AS f, ({rr.message_sql})::VARCHAR AS m FROM _batch"
+                    ).fetchall()
                 except duckdb.Error as exc:
                     first = str(exc).splitlines()[0]
-                    where = (
-                        f" in rules file {self.ws.settings.rules_file}"
-                        if rr.plugin == "rules_file"
-                        else ""
-                    )
                     raise PluginError(
                         f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}"
                     ) from None
+                if kinds[0][1] not in ("BOOLEAN", '"NULL"', "NULL"):
+                    raise PluginError(
+                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: its predicate is "
+                        f"{kinds[0][1]}, not a true/false condition"
+                    )
         finally:
             cur.close()
 
     def rebuild(self) -> None:
         self.registry = self.build_registry(self.ws.settings)
+
+    def reload(self, changed: dict[str, Any]) -> None:
+        """Apply changed settings: a new plugins folder reloads the plugins, anything else
+        rebuilds the rule registry (keeping the last timings of rules that remain)."""
+        timings = self.registry.timings
+        if "plugins_dir" in changed:
+            self.pm, self.sources = make_plugin_manager(self.extra, self.ws.settings.plugins_dir)
+            self._prepared.clear()
+        self.registry = self.build_registry(self.ws.settings)
+        self.registry.timings.update(
+            {k: v for k, v in timings.items() if any(r.id == k for r in self.registry.rules)}
+        )
 
     def check_settings(self, new_values: dict[str, Any]) -> None:
         """Validator run before settings are saved: a change must leave a working registry."""
@@ -288,10 +301,11 @@ class PluginHost:
         return pd.DataFrame(rows, columns=["name", "version", "source", "hooks"])
 
     # -- connections -----------------------------------------------------------------------
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Call ``bear_prepare_connection`` once per cursor."""
+    def prepare(self, con: duckdb.DuckDBPyConnection, *, remember: bool = True) -> None:
+        """Call ``bear_prepare_connection`` on a cursor; long-lived cursors are remembered (by a
+        reference, so a new cursor can never be mistaken for a closed one at the same address)."""
         key = id(con)
-        if key in self._prepared:
+        if remember and self._prepared.get(key) is con:
             return
         for impl in self.pm.hook.bear_prepare_connection.get_hookimpls():
             try:
@@ -300,8 +314,9 @@ class PluginHost:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} failed in bear_prepare_connection: {exc}"
                 ) from exc
-        with self._lock:
-            self._prepared.add(key)
+        if remember:
+            with self._lock:
+                self._prepared[key] = con
 
     # -- notifications ---------------------------------------------------------------------
     def notifier_names(self, kind: str) -> list[str]:

@@ -35,7 +35,8 @@ COLUMNS: dict[str, str] = {
     "project_active": "the project is active",
     "project_billing_cap": "the project's billing cap (NULL when uncapped)",
     "project_released_total": "sum of the project's events already released",
-    "project_pending_before": "sum of the batch's earlier events (by id) of the same project, not yet released",
+    "project_pending_before": "sum of the batch's earlier (by id) unreleased events of the same project "
+    "that the other built-in release checks let through; credits count only once released",
     "region": "project region",
     "practice": "project practice",
     "grp": "project group",
@@ -97,7 +98,13 @@ SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id,
        p.name AS project_name, p.billable AS project_billable, p.exclude_from_billing AS project_excluded,
        p.active AS project_active, p.billing_cap AS project_billing_cap,
        coalesce(pr.released_total, 0)::DECIMAL(18, 2) AS project_released_total,
-       coalesce(sum(CASE WHEN e.released THEN 0 ELSE e.summary_amount END) OVER (
+       coalesce(sum(CASE WHEN NOT e.released AND e.summary_amount > 0
+                              AND (e.approved OR NOT $require_approval)
+                              AND coalesce(it.item_count, 0) > 0 AND coalesce(it.items_out_of_sync, 0) = 0
+                              AND coalesce(it.items_on_hold, 0) = 0 AND p.billable
+                              AND NOT p.exclude_from_billing AND p.active AND e.account_id IS NOT NULL
+                              AND cl.run_id IS NULL
+                         THEN e.summary_amount ELSE 0 END) OVER (
            PARTITION BY e.project_id ORDER BY e.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0
        )::DECIMAL(18, 2) AS project_pending_before,
        p.region, p.practice, p.grp,
@@ -133,6 +140,7 @@ def build_batch(
     *,
     as_released: bool = False,
     run_id: int | None = None,
+    require_approval: bool = True,
 ) -> int:
     """(Re)build ``_batch`` on ``cur`` for the ids in table ``source``; returns its row count."""
     lo, hi = cur.execute(
@@ -142,7 +150,13 @@ def build_batch(
         lo, hi = 0, -1
     cur.execute(
         _BATCH_SQL.format(source=source),
-        {"lo": lo, "hi": hi, "as_released": as_released, "run_id": run_id},
+        {
+            "lo": lo,
+            "hi": hi,
+            "as_released": as_released,
+            "run_id": run_id,
+            "require_approval": require_approval,
+        },
     )
     return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
 

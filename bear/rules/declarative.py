@@ -238,7 +238,7 @@ def load_rules_file(path: str | Path) -> list[SqlRule]:
         for key in ("id", "stage", "when", "message"):
             if not isinstance(entry.get(key), str) or not entry[key].strip():
                 raise fail(f"'{key}' is required and must be text")
-        if not RULE_ID_RE.match(rid):
+        if not RULE_ID_RE.fullmatch(rid):
             raise fail(
                 "id must look like 'namespace.name' (lower-case letters, digits, underscores)"
             )

@@ -171,7 +171,15 @@ def _call_python_rule(
             out = rr.rule.evaluate(Batch(con, table, stage, settings))
             fut.set_result(_normalise_output(out))
         except BaseException as exc:  # noqa: BLE001 — reported as this rule's failure
-            fut.set_exception(exc)
+            if not fut.done():
+                fut.set_exception(exc)
+        finally:
+            con = holder.get("con")
+            if con is not None:
+                try:
+                    con.close()
+                except duckdb.Error:
+                    log.debug("closing a rule's cursor failed", exc_info=True)
 
     thread = threading.Thread(target=work, name=f"rule-{rr.id}", daemon=True)
     thread.start()
@@ -320,7 +328,12 @@ def evaluate(
     """Evaluate ``stages`` for the ids in table ``source``; violations go to ``target``."""
     cur.execute(VIOLATIONS_DDL.format(target=target))
     timings: list[RuleTiming] = []
-    build_batch(cur, source, run_id=run_id)
+    build_batch(
+        cur,
+        source,
+        run_id=run_id,
+        require_approval=bool(getattr(settings, "require_approval", True)),
+    )
     for stage in stages:
         if invoice_as_released and stage == "invoice":
             # Judged as if released: same rows, only the flag differs (cheaper than a rebuild).

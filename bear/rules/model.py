@@ -92,7 +92,7 @@ def normalise(rule: Any, plugin: str) -> tuple[str, str, str, str]:
             f"plugin {plugin!r} registered {rule!r}, which lacks {', '.join(missing)}"
         )
     rid = str(rule.id)
-    if not RULE_ID_RE.match(rid):
+    if not RULE_ID_RE.fullmatch(rid):
         raise PluginError(
             f"plugin {plugin!r}: rule id {rid!r} must look like 'namespace.name' "
             "(lower-case letters, digits, underscores)"
