@@ -497,8 +497,7 @@ def make_workspace(
         ws = bear.connect(path, plugins=plugins)
     try:
         if settings:
-            ws.settings.update(**settings)
-            ws.plugins.rebuild()
+            ws.settings.update(**settings)  # rule settings rebuild the registry
         with ws._write_lock, ws.db.transaction() as cur:
             _insert(cur, "companies", _table(book["companies"], _COMPANY))
             pairs = book["company_currencies"]

@@ -360,15 +360,6 @@ def test_bear_prepare_connection_macros_serve_sql_rules():
         assert plugin.prepared >= 1
 
 
-PREPARE_BUG = (
-    "bear/plugins/manager.py PluginHost.prepare remembers prepared cursors by id(con) and never "
-    "forgets them: a new cursor (a Python rule's, a new thread's) that reuses the address of a "
-    "closed one (e.g. the start-up _check_sql cursor) is silently NOT prepared, so macros from "
-    "bear_prepare_connection are missing and the rule fails closed"
-)
-
-
-@pytest.mark.xfail(reason=PREPARE_BUG, strict=False)
 def test_bear_prepare_connection_macros_serve_python_rules_every_time():
     plugin = MacroPlugin()
     with make_workspace(THREE, plugins=[plugin]) as ws:
@@ -376,7 +367,6 @@ def test_bear_prepare_connection_macros_serve_python_rules_every_time():
             assert by_rule(violations(ws), "acme.big_py") == {3: "py big"}
 
 
-@pytest.mark.xfail(reason=PREPARE_BUG, strict=False)
 def test_a_settings_change_revalidates_macro_rules_on_a_prepared_cursor():
     with make_workspace(THREE, plugins=[SqlMacroPlugin()]) as ws:
         for _ in range(3):
@@ -384,7 +374,6 @@ def test_a_settings_change_revalidates_macro_rules_on_a_prepared_cursor():
             ws.settings.update(disabled_rules=[])
 
 
-@pytest.mark.xfail(reason=PREPARE_BUG, strict=False)
 def test_every_new_cursor_is_prepared():
     plugin = MacroPlugin()
     with make_workspace(THREE, plugins=[plugin]) as ws:
@@ -416,13 +405,6 @@ def test_disabled_rules_persist_across_reopening(tmp_path):
         assert ws.preview([2], action="release").eligible_ids == [2]
 
 
-@pytest.mark.xfail(
-    reason="bear/workspace.py Workspace._settings_changed only calls refresh(): the rule "
-    "registry (built once in PluginHost.__init__) is not rebuilt when disabled_rules, "
-    "rules_file, max_lines_per_document or require_approval change, so the change only "
-    "takes effect after reopening the workspace",
-    strict=False,
-)
 def test_a_settings_change_takes_effect_without_reopening():
     with make_workspace(THREE) as ws:
         ws.settings.update(disabled_rules=["release.not_approved"], max_lines_per_document=7)

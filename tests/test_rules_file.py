@@ -96,11 +96,6 @@ def test_rules_file_set_through_settings_is_used_when_the_book_is_opened(tmp_pat
         assert ws.preview([1, 2, 3], action="release").eligible_ids == [2, 3]
 
 
-@pytest.mark.xfail(
-    reason="bear/workspace.py Workspace._settings_changed does not rebuild the rule registry: "
-    "a new rules_file is validated but only used after reopening the workspace",
-    strict=False,
-)
 def test_rules_file_set_through_settings_applies_at_once(tmp_path):
     path = write(tmp_path, GOOD)
     with make_workspace(EVENTS) as ws:
@@ -277,13 +272,6 @@ def test_a_rules_file_that_is_missing_is_refused(guarded, tmp_path):
     assert ws.settings.rules_file == str(good)
 
 
-@pytest.mark.xfail(
-    reason="bear/plugins/manager.py PluginHost._check_sql binds '(fail_when)::BOOLEAN' with "
-    "LIMIT 0, and DuckDB binds a cast of VARCHAR, DATE or numbers to BOOLEAN: a predicate that "
-    "is not boolean passes start-up and then fails closed for every event at run time; it "
-    "should check the predicate's own type is BOOLEAN",
-    strict=False,
-)
 def test_a_predicate_of_the_wrong_type_is_refused_naming_the_file(guarded, tmp_path):
     ws, good = guarded
     bad = write(tmp_path, rule(when="event_name || 'x'"), "bad.toml")
