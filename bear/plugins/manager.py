@@ -199,7 +199,7 @@ class PluginHost:
                 where = f" in rules file {settings.rules_file}" if rr.plugin == "rules_file" else ""
                 try:
                     kinds = cur.execute(
-                        f"DESCRIBE SELECT ({rr.fail_sql}) AS f, ({rr.message_sql})::VARCHAR AS m FROM _batch"
+                        f"DESCRIBE SELECT ({rr.fail_sql}) AS f, ({rr.message_sql})::VARCHAR AS m, billing_event_id FROM _batch"
                     ).fetchall()
                 except duckdb.Error as exc:
                     first = str(exc).splitlines()[0]
