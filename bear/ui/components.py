@@ -29,8 +29,8 @@ IDS = {"id", "seq", "batch_seq", "record_id", "document_id", "billing_event_id",
 CSS = """
 :host { --bear-muted: #667085; }
 .bear-cards { display: flex; gap: 12px; flex-wrap: wrap; width: 100%; }
-.bear-card { flex: 1 1 150px; border: 1px solid rgba(128,128,128,.28); border-radius: 8px;
-             padding: 10px 14px; min-width: 150px; background: rgba(128,128,128,.04); }
+.bear-card { flex: 1 1 125px; border: 1px solid rgba(128,128,128,.28); border-radius: 8px;
+             padding: 8px 12px; min-width: 125px; background: rgba(128,128,128,.04); }
 .bear-card .t { font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
                 color: var(--bear-muted); }
 .bear-card .v { font-size: 22px; font-weight: 600; margin-top: 2px; }
@@ -85,9 +85,11 @@ def cards_html(cards: Iterable[tuple[str, str, str, bool]]) -> str:
     return f"<div class='bear-cards'>{''.join(parts)}</div>"
 
 
-def kv_table(rows: Sequence[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    return f"<table class='bear-kv'>{body}</table>"
+def kv_table(rows: Sequence[tuple[str, Any]], per_row: int = 1) -> str:
+    """Label / value pairs, ``per_row`` pairs on each table row, every part escaped."""
+    cells = [f"<th>{esc(k)}</th><td>{esc(v)}</td>" for k, v in rows]
+    lines = ["".join(cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
+    return "<table class='bear-kv'>" + "".join(f"<tr>{line}</tr>" for line in lines) + "</table>"
 
 
 def alert(text: str, kind: str = "") -> str:
@@ -120,7 +122,9 @@ def formatters_for(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for col in frame.columns:
-        if col in IDS or str(col).endswith("_id"):
+        if pd.api.types.is_bool_dtype(frame[col]):
+            out[col] = {"type": "tickCross"}
+        elif col in IDS or str(col).endswith("_id"):
             out[col] = dict(TEXT)  # ids read better without thousands separators
         elif col in money:
             out[col] = dict(MONEY)

@@ -816,7 +816,8 @@ class RunDetail(Viewer):
                 ("Duration", duration),
                 ("Validated", "yes" if r.validated else "no (above the validation limit)"),
                 ("Process run", r.process_run_id if r.process_run_id is not None else "—"),
-            ]
+            ],
+            per_row=4,
         )
         error = alert(r.error, "err") if r.error else ""
         head = f"<h3 style='margin:6px 0'>Run {r.id} — {esc(ACTION_LABEL.get(r.action, r.action))}</h3>"
@@ -894,9 +895,9 @@ class RunsView(Viewer):
         super().__init__(**params)
         self.state = state
         self.table = table(
-            height=300,
+            height=230,
             pagination="local",
-            page_size=10,
+            page_size=6,
             titles=RUN_TITLES,
             sortable=True,
         )
