@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import free_port
+from netutil import free_port
 
 import bear
 

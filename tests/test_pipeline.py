@@ -416,7 +416,7 @@ def test_user_without_email_gets_in_app_notifications_only(demo_ws, smtp_server)
 
 def test_smtp_down_the_run_completes_and_delivery_is_retried(demo_ws, smtp_server):
     host, port, inbox = smtp_server
-    from conftest import free_port
+    from netutil import free_port
 
     dead = free_port()
     demo_ws.settings.update(smtp_host="127.0.0.1", smtp_port=dead)

@@ -505,7 +505,7 @@ def test_test_email(demo_ws, smtp_server):
 
 
 def test_test_email_unreachable_server(demo_ws):
-    from conftest import free_port
+    from netutil import free_port
 
     demo_ws.settings.update(smtp_host="127.0.0.1", smtp_port=free_port())
     ok, msg = SettingsState(demo_ws).send_test_email(USER)
