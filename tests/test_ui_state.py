@@ -345,28 +345,80 @@ def test_progress_and_notifications_of_a_run(demo_ws, grid):
     assert grid.refresh_if_stale() is True
 
 
-def test_rate_and_eta_from_samples(demo_ws):
+def test_release_then_invoice_from_the_awaiting_invoice_grid(demo_ws):
+    filters = FilterState(currency=["EUR"])
+    release = GridState(demo_ws, filters, kind="awaiting_release")
+    invoice = GridState(demo_ws, filters, kind="awaiting_invoice")
+    release.refresh()
+    invoice.refresh()
+    before = invoice.total
+    filters.eligibility = "eligible"
+    release.set_page_selection(range(20))
+    flow = ActionFlow(demo_ws, release, USER)
+    flow.open("release")
+    assert flow.phase == "confirm"
+    result = demo_ws.runner.wait(flow.proceed(), timeout=60)
+    assert result.status == "completed" and result.released == 20 and result.documents == 0
+    filters.eligibility = ""
+    assert invoice.refresh_if_stale() or invoice.total
+    invoice.refresh()
+    assert invoice.total == before + 20
+    assert "eligibility" in invoice.rows.columns
+    invoice.select_all_matching()
+    iflow = ActionFlow(demo_ws, invoice, USER)
+    iflow.open("invoice")
+    pv = iflow.preview
+    assert iflow.phase in ("confirm", "warning") and pv.eligible >= 20
+    assert set(pv.violations["stage"]) <= {"invoice"}
+    result = demo_ws.runner.wait(iflow.proceed(), timeout=60)
+    assert result.action == "invoice" and result.status == "completed"
+    assert result.documents == pv.eligible
+    invoice.refresh_if_stale()
+    assert invoice.total == before + 20 - pv.eligible
+
+
+def test_rate_and_eta_from_samples():
     from bear.models import RunResult
 
-    r0 = RunResult(
-        1, "release", USER, "running", "release", selected=1000, batches=10, released=200
-    )
-    r1 = RunResult(
-        1, "release", USER, "running", "release", selected=1000, batches=10, released=600
-    )
-    assert RunProgress.stage_work(r0) == ("release", 200, 1000)
-    assert RunProgress.stage_work(r1) == ("release", 600, 1000)
-    r2 = RunResult(
-        2,
-        "release_and_invoice",
-        USER,
-        "running",
-        "invoice",
-        released=900,
-        invoice_total=900,
-        invoice_done=300,
-    )
-    assert RunProgress.stage_work(r2) == ("invoice", 300, 900)
+    class Stub:
+        def __init__(self) -> None:
+            self.results: list[RunResult] = []
+
+        def run(self, run_id: int) -> RunResult:
+            return self.results.pop(0)
+
+    def r(stage: str, released: int = 0, done: int = 0, status: str = "running") -> RunResult:
+        return RunResult(
+            1,
+            "release_and_invoice",
+            USER,
+            status,
+            stage,
+            selected=1000,
+            batches=10,
+            batches_done=released // 100,
+            released=released,
+            invoice_total=1000 if stage != "release" else 0,
+            invoice_done=done,
+            sales_invoices=done,
+        )
+
+    stub = Stub()
+    stub.results = [
+        r("release", 200),
+        r("release", 600),
+        r("invoice", 1000, 250),
+        r("done", 1000, 1000, "completed"),
+    ]
+    p = RunProgress(stub)  # type: ignore[arg-type]
+    p.run_id = 1
+    assert p.poll(now=10.0) and p.rate is None and p.fraction == 0.1
+    assert p.poll(now=12.0)
+    assert p.rate == 200.0 and p.eta_s == 2.0 and p.fraction == 0.3  # 400 events in 2 s
+    assert p.poll(now=13.0) and p.stage == "invoice" and p.rate is None  # a new stage
+    assert p.fraction == 0.625 and p.documents == 250
+    assert not p.poll(now=14.0) and p.finished and p.fraction == 1.0 and p.eta_s == 0.0
+    assert RunProgress.stage_work(r("release", 600)) == ("release", 600, 1000)
 
 
 def test_cancel_stops_a_run_at_a_batch_boundary(demo_ws, grid):

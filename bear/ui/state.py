@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pandas as pd
 import param
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+CANCEL_TRIES = 8
 EXCEL_MAX_ROWS = 1_000_000  # Excel holds 1,048,576 rows per sheet
 
 Background = Callable[[Callable[[], None]], None]
@@ -1099,10 +1101,19 @@ class RunProgress(param.Parameterized):
         """Ask the run to stop at its next batch boundary; returns what happened, in words."""
         if self.run_id is None:
             return "No run to cancel."
-        try:
-            self.ws.cancel(self.run_id)
-        except BearError as exc:
-            self.message = str(exc)
+        for attempt in range(CANCEL_TRIES):
+            try:
+                self.ws.cancel(self.run_id)
+                break
+            except BearError as exc:
+                self.message = str(exc)
+                return self.message
+            except duckdb.TransactionException:
+                # ws.cancel writes the run's row while the runner may be updating it; the
+                # conflict is harmless and retryable (see the report: the core should retry).
+                time.sleep(0.05 * (attempt + 1))
+        else:
+            self.message = f"Run {self.run_id} is busy writing; press Cancel again."
             return self.message
         self.message = f"Cancelling run {self.run_id} at the next batch boundary…"
         self.poll()

@@ -1085,8 +1085,6 @@ class SettingsView(Viewer):
         self.rules = table(
             height=420,
             sortable=True,
-            disabled=False,
-            editors={},
             titles={
                 "id": "Rule",
                 "stage": "Stage",
@@ -1099,7 +1097,7 @@ class SettingsView(Viewer):
                 "description": "Description",
             },
         )
-        self.rules.on_edit(self._rule_edited)
+        self.rules.on_click(self._rule_clicked)
         self.plugins = table(height=200, sortable=True)
         state.param.watch(self._rules, "rules")
         state.param.watch(self._plugins, "plugins")
@@ -1158,9 +1156,6 @@ class SettingsView(Viewer):
         shown = display_frame(frame[[c for c in cols if c in frame.columns]])
         set_frame(self.rules, shown)
         self.rules.formatters = {**self.rules.formatters, "enabled": {"type": "tickCross"}}
-        self.rules.editors = {c: None for c in shown.columns if c != "enabled"} | {
-            "enabled": {"type": "tickCross"}
-        }
 
     def _plugins(self, *_: Any) -> None:
         from bear.ui.state import display_frame
@@ -1168,11 +1163,13 @@ class SettingsView(Viewer):
         if self.state.plugins is not None:
             set_frame(self.plugins, display_frame(self.state.plugins))
 
-    def _rule_edited(self, event: Any) -> None:
-        if event.column != "enabled":
+    def _rule_clicked(self, event: Any) -> None:
+        """One click on the Enabled tick turns the rule off or on."""
+        frame = self.rules.value
+        if event.column != "enabled" or not 0 <= event.row < len(frame):
             return
-        rule_id = str(self.rules.value.iloc[event.row]["id"])
-        self.state.set_rule_enabled(rule_id, bool(event.value))
+        row = frame.iloc[event.row]
+        self.state.set_rule_enabled(str(row["id"]), not bool(row["enabled"]))
 
     def _rules_message(self, *_: Any) -> None:
         s = self.state
@@ -1193,7 +1190,7 @@ class SettingsView(Viewer):
         )
         right = pn.Column(
             html_pane(
-                "<h3 style='margin:4px 0'>Rules</h3><p class='bear-muted'>Untick a rule to disable it (it is added to disabled_rules).</p>"
+                "<h3 style='margin:4px 0'>Rules</h3><p class='bear-muted'>Click a rule's tick to disable it (it is added to disabled_rules) or enable it again.</p>"
             ),
             self.rules_message,
             self.rules,

@@ -131,6 +131,14 @@ def test_settings_validation_message(page: Page, served):
     field.press("Enter")
     expect(page.get_by_text("✓ saved: 300")).to_be_visible()
     expect(page.get_by_text("SMTP password:", exact=False)).to_be_visible()
+    # one click on a rule's tick disables it (disabled_rules), another enables it again
+    enabled = page.locator(".tabulator-row", has_text="release.not_approved").first.locator(
+        "[tabulator-field=enabled]"
+    )
+    enabled.click()
+    expect(page.get_by_text("release.not_approved disabled")).to_be_visible()
+    enabled.click()
+    expect(page.get_by_text("release.not_approved enabled")).to_be_visible()
 
 
 def test_notification_bell(page: Page, served):
