@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import warnings
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+SESSION_THREADS = 4
 
 _WS: Any = None
 _WS_LOCK = threading.Lock()
@@ -86,7 +89,16 @@ def serve(
     _quiet_warnings()
     ws = workspace(path)
     origins = sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"})
+    # Events from the browser are handled on a small thread pool, so one session's slow
+    # callback (a big download, a preview) never holds up the others; each thread reads
+    # through its own cursor.
+    pn.config.nthreads = SESSION_THREADS
     log.info("serving %s on http://%s:%s", path, address, port)
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # leave the server loop; the finally below closes the database
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         pn.serve(
             {"/": lambda: create_app(ws, user)},
@@ -97,5 +109,8 @@ def serve(
             title="BEAR",
             threaded=False,
         )
+    except KeyboardInterrupt:
+        log.info("stopping: closing %s", path)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         ws.close()
