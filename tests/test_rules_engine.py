@@ -155,13 +155,6 @@ def test_bad_rule_definitions_fail_at_start_up(rule, words):
         bear.connect(":memory:", plugins=[RulesPlugin("acme", rule)])
 
 
-@pytest.mark.xfail(
-    reason="bear/plugins/manager.py PluginHost._check_sql binds 'SELECT (fail_when)::BOOLEAN, "
-    "(message)::VARCHAR FROM _batch LIMIT 0', which is a valid aggregate query when both are "
-    "aggregates or constants: SqlRule(fail_when='count(*) > 0') passes start-up and then fails "
-    "closed for every event; bind it in the engine's shape (next to billing_event_id) instead",
-    strict=False,
-)
 def test_an_aggregate_sql_rule_fails_at_start_up():
     rule = bear.SqlRule(id="acme.agg", stage="release", fail_when="count(*) > 0", message="x")
     with pytest.raises(PluginError, match="acme.agg"):
