@@ -15,6 +15,10 @@ $(BIN)/python:
 # Installs the package with its test and dev extras; re-runs when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+# The example rules plugin is installed for the tests (they prove entry-point discovery).
+$(VENV)/.example: examples/bear-rules-example/pyproject.toml | $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/bear-rules-example
 	touch $@
 
@@ -26,10 +30,10 @@ $(DB): | $(VENV)/.installed
 run: $(VENV)/.installed $(DB)
 	$(BIN)/bear serve --db $(DB) --port $(PORT) --address 127.0.0.1
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.example
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-all: $(VENV)/.installed
+test-all: $(VENV)/.installed $(VENV)/.example
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
