@@ -193,6 +193,8 @@ def main() -> None:
             {"min_amount": None, "practice": ["Tax"]},
             {"practice": [], "eligibility": "ineligible"},
             {"eligibility": "", "currency": ["GBP"]},
+            {"currency": [], "category": ["expense"]},
+            {"category": [], "search": "Wayne"},
         ]
         filter_ms = median_ms(lambda i: fs.param.update(**filters[i % len(filters)]), repeat)
         filter_floor = sql_ms(
@@ -219,6 +221,12 @@ def main() -> None:
             repeat,
         )
         rows.append(("filter (count + cards + page + ineligible)", filter_ms, filter_floor))
+        each = []
+        for f in filters:
+            fs.reset()
+            t0 = time.perf_counter()
+            fs.param.update(**{k: v for k, v in f.items() if v not in (None, [], "")})
+            each.append(((time.perf_counter() - t0) * 1000, f))
         fs.reset()
 
         # -- selection -----------------------------------------------------------------------
@@ -232,6 +240,12 @@ def main() -> None:
         for name, ms, fl in rows:
             ok = "ok" if ms <= BAR_MS else "OVER"
             print(f"{name:48} {ms:8.1f}ms {fl:8.1f}ms {ms / fl:5.1f}x  {ok}")
+
+        print()
+        print("each filter once, from no filter (count + cards + page + ineligible):")
+        for ms, f in each:
+            shown = ", ".join(f"{k}={v}" for k, v in f.items() if v not in (None, [], ""))
+            print(f"  {ms:7.1f} ms  {shown}")
 
         # -- memory: three sessions ----------------------------------------------------------
         gc.collect()

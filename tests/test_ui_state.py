@@ -100,6 +100,29 @@ def test_every_filter_is_accepted(demo_ws, grid):
     assert grid.total == len(Selection(demo_ws, "awaiting_release", f))
 
 
+@pytest.mark.parametrize("kind", ["awaiting_release", "awaiting_invoice"])
+def test_costly_filters_match_the_selection(demo_ws, kind):
+    """Category (answered from category masks) and free text (ids found once) give exactly
+    the rows of the core's selection."""
+    demo_ws.release(demo_ws.awaiting_release(eligibility="eligible").ids()[:300], user=USER)
+    g = GridState(demo_ws, FilterState(), kind=kind)
+    g.refresh()
+    select = demo_ws.awaiting_release if kind == "awaiting_release" else demo_ws.awaiting_invoice
+    for filters in (
+        {"category": ["expense"]},
+        {"category": ["milestone", "budget"]},
+        {"category": ["timecard"], "search": "a"},
+        {"search": "Stark", "currency": ["USD"]},
+        {"search": "BE-00001"},
+    ):
+        g.filter_state.reset()
+        g.filter_state.param.update(**filters)
+        expected = select(**filters)
+        assert g.total == len(expected), filters
+        assert g.row_ids == [int(i) for i in expected.page(0, PAGE_SIZE)["id"]], filters
+        assert g.ineligible == len(select(**filters, eligibility="ineligible")), filters
+
+
 def test_invalid_filters_are_reported_not_raised(grid):
     grid.filter_state.param.update(min_amount=10, max_amount=5)
     assert "min_amount" in grid.filter_state.error

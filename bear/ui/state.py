@@ -24,8 +24,9 @@ import re
 import smtplib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ import pandas as pd
 import param
 
 from bear.errors import BearError
-from bear.selection import CATEGORIES, COLUMNS, FROM_SQL, Filters, Selection
+from bear.selection import CATEGORIES, COLUMNS, FROM_SQL, KIND_SQL, Filters, Selection
 
 if TYPE_CHECKING:
     from bear.models import Preview, RunResult
@@ -459,6 +460,35 @@ class FilterState(param.Parameterized):
 
 
 # -- the grids -------------------------------------------------------------------------------
+CATEGORY_MASKS = "_bear_category_masks"
+# workspace -> (data version, Arrow table (id, mask)); weak, so a closed workspace's go too
+_MASKS: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
+_MASKS_LOCK = threading.Lock()
+
+
+def category_masks(ws: Workspace) -> Any:
+    """Per billing event, a bit mask of its items' categories (bit i = ``CATEGORIES[i]``),
+    as an Arrow table (id, mask) shared by the workspace's sessions until the data changes."""
+    version = ws.data_version
+    with _MASKS_LOCK:
+        hit = _MASKS.get(ws)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+    names = ", ".join(f"'{c}'" for c in CATEGORIES)  # fixed, known words: not user input
+    table = (
+        ws.db.cursor()
+        .sql(
+            "SELECT billing_event_id AS id, bit_or((1 << (list_position("
+            f"[{names}], category) - 1))::INTEGER) AS mask "
+            "FROM billing_event_items GROUP BY billing_event_id"
+        )
+        .to_arrow_table()
+    )
+    with _MASKS_LOCK:
+        _MASKS[ws] = (version, table)
+    return table
+
+
 def eligibility_ready(ws: Workspace, kind: str) -> bool:
     """True when the eligibility of every event of ``kind`` is computed for the current data."""
     # The workspace keeps it in a private cache; reading that cache avoids computing a whole
@@ -508,7 +538,8 @@ class GridState(param.Parameterized):
         self._all_count = 0
         self._stale = True
         self._seen_data = -1
-        self._selection_stale = True
+        self._matches: tuple[Any, Any] | None = None  # (filters key, Arrow ids) of costly filters
+        self._matches_name = f"_bear_grid_{id(self):x}"
         self.filter_state.param.watch(self._on_filters, "version")
 
     # -- loading ---------------------------------------------------------------------------
@@ -542,6 +573,40 @@ class GridState(param.Parameterized):
     def selection_filter(self) -> Selection:
         """The grid's current filters as a lazy selection (raises ``BearError`` if invalid)."""
         return Selection(self.ws, self.kind, self.filter_state.filters())  # type: ignore[arg-type]
+
+    def where_sql(self, sel: Selection) -> tuple[str, dict[str, Any]]:
+        """The selection's condition, for this grid's own queries.
+
+        Free text and item category are costly predicates (a scan of every name, a join to
+        five million items). Categories are answered from per-event category masks kept per
+        data version; with free text the matching ids are found once per filter and data
+        version, kept as an Arrow column, and the count, cards and pages select from them.
+        """
+        f = sel.filters
+        extra = ""
+        if f.category:
+            # the item-category predicate joins five million items: use the per-event
+            # category masks (computed once per data version) instead
+            masks = category_masks(self.ws)
+            sel = Selection(self.ws, sel.kind, replace(f, category=()))
+            self.ws.db.cursor().register(CATEGORY_MASKS, masks)
+            bits = sum(1 << CATEGORIES.index(c) for c in f.category)
+            extra = f" AND e.id IN (SELECT id FROM {CATEGORY_MASKS} WHERE (mask & {bits}) <> 0)"
+        where, params = sel.where_sql()
+        where += extra
+        if not f.search:
+            return where, params
+        key = (self.kind, f, self.ws.data_version)  # f still holds the category
+        if self._matches is None or self._matches[0] != key:
+            ids = (
+                self.ws.db.cursor()
+                .sql(f"SELECT e.id AS id {lean_event_source(where)}", params=params)
+                .to_arrow_table()
+            )
+            self._matches = (key, ids)
+        cur = self.ws.db.cursor()
+        cur.register(self._matches_name, self._matches[1])  # per cursor, so per thread
+        return f"{KIND_SQL[self.kind]} AND e.id IN (SELECT id FROM {self._matches_name})", {}
 
     def refresh(self) -> None:
         """Recount, reload the first page and the summary cards for the current filters."""
@@ -595,7 +660,7 @@ class GridState(param.Parameterized):
         self.ws.eligibility(self.kind)
 
     def _summary(self, sel: Selection) -> None:
-        where, params = sel.where_sql()
+        where, params = self.where_sql(sel)
         source = lean_event_source(where)
         cols, rows = _rows(
             self.ws,
@@ -642,7 +707,9 @@ class GridState(param.Parameterized):
 
     def _count_ineligible(self, sel: Selection) -> None:
         try:
-            where, params = sel.refine(eligibility="ineligible").where_sql()
+            where, params = self.where_sql(sel)
+            cond, extra = self.ws._eligibility_condition(self.kind, "ineligible")
+            where, params = f"({where}) AND ({cond})", {**params, **extra}
             self.ineligible = int(
                 _scalar(self.ws, f"SELECT count(*) {lean_event_source(where)}", params)
             )
@@ -675,7 +742,7 @@ class GridState(param.Parameterized):
     def page_query(self, sel: Selection | None = None) -> PageQuery:
         if sel is None:
             sel = self.selection_filter()
-        where, params = sel.where_sql()
+        where, params = self.where_sql(sel)
         cols = self.columns()
         sort_expr = COLUMNS[self.sort_by]
         return PageQuery(
