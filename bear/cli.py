@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bear.errors import BearError, ImportProblemError
+from bear.selection import FILTERS
 
 DEFAULT_DB = "data/bear.duckdb"
 
@@ -103,22 +104,7 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     )
 
 
-_FILTER_KEYS = (
-    "company",
-    "account",
-    "project",
-    "region",
-    "practice",
-    "grp",
-    "currency",
-    "date_from",
-    "date_to",
-    "min_amount",
-    "max_amount",
-    "category",
-    "search",
-    "eligibility",
-)
+_FILTER_KEYS = tuple(f for f in FILTERS if f != "ids")  # ids come from --ids-file
 
 
 def _filters(a: argparse.Namespace) -> dict[str, Any]:

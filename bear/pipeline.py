@@ -285,58 +285,7 @@ def read_run(cur: duckdb.DuckDBPyConnection, run_id: int) -> RunResult:
     row = rows[0] if rows else None
     if row is None:
         raise BearError(f"unknown run id {run_id!r}")
-    (
-        rid,
-        action,
-        by,
-        status,
-        stage,
-        validated,
-        selected,
-        excluded,
-        bt,
-        bd,
-        fb,
-        rel,
-        nrel,
-        it,
-        idone,
-        sin,
-        scn,
-        np_,
-        prid,
-        err,
-        created,
-        started,
-        updated,
-        finished,
-    ) = row
-    return RunResult(
-        rid,
-        action,
-        by,
-        status,
-        stage,
-        validated,
-        selected,
-        excluded,
-        bt,
-        bd,
-        fb,
-        rel,
-        nrel,
-        it,
-        idone,
-        sin,
-        scn,
-        np_,
-        prid,
-        err,
-        created,
-        started,
-        updated,
-        finished,
-    )
+    return RunResult(*row)  # _RUN_COLUMNS lists RunResult's fields in order
 
 
 def _undelivered(cur: duckdb.DuckDBPyConnection, run_id: int) -> int:
