@@ -143,8 +143,17 @@ def set_frame(
 ) -> None:
     """Replace a table's rows, keeping every text column plain text."""
     frame = pd.DataFrame() if frame is None else frame
-    widget.formatters = formatters_for(frame, money, integers)
+    formatters = formatters_for(frame, money, integers)
+    if not set(_hashable(formatters).items()) <= set(_hashable(widget.formatters).items()):
+        # only when new columns appear: re-declaring formatters rebuilds the whole table
+        widget.formatters = {**widget.formatters, **formatters}
     widget.value = frame
+
+
+def _hashable(formatters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: tuple(sorted(v.items())) if isinstance(v, dict) else v for k, v in formatters.items()
+    }
 
 
 def run_in_background(fn: Callable[[], None]) -> None:
