@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 
@@ -77,6 +78,10 @@ class RunSummary:
     recipients: tuple[str, ...] = field(default_factory=tuple)
     totals: tuple[tuple[str, str, Decimal], ...] = field(default_factory=tuple)
     settings: Any = field(default=None, compare=False, repr=False)  # current settings, at delivery
+
+
+def _frame(table: Any) -> Any:
+    return table.to_pandas() if hasattr(table, "to_pandas") else table
 
 
 def _fmt_int(n: object) -> str:
@@ -154,12 +159,23 @@ class Preview:
     validated: bool
     reason: str
     eligible_ids: list[int]
-    violations: Any  # DataFrame: billing_event_id, stage, rule_id, severity, message
+    violations_table: Any  # Arrow: billing_event_id, stage, rule_id, severity, message
     expected_documents: Any  # DataFrame: doc_type, currency, count, total
-    blast_radius: Any  # DataFrame: billing_event_id, batch_seq, culprits, first_culprit
+    blast_radius_table: Any  # Arrow: billing_event_id, batch_seq, culprits, first_culprit
     by_rule: Any  # DataFrame: stage, rule_id, severity, events
     timings: tuple[RuleTiming, ...] = ()
     seconds: float = 0.0
+
+    @cached_property
+    def violations(self) -> Any:
+        """Every violation (DataFrame: billing_event_id, stage, rule_id, severity, message),
+        converted from Arrow on first use: a million-event preview need not pay for it."""
+        return _frame(self.violations_table)
+
+    @cached_property
+    def blast_radius(self) -> Any:
+        """Releasable events that share a batch with an unreleasable one (DataFrame)."""
+        return _frame(self.blast_radius_table)
 
     @property
     def eligible(self) -> int:
@@ -199,9 +215,9 @@ class Preview:
             for r in self.by_rule.head(12).itertuples()
         )
         blast = ""
-        if self.validated and len(self.blast_radius):
+        if self.validated and self.blast_radius_table.num_rows:
             blast = (
-                f"<p>Blast radius: {len(self.blast_radius):,} releasable events share a batch with an "
+                f"<p>Blast radius: {self.blast_radius_table.num_rows:,} releasable events share a batch with an "
                 f"unreleasable one and would fail with it if run unvalidated.</p>"
             )
         return (

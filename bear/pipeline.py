@@ -18,7 +18,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from bear.config import is_email
@@ -126,32 +125,23 @@ def preview(
         )
     )
     stages = [s.value for s in act.stages]
-    empty_v = pd.DataFrame(
-        {
-            "billing_event_id": pd.Series(dtype="int64"),
-            "stage": [],
-            "rule_id": [],
-            "severity": [],
-            "message": [],
-        }
-    )
     timings: list[Any] = []
     if validated:
         timings = _eval(ws, cur, stages, "_pv_ids", as_released=act is Action.RELEASE_AND_INVOICE)
-        violations = ws._frame(
+        violations = cur.sql(
             "SELECT * FROM _violations ORDER BY billing_event_id, stage DESC, rule_id"
-        )
+        ).to_arrow_table()
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _violations WHERE severity = 'block')"
         )
     else:
-        violations = empty_v
         cur.execute("CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids")
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _violations AS SELECT * FROM (SELECT 1::BIGINT AS billing_event_id,"
             " ''::VARCHAR AS stage, ''::VARCHAR AS rule_id, ''::VARCHAR AS severity, ''::VARCHAR AS message) WHERE false"
         )
+        violations = cur.sql("SELECT * FROM _violations").to_arrow_table()
     eligible = (
         cur.sql("SELECT billing_event_id FROM _pv_ok ORDER BY 1")
         .fetchnumpy()["billing_event_id"]
@@ -170,21 +160,7 @@ def preview(
         "SELECT stage, rule_id, severity, count(DISTINCT billing_event_id) AS events FROM _violations "
         "GROUP BY ALL ORDER BY events DESC, rule_id"
     )
-    blast = pd.DataFrame(
-        {
-            "billing_event_id": pd.Series(dtype="int64"),
-            "batch_seq": [],
-            "culprits": [],
-            "first_culprit": [],
-        }
-    )
-    if (
-        validated
-        and Action.RELEASE.value in (s.value for s in act.stages)
-        and ws.settings.release_failure_mode == "batch"
-    ):
-        blast = ws._frame(
-            """
+    blast_sql = """
             WITH b AS (
                 SELECT billing_event_id,
                        ((row_number() OVER (ORDER BY billing_event_id) - 1) // $bs + 1)::INTEGER AS batch_seq,
@@ -196,10 +172,18 @@ def preview(
                 FROM b WHERE culprit GROUP BY batch_seq
             )
             SELECT b.billing_event_id, b.batch_seq, bad.culprits, bad.first_culprit
-            FROM b JOIN bad USING (batch_seq) WHERE NOT b.culprit ORDER BY b.billing_event_id
-            """,
-            {"bs": int(ws.settings.release_batch_size)},
-        )
+            FROM b JOIN bad USING (batch_seq) WHERE NOT b.culprit {limit} ORDER BY b.billing_event_id
+            """
+    if (
+        validated
+        and Action.RELEASE.value in (s.value for s in act.stages)
+        and ws.settings.release_failure_mode == "batch"
+    ):
+        blast = cur.sql(
+            blast_sql.format(limit=""), params={"bs": int(ws.settings.release_batch_size)}
+        ).to_arrow_table()
+    else:
+        blast = cur.sql(blast_sql.format(limit="AND false"), params={"bs": 1}).to_arrow_table()
     return Preview(
         act.value,
         n,

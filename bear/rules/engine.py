@@ -80,24 +80,20 @@ def _fail_closed(
     return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
 
 
-def _sql_case(rr: RegisteredRule) -> str:
+def _sql_select(rr: RegisteredRule) -> str:
     return (
-        f"CASE WHEN ({rr.fail_sql}) IS TRUE THEN {{'rule_id': {sql_string(rr.id)}, "
-        f"'severity': {sql_string(rr.severity)}, 'message': {rr.message_sql}}} END"
+        f"SELECT billing_event_id, $stage, {sql_string(rr.id)}, {sql_string(rr.severity)}, "
+        f"CAST(({rr.message_sql}) AS VARCHAR) FROM _batch WHERE ({rr.fail_sql}) IS TRUE"
     )
 
 
 def _run_sql_rules(
     cur: duckdb.DuckDBPyConnection, rules: list[RegisteredRule], target: str, stage: str
 ) -> None:
-    cases = ", ".join(_sql_case(r) for r in rules)
+    """All the stage's SQL rules in ONE statement. ``_batch`` is a table, so a UNION ALL of
+    filtered scans reads only each rule's columns (twice as fast as one list per row)."""
     cur.execute(
-        f"""
-        INSERT INTO {target}
-        SELECT billing_event_id, $stage, v.rule_id, v.severity, v.message FROM (
-            SELECT billing_event_id, unnest(list_filter([{cases}], lambda x: x IS NOT NULL)) AS v FROM _batch
-        )
-        """,
+        f"INSERT INTO {target} " + " UNION ALL ".join(_sql_select(r) for r in rules),
         {"stage": stage},
     )
 
