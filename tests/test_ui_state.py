@@ -563,6 +563,7 @@ def test_broken_rules_file_is_shown_plainly(demo_ws, tmp_path):
     ok, msg = s.save("rules_file", str(bad))
     assert not ok and "rules.toml" in msg
     assert demo_ws.settings.rules_file == ""
+    assert not s.rules_ok and s.rules_message == msg
 
 
 def test_test_email(demo_ws, smtp_server):

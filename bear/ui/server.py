@@ -51,12 +51,7 @@ def current_user(cli_user: str | None = None) -> str:
 
     from bear.ui.state import resolve_user
 
-    auth = None
-    try:
-        auth = pn.state.user
-    except Exception:  # no session (notebook, tests): there is no authenticated user
-        log.debug("no authenticated user", exc_info=True)
-    return resolve_user(auth, cli_user)
+    return resolve_user(pn.state.user, cli_user)
 
 
 def create_app(ws: Any = None, user: str | None = None) -> Any:

@@ -1626,6 +1626,11 @@ class SettingsState(param.Parameterized):
                 self.ws.refresh()
                 self.refresh_rules()
         self.messages = {**self.messages, name: result}
+        if name in ("rules_file", "plugins_dir") and not result[0]:
+            # a broken rules file or plugin folder is also shown above the rules list
+            self.param.update(rules_ok=False, rules_message=result[1])
+        elif name in ("rules_file", "plugins_dir"):
+            self.param.update(rules_ok=True, rules_message=f"{name} {result[1]}")
         return result
 
     def set_rule_enabled(self, rule_id: str, enabled: bool) -> tuple[bool, str]:
