@@ -358,14 +358,14 @@ def cmd_run(a: argparse.Namespace) -> int:
             _show_run(res, a.json)
         return 0
     action = a.run_command.replace("-", "_")
-    with _open(a, resume=True) as ws:
+    # --no-wait only queues: this process must not start executing anything before it exits.
+    with _open(a, resume=not a.no_wait) as ws:
         sel = _selection(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
         from bear.pipeline import RunHandle, submit
 
-        run_id = submit(ws, action, sel, a.user, full=a.full)
+        run_id = submit(ws, action, sel, a.user, full=a.full, wake=not a.no_wait)
         if a.no_wait:
             # The run is queued in the database; `bear worker` (or any owner) executes it.
-            ws.runner.stop()
             if a.json:
                 _print_json({"id": run_id, "status": "queued"})
             else:

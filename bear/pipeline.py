@@ -323,7 +323,13 @@ def check_user(user: Any) -> str:
 
 
 def submit(
-    ws: Workspace, action: str | Action, ids_or_selection: Any, user: str, *, full: bool = False
+    ws: Workspace,
+    action: str | Action,
+    ids_or_selection: Any,
+    user: str,
+    *,
+    full: bool = False,
+    wake: bool = True,
 ) -> int:
     """Queue a run: record it, its events in order, and claim the events no other run holds."""
     act = _action(action)
@@ -350,7 +356,8 @@ def submit(
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM event_claims)",
             {"r": run_id},
         )
-    ws.runner.wake()
+    if wake:
+        ws.runner.wake()
     log.info("run %s queued: %s of %s events by %s", run_id, act.value, n, user)
     return int(run_id)
 
@@ -481,6 +488,16 @@ class Runner:
 
 
 # -- executing a run ------------------------------------------------------------------------
+def _write(ws: Workspace, sql: str, params: Any) -> None:
+    """One small write as a transaction of its own, serialised with the process's other writers."""
+
+    def work() -> None:
+        with ws.db.transaction() as tx:
+            tx.execute(sql, params)
+
+    _retrying(work)
+
+
 def _retrying(fn: Any, *args: Any) -> Any:
     """Run a transaction function, retrying a bounded number of times on write conflicts."""
     for attempt in range(CONFLICT_RETRIES):
@@ -502,7 +519,8 @@ def execute_run(ws: Workspace, run_id: int, runner: Runner | None = None) -> Run
         return run
     act = Action(run.action)
     settings = _run_settings(cur, run_id, ws)
-    cur.execute(
+    _write(
+        ws,
         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, current_timestamp), "
         "updated_at = current_timestamp WHERE id = ? AND status IN ('queued', 'running')",
         [run_id],
@@ -571,6 +589,7 @@ def _release_stage(
             raise _Stopped()
         _retrying(_release_batch, ws, run_id, seq, isolate, judged)
     _retrying(_finish_release, ws, run_id)
+    deliver_pending(ws, run_id=run_id)  # the release-finished notification, now (not at the end)
 
 
 def _prepare_release(ws: Workspace, run_id: int, settings: dict[str, Any]) -> None:
@@ -1003,11 +1022,15 @@ def cancel(ws: Workspace, run_id: int) -> RunResult:
     run = read_run(cur, int(run_id))
     if run.status in FINAL_STATUSES:
         raise BearError(f"run {run_id} has already finished ({run.status}); nothing to cancel")
-    with ws._write_lock, ws.db.transaction() as tx:
-        tx.execute(
-            "UPDATE runs SET cancel_requested = true, updated_at = current_timestamp WHERE id = ?",
-            [run_id],
-        )
+
+    def request() -> None:
+        with ws._write_lock, ws.db.transaction() as tx:
+            tx.execute(
+                "UPDATE runs SET cancel_requested = true, updated_at = current_timestamp WHERE id = ?",
+                [run_id],
+            )
+
+    _retrying(request)  # the runner may be writing the same row: a conflict is retried, never shown
     ws.runner.wake()
     return read_run(cur, int(run_id))
 
@@ -1121,7 +1144,8 @@ def deliver_pending(
         )
         if ok:
             sent += 1
-            cur.execute(
+            _write(
+                ws,
                 "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = current_timestamp, "
                 "last_error = NULL WHERE id = ? AND status = 'pending'",
                 [nid],
@@ -1129,7 +1153,8 @@ def deliver_pending(
         else:
             failed += 1
             delay = NOTIFY_BACKOFF_S[min(attempts, len(NOTIFY_BACKOFF_S) - 1)]
-            cur.execute(
+            _write(
+                ws,
                 "UPDATE notifications SET attempts = attempts + 1, last_error = ?, "
                 "next_attempt_at = current_timestamp + to_seconds(?) WHERE id = ? AND status = 'pending'",
                 [f"{channel}: {err}"[:1000], delay, nid],

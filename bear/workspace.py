@@ -370,6 +370,27 @@ class Workspace:
             params,
         )
 
+    def mark_notifications_read(self, user: str, ids: Iterable[int] | None = None) -> int:
+        """Mark a user's delivered in-app notifications read (all of them, or these ids)."""
+        params: dict[str, Any] = {"u": str(user)}
+        cond = ""
+        if ids is not None:
+            cond = " AND id IN (SELECT unnest($ids))"
+            params["ids"] = [int(i) for i in ids]
+        with self.db.transaction() as tx:
+            return int(
+                tx.execute(
+                    "UPDATE notifications SET status = 'read' WHERE channel = 'in_app' AND recipient = $u "
+                    f"AND status = 'sent'{cond}",
+                    params,
+                ).fetchall()[0][0]
+            )
+
+    def eligibility_ready(self, kind: str = "awaiting_release") -> bool:
+        """True when the eligibility of every event of ``kind`` is computed for the current data
+        (so ``eligibility(kind)`` and the eligibility filter answer at once)."""
+        return (kind, self.data_version) in self._eligibility_cache
+
     def retry_notifications(self) -> dict[str, int]:
         """Deliver every pending notification now, whatever its backoff."""
         from bear.pipeline import deliver_pending

@@ -491,10 +491,7 @@ def category_masks(ws: Workspace) -> Any:
 
 def eligibility_ready(ws: Workspace, kind: str) -> bool:
     """True when the eligibility of every event of ``kind`` is computed for the current data."""
-    # The workspace keeps it in a private cache; reading that cache avoids computing a whole
-    # million-event preview on the session thread (see the report: a public
-    # ``Workspace.eligibility_ready(kind)`` would be cleaner).
-    return (kind, ws.data_version) in getattr(ws, "_eligibility_cache", {})
+    return ws.eligibility_ready(kind)
 
 
 class GridState(param.Parameterized):
@@ -1258,21 +1255,7 @@ class NotificationState(param.Parameterized):
 
     def mark_read(self, ids: Sequence[int] | None = None) -> int:
         """Mark delivered notifications read (all of the user's, or these ids)."""
-        params: dict[str, Any] = {"u": self.user}
-        cond = ""
-        if ids is not None:
-            cond = " AND id IN (SELECT unnest($ids))"
-            params["ids"] = [int(i) for i in ids]
-        # The process's writers take the workspace's write lock, so this short update never
-        # collides with a run's batch transaction.
-        with self.ws._write_lock, self.ws.db.transaction() as tx:
-            n = len(
-                tx.execute(
-                    "UPDATE notifications SET status = 'read' WHERE channel = 'in_app' AND recipient = $u "
-                    f"AND status = 'sent'{cond} RETURNING id",
-                    params,
-                ).fetchall()
-            )
+        n = self.ws.mark_notifications_read(self.user, ids)
         self.refresh()
         return n
 
@@ -1621,11 +1604,7 @@ class SettingsState(param.Parameterized):
             result = (True, f"saved: {shown}")
             self.items = self.ws.settings.describe()
             if name in RULE_SETTINGS:
-                # The workspace validates these against a fresh registry but keeps using the
-                # old one until it is rebuilt (see the report): rebuild it so the change
-                # takes effect now, and drop eligibility computed under the old rules.
-                self.ws.plugins.rebuild()
-                self.ws.refresh()
+                # the workspace rebuilt its rule registry: show the new rules
                 self.refresh_rules()
         self.messages = {**self.messages, name: result}
         if name in ("rules_file", "plugins_dir") and not result[0]:
