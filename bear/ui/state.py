@@ -35,7 +35,7 @@ import pandas as pd
 import param
 
 from bear.errors import BearError
-from bear.selection import CATEGORIES, COLUMNS, FROM_SQL, KIND_SQL, Filters, Selection
+from bear.selection import CATEGORIES, COLUMNS, FILTERS, FROM_SQL, KIND_SQL, Filters, Selection
 
 if TYPE_CHECKING:
     from bear.models import Preview, RunResult
@@ -215,6 +215,28 @@ def _scalar(ws: Workspace, sql: str, params: dict[str, Any] | None = None) -> An
 
 
 # -- keyset paging ---------------------------------------------------------------------------
+class _Navigation:
+    """Next / previous / first / last for a state with ``page``, ``pages`` and ``goto(page)``."""
+
+    page: int
+    pages: int
+
+    def goto(self, page: int) -> None:
+        raise NotImplementedError
+
+    def next_page(self) -> None:
+        self.goto(self.page + 1)
+
+    def previous_page(self) -> None:
+        self.goto(self.page - 1)
+
+    def first_page(self) -> None:
+        self.goto(0)
+
+    def last_page(self) -> None:
+        self.goto(self.pages - 1)
+
+
 @dataclass(frozen=True)
 class PageQuery:
     """One sorted, filtered listing paged in SQL, in two steps: the page's keys (id and sort
@@ -406,22 +428,7 @@ class FilterState(param.Parameterized):
     error = param.String(default="", doc="why the current filters are refused, if they are")
     version = param.Integer(default=0, doc="bumped once per change of the filters")
 
-    NAMES = (
-        "company",
-        "account",
-        "project",
-        "region",
-        "practice",
-        "grp",
-        "currency",
-        "date_from",
-        "date_to",
-        "min_amount",
-        "max_amount",
-        "category",
-        "eligibility",
-        "search",
-    )
+    NAMES = tuple(f for f in FILTERS if f != "ids")  # every filter of the core, in its order
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -494,7 +501,7 @@ def eligibility_ready(ws: Workspace, kind: str) -> bool:
     return ws.eligibility_ready(kind)
 
 
-class GridState(param.Parameterized):
+class GridState(_Navigation, param.Parameterized):
     """A grid of awaiting-release or awaiting-invoice events: page, sort, selection, totals."""
 
     kind = param.Selector(default="awaiting_release", objects=list(KINDS))
@@ -719,18 +726,6 @@ class GridState(param.Parameterized):
         """Show page ``page`` (0-based, clamped)."""
         with self._lock:
             self._load(page)
-
-    def next_page(self) -> None:
-        self.goto(self.page + 1)
-
-    def previous_page(self) -> None:
-        self.goto(self.page - 1)
-
-    def first_page(self) -> None:
-        self.goto(0)
-
-    def last_page(self) -> None:
-        self.goto(self.pages - 1)
 
     def sort(self, column: str, descending: bool = False) -> None:
         """Sort by a whitelisted column (server-side); shows the first page."""
@@ -1415,7 +1410,7 @@ def lean_document_source(where: str, sort_expr: str = "") -> str:
     return "FROM documents d " + " ".join(joins)
 
 
-class DocumentsState(param.Parameterized):
+class DocumentsState(_Navigation, param.Parameterized):
     """Sales invoices and credit notes, paged in SQL, with lines on demand."""
 
     doc_type = param.Selector(default="all", objects=["all", "SIN", "SCN"])
@@ -1499,18 +1494,6 @@ class DocumentsState(param.Parameterized):
     def goto(self, page: int) -> None:
         with self._lock:
             self._load(page)
-
-    def next_page(self) -> None:
-        self.goto(self.page + 1)
-
-    def previous_page(self) -> None:
-        self.goto(self.page - 1)
-
-    def first_page(self) -> None:
-        self.goto(0)
-
-    def last_page(self) -> None:
-        self.goto(self.pages - 1)
 
     def open_lines(self, document_id: int) -> pd.DataFrame:
         frame = self.ws.document_lines(int(document_id))
