@@ -343,9 +343,18 @@ class Selection:
         """A new selection with these filters added to (or replacing) the current ones."""
         return Selection(self.ws, self.kind, Filters.build(**{**self.filters.as_dict(), **filters}))
 
+    def describe(self) -> str:
+        """The filters in words, e.g. ``currency=EUR, GBP; min_amount=0``."""
+        parts = []
+        for k, v in self.filters.as_dict().items():
+            text = ", ".join(map(str, v)) if isinstance(v, tuple) else str(v)
+            if k == "ids" and isinstance(v, tuple) and len(v) > 5:
+                text = f"{len(v):,} ids"
+            parts.append(f"{k}={text}")
+        return "; ".join(parts)
+
     def __repr__(self) -> str:
-        f = ", ".join(f"{k}={v!r}" for k, v in self.filters.as_dict().items())
-        return f"<Selection {self.kind}({f})>"
+        return f"<Selection {self.kind}({self.describe()})>"
 
     def _repr_html_(self) -> str:
         totals = self.totals()
@@ -356,9 +365,7 @@ class Selection:
             f"<td style='text-align:right'>{r.credit_notes:,}</td></tr>"
             for r in totals.itertuples()
         )
-        f = html.escape(
-            ", ".join(f"{k}={v}" for k, v in self.filters.as_dict().items()) or "no filter"
-        )
+        f = html.escape(self.describe() or "no filter")
         return (
             f"<div><b>{n:,} events {self.kind.replace('_', ' ')}</b> <small>({f})</small>"
             "<table><thead><tr><th>currency</th><th>events</th><th>amount</th>"
