@@ -20,7 +20,6 @@ A file of each *kind* (``events``, ``items``, ``projects`` …) has the columns 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import os
@@ -802,8 +801,7 @@ def import_files(ws: Any, *, dry_run: bool = False, **files: str) -> dict[str, A
     try:
         for f in given.values():
             _stage(cur, f)
-        lock = getattr(ws, "_write_lock", None) or contextlib.nullcontext()
-        with lock, ws.db.transaction() as tx:
+        with ws.db.transaction() as tx:  # one transaction, serialised with the process's writers
             for f in given.values():
                 if f.stage is not None and not f.malformed:
                     _make_typed(tx, f)

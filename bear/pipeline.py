@@ -340,7 +340,7 @@ def submit(
         raise BearError("nothing to run: the selection is empty")
     validated = bool(full) or n <= int(ws.settings.validation_limit)
     snapshot = json.dumps({k: v for k, v in ws.settings.as_dict().items()}, default=str)
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         run_id = tx.execute(
             "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, updated_at) "
             "VALUES (?, ?, ?, ?, ?::JSON, current_timestamp) RETURNING id",
@@ -595,7 +595,7 @@ def _release_stage(
 def _prepare_release(ws: Workspace, run_id: int, settings: dict[str, Any]) -> None:
     """Leave out (validated runs) the events failing a blocking release rule; plan the batches."""
     bs = int(settings["release_batch_size"])
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         validated = tx.execute("SELECT validated FROM runs WHERE id = ?", [run_id]).fetchall()[0][0]
         tx.execute(
             "CREATE OR REPLACE TEMP TABLE _run_ids AS SELECT billing_event_id FROM run_events WHERE run_id = ?",
@@ -673,7 +673,7 @@ def _release_batch(ws: Workspace, run_id: int, seq: int, isolate: bool, judged: 
     """One batch, one transaction: re-check the release rules, then release all or none."""
     fresh = judged.valid and seq <= judged.until_seq
     judged.valid = False  # until this transaction commits
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         status, size, cancel = tx.execute(
             "SELECT b.status, b.size, r.cancel_requested FROM release_batches b JOIN runs r ON r.id = b.run_id "
             "WHERE b.run_id = ? AND b.seq = ?",
@@ -848,7 +848,7 @@ def _isolate(tx: duckdb.DuckDBPyConnection, run_id: int, seq: int) -> int:
 
 
 def _finish_release(ws: Workspace, run_id: int) -> None:
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         run = read_run(tx, run_id)
         if run.stage not in ("queued", "release"):
             return
@@ -888,7 +888,7 @@ def _invoice_targets_sql(action: str) -> str:
 
 
 def _start_invoicing(ws: Workspace, run_id: int) -> None:
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         run = read_run(tx, run_id)
         if run.process_run_id is not None:
             return
@@ -908,7 +908,7 @@ def _start_invoicing(ws: Workspace, run_id: int) -> None:
 
 def _invoice_chunk(ws: Workspace, run_id: int) -> bool:
     """Invoice the next chunk of not-yet-logged events in one transaction; False when none is left."""
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         run = read_run(tx, run_id)
         pr = run.process_run_id
         tx.execute(
@@ -967,7 +967,7 @@ def _invoice_chunk(ws: Workspace, run_id: int) -> bool:
 
 
 def _finish_invoicing(ws: Workspace, run_id: int) -> None:
-    with ws._write_lock, ws.db.transaction() as tx:
+    with ws.db.transaction() as tx:
         run = read_run(tx, run_id)
         if run.status in FINAL_STATUSES or run.stage == "done":
             return
@@ -994,7 +994,7 @@ def _close_run(
 
 def _finish(ws: Workspace, run_id: int, status: str, error: str | None = None) -> None:
     def work() -> None:
-        with ws._write_lock, ws.db.transaction() as tx:
+        with ws.db.transaction() as tx:
             run = read_run(tx, run_id)
             if run.status in FINAL_STATUSES:
                 return
@@ -1024,7 +1024,7 @@ def cancel(ws: Workspace, run_id: int) -> RunResult:
         raise BearError(f"run {run_id} has already finished ({run.status}); nothing to cancel")
 
     def request() -> None:
-        with ws._write_lock, ws.db.transaction() as tx:
+        with ws.db.transaction() as tx:
             tx.execute(
                 "UPDATE runs SET cancel_requested = true, updated_at = current_timestamp WHERE id = ?",
                 [run_id],

@@ -498,7 +498,7 @@ def make_workspace(
     try:
         if settings:
             ws.settings.update(**settings)  # rule settings rebuild the registry
-        with ws._write_lock, ws.db.transaction() as cur:
+        with ws.db.transaction() as cur:
             _insert(cur, "companies", _table(book["companies"], _COMPANY))
             pairs = book["company_currencies"]
             _insert(

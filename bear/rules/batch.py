@@ -179,13 +179,6 @@ def build_batch(
     return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
 
 
-def empty_batch_schema(cur: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    """(name, type) of the batch view's columns, read from DuckDB itself."""
-    cur.execute("CREATE OR REPLACE TEMP TABLE _schema_ids (billing_event_id BIGINT)")
-    build_batch(cur, "_schema_ids")
-    return [(r[0], r[1]) for r in cur.execute("DESCRIBE _batch").fetchall()]
-
-
 class Batch:
     """What a Python rule's ``evaluate(batch)`` receives.
 
