@@ -870,6 +870,12 @@ def _invoice_stage(
         return
     if run.process_run_id is None:
         _retrying(_start_invoicing, ws, run_id)
+    # The stage's events, listed once on this cursor (a temp table) rather than joined from
+    # run_events and billing_events for every chunk; rebuilt whenever the stage (re)starts.
+    cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE _inv_targets AS {_invoice_targets_sql(run.action)} ORDER BY ord",
+        {"r": run_id},
+    )
     while True:
         _check_cancel(ws, run_id, runner)
         if not _retrying(_invoice_chunk, ws, run_id):
@@ -914,11 +920,11 @@ def _invoice_chunk(ws: Workspace, run_id: int) -> bool:
         tx.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _inv_ids AS
-            SELECT billing_event_id FROM ({_invoice_targets_sql(run.action)}) t
+            SELECT billing_event_id FROM _inv_targets t
             WHERE billing_event_id NOT IN (SELECT billing_event_id FROM process_logs WHERE process_run_id = $p)
             ORDER BY ord LIMIT {INVOICE_CHUNK}
             """,
-            {"r": run_id, "p": pr},
+            {"p": pr},
         )
         n = tx.execute("SELECT count(*) FROM _inv_ids").fetchall()[0][0]
         if n == 0:
