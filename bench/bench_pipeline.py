@@ -66,11 +66,15 @@ def run_floor(src: Path, folder: Path, n: int) -> float:
     t0 = time.perf_counter()
     con.execute("BEGIN")
     con.execute("CREATE TEMP TABLE _ids AS SELECT billing_event_id FROM _ids_arrow")
-    con.execute("UPDATE billing_events SET released = true, released_at = current_timestamp, release_run_id = 1 "
-                "WHERE id IN (SELECT billing_event_id FROM _ids) AND NOT released")
+    con.execute(
+        "UPDATE billing_events SET released = true, released_at = current_timestamp, release_run_id = 1 "
+        "WHERE id IN (SELECT billing_event_id FROM _ids) AND NOT released"
+    )
     create_documents(con, "_ids", 1)
-    con.execute("INSERT INTO process_logs (process_run_id, billing_event_id, status, message, document_id) "
-                "SELECT 1, billing_event_id, 'OK', 'created ' || number, id FROM _new_docs")
+    con.execute(
+        "INSERT INTO process_logs (process_run_id, billing_event_id, status, message, document_id) "
+        "SELECT 1, billing_event_id, 'OK', 'created ' || number, id FROM _new_docs"
+    )
     con.execute("COMMIT")
     secs = time.perf_counter() - t0
     con.close()
@@ -90,17 +94,24 @@ def main() -> None:
         folder = Path(tmp)
         for n in sizes:
             src = make_db(folder, int(n * 1.35))
-            bear_s = statistics.median(run_bear(src, folder, n, a.batch)[0] for _ in range(a.repeat))
+            bear_s = statistics.median(
+                run_bear(src, folder, n, a.batch)[0] for _ in range(a.repeat)
+            )
             floor_s = statistics.median(run_floor(src, folder, n) for _ in range(a.repeat))
             results[n] = (bear_s, floor_s)
-            print(f"{n:>9,} events  bear {bear_s:7.2f} s  ({n / bear_s:9,.0f} ev/s)  floor {floor_s:6.2f} s  "
-                  f"ratio {bear_s / floor_s:5.1f}×  peak RSS {peak_rss_mib():,.0f} MiB", flush=True)
+            print(
+                f"{n:>9,} events  bear {bear_s:7.2f} s  ({n / bear_s:9,.0f} ev/s)  floor {floor_s:6.2f} s  "
+                f"ratio {bear_s / floor_s:5.1f}×  peak RSS {peak_rss_mib():,.0f} MiB",
+                flush=True,
+            )
     if 10_000 in results and 100_000 in results:
         growth = results[100_000][0] / results[10_000][0]
         print(f"growth 10k→100k: {growth:.1f}× time for 10× events (target ≤ 11×)")
     b100 = results.get(100_000, (0, 1))
-    print(f"100k target ≤ 20 s: {'PASS' if b100[0] <= 20 else 'FAIL'}; ≤ 3× floor: "
-          f"{'PASS' if b100[0] <= 3 * b100[1] else 'FAIL'}")
+    print(
+        f"100k target ≤ 20 s: {'PASS' if b100[0] <= 20 else 'FAIL'}; ≤ 3× floor: "
+        f"{'PASS' if b100[0] <= 3 * b100[1] else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def main() -> None:
                 count = len(sel)
                 plugins = sorted(set(ws.rules().plugin))
                 bear_s = median_time(
-                    lambda sel=sel, ws=ws: ws.preview(sel, action="release_and_invoice", full=True), a.runs
+                    lambda sel=sel, ws=ws: ws.preview(sel, action="release_and_invoice", full=True),
+                    a.runs,
                 )
                 cur = ws.db.cursor()
                 floor_s = median_time(lambda cur=cur: cur.execute(FLOOR_SQL).fetchall(), a.runs)

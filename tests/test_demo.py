@@ -216,7 +216,6 @@ VICTIM_PREDICATES = {
 }
 
 
-
 @pytest.mark.parametrize(
     "rule_id",
     sorted(VICTIM_PREDICATES),

@@ -425,8 +425,11 @@ def test_smtp_down_the_run_completes_and_delivery_is_retried(demo_ws, smtp_serve
     email = demo_ws.notifications(res.id, channel="email")
     assert list(email.status) == ["pending"] and email.iloc[0]["attempts"] >= 1
     assert "email:" in email.iloc[0]["last_error"]
-    backoff = demo_ws.sql("SELECT next_attempt_at > current_timestamp AS later FROM notifications "
-                          "WHERE run_id = $r AND channel = 'email'", r=res.id)
+    backoff = demo_ws.sql(
+        "SELECT next_attempt_at > current_timestamp AS later FROM notifications "
+        "WHERE run_id = $r AND channel = 'email'",
+        r=res.id,
+    )
     assert backoff["later"].all()  # the next try waits (backoff) ...
     from bear.pipeline import deliver_pending
 
