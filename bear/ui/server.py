@@ -23,6 +23,12 @@ _WS_LOCK = threading.Lock()
 
 
 def _quiet_warnings() -> None:
+    # Bokeh checks every document for "fixed sizing without width/height" and logs W-1005 for
+    # Panel's own HTML panes on each page load: noise in the server log, not a fault of ours.
+    from bokeh.core.validation import silence
+    from bokeh.core.validation.warnings import FIXED_SIZING_MODE
+
+    silence(FIXED_SIZING_MODE, True)
     try:
         from pandas.errors import Pandas4Warning
     except ImportError:  # pandas < 3
