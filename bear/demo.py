@@ -58,6 +58,7 @@ EVENT_DEFECTS = [
 # Project-level defects: project id modulo 200.
 PROJECT_DEFECTS = {3: "not_billable", 5: "excluded", 7: "inactive", 9: "capped", 11: "currency"}
 CAP = "2500.00"
+MAX_EVENTS = 20_000_000  # ≈ 100M items: beyond what one DuckDB file here should be asked to hold
 
 
 def _params(sql: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +86,8 @@ def seed(
     """
     if not isinstance(events, int) or isinstance(events, bool) or events < 1:
         raise BearError(f"events must be a whole number ≥ 1, not {events!r}")
+    if events > MAX_EVENTS:
+        raise BearError(f"events must be at most {MAX_EVENTS:,} (about 5 items each), not {events:,}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BearError(f"seed must be a whole number, not {seed!r}")
     db = ws.db
