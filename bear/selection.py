@@ -325,7 +325,7 @@ class Selection:
             {_JOINS["p"]} {_JOINS["a"]} {_JOINS["c"]}
             ORDER BY {order}
         """
-        return self.ws._frame(sql, params)
+        return self.ws._frame(sql, params, nullable_ints=True)
 
     def totals(self) -> pd.DataFrame:
         """Count and amount per currency, with expected sales invoices and credit notes."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from bear.config import Settings
 from bear.db import Database, open_database
@@ -24,6 +25,12 @@ from bear.selection import Filters, Selection
 log = logging.getLogger(__name__)
 
 _READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
+_NULLABLE_INTS = {
+    pa.int8(): pd.Int64Dtype(),
+    pa.int16(): pd.Int64Dtype(),
+    pa.int32(): pd.Int64Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+}
 _SIDE_EFFECT_FUNCTIONS = re.compile(r"\b(nextval|setval|setseed|currval)\s*\(", re.IGNORECASE)
 
 
@@ -100,9 +107,15 @@ class Workspace:
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
         return self.db.cursor().execute(sql, params or {})
 
-    def _frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """A query's result as a DataFrame, DECIMAL kept as ``Decimal``."""
-        return self.db.cursor().sql(sql, params=params or {}).to_arrow_table().to_pandas()
+    def _frame(
+        self, sql: str, params: dict[str, Any] | None = None, *, nullable_ints: bool = False
+    ) -> pd.DataFrame:
+        """A query's result as a DataFrame, DECIMAL kept as ``Decimal``; with ``nullable_ints``
+        integer columns stay integers where values are missing (pandas ``Int64``)."""
+        table = self.db.cursor().sql(sql, params=params or {}).to_arrow_table()
+        if not nullable_ints:
+            return table.to_pandas()
+        return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
 
     def sql(self, query: str, **params: Any) -> pd.DataFrame:
         """Run one read-only SQL statement (SELECT, EXPLAIN) with ``$name`` parameters."""
