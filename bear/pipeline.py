@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INVOICE_CHUNK = 5_000
+INVOICE_CHUNK = 10_000
 CONFLICT_RETRIES = 5
 NOTIFY_BACKOFF_S = (5, 30, 120, 600, 1800, 3600)
 NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry stays pending
