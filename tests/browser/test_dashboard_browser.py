@@ -93,7 +93,9 @@ def test_release_and_invoice_flow(page: Page, served, artifacts):
 def test_selection_is_kept_across_pages(page: Page, served):
     open_dashboard(page, served.url)
     boxes = page.locator(".tabulator-row input[type=checkbox]")
+    # each tick goes to the server and re-renders the page: wait for it before the next
     boxes.nth(0).click()
+    expect(page.get_by_text("1 selected")).to_be_visible()
     boxes.nth(1).click()
     expect(page.get_by_text("2 selected")).to_be_visible()
     page.get_by_role("button", name="›").first.click()
