@@ -240,25 +240,12 @@ def _book(
 
     # Projects: the ones given, then the ones events refer to.
     proj = {
-        pid: {
-            "name": f"Project {pid}",
-            "account_id": 1,
-            "company_id": 1,
-            "region": "EMEA",
-            "practice": "Advisory",
-            "grp": "Group A",
-            "currency": "USD",
-            "billable": True,
-            "exclude_from_billing": False,
-            "active": True,
-            "billing_cap": None,
-            **p,
-        }
+        pid: {**_default_project(pid), **p}
         for pid, p in _by_id("projects", projects).items()
     }
     for e in events:
         pid = int(e.get("project_id", 1))
-        proj.setdefault(pid, {**_default_project(pid), "id": pid})
+        proj.setdefault(pid, _default_project(pid))
 
     # Events: ids, project-derived columns, flags.
     used = {int(e["id"]) for e in events if "id" in e}
