@@ -87,7 +87,9 @@ def seed(
     if not isinstance(events, int) or isinstance(events, bool) or events < 1:
         raise BearError(f"events must be a whole number ≥ 1, not {events!r}")
     if events > MAX_EVENTS:
-        raise BearError(f"events must be at most {MAX_EVENTS:,} (about 5 items each), not {events:,}")
+        raise BearError(
+            f"events must be at most {MAX_EVENTS:,} (about 5 items each), not {events:,}"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BearError(f"seed must be a whole number, not {seed!r}")
     db = ws.db

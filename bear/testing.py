@@ -239,10 +239,7 @@ def _book(
         _check_keys("periods", p, _PERIOD)
 
     # Projects: the ones given, then the ones events refer to.
-    proj = {
-        pid: {**_default_project(pid), **p}
-        for pid, p in _by_id("projects", projects).items()
-    }
+    proj = {pid: {**_default_project(pid), **p} for pid, p in _by_id("projects", projects).items()}
     for e in events:
         pid = int(e.get("project_id", 1))
         proj.setdefault(pid, _default_project(pid))
