@@ -14,6 +14,7 @@ import re
 import time
 from typing import Any
 
+from bear.db import item_stats
 from bear.db.documents import create_documents
 from bear.errors import BearError
 
@@ -105,6 +106,7 @@ def seed(
         _seed_reference(tx)
         _seed_accounts_projects(tx, p)
         _seed_events(tx, p, max_lines)
+        item_stats.refresh(tx)
         _seed_history_and_expectations(tx, p, max_lines)
     seconds = time.perf_counter() - started
     counts = {

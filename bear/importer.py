@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 
+from bear.db import item_stats
 from bear.errors import BearError, ImportProblemError
 
 log = logging.getLogger(__name__)
@@ -812,6 +813,9 @@ def import_files(ws: Any, *, dry_run: bool = False, **files: str) -> dict[str, A
             if not dry_run:
                 for f in given.values():
                     _insert(tx, f)
+                items = given.get("items")
+                if items is not None:
+                    item_stats.refresh(tx, f"SELECT billing_event_id FROM {items.typed}")
     finally:
         _drop_temp_tables(cur)
     rows = {kind: f.rows for kind, f in given.items()}

@@ -169,13 +169,22 @@ class Preview:
     @cached_property
     def violations(self) -> Any:
         """Every violation (DataFrame: billing_event_id, stage, rule_id, severity, message),
-        converted from Arrow on first use: a million-event preview need not pay for it."""
-        return _frame(self.violations_table)
+        ordered by event, stage (release first) and rule, converted from Arrow on first use: a
+        million-event preview need not pay for it."""
+        return _frame(
+            self.violations_table.sort_by(
+                [
+                    ("billing_event_id", "ascending"),
+                    ("stage", "descending"),
+                    ("rule_id", "ascending"),
+                ]
+            )
+        )
 
     @cached_property
     def blast_radius(self) -> Any:
-        """Releasable events that share a batch with an unreleasable one (DataFrame)."""
-        return _frame(self.blast_radius_table)
+        """Releasable events that share a batch with an unreleasable one (DataFrame, by id)."""
+        return _frame(self.blast_radius_table.sort_by("billing_event_id"))
 
     @property
     def eligible(self) -> int:

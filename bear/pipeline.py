@@ -43,18 +43,19 @@ NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry 
 def load_ids(
     ws: Workspace, cur: duckdb.DuckDBPyConnection, ids_or_selection: Any, table: str
 ) -> int:
-    """Fill temp table ``table`` (billing_event_id) with the ids of a selection or list."""
+    """Fill temp table ``table`` (billing_event_id) with the ids of a selection or list, in
+    id order (so ``rowid`` is each id's rank)."""
     if isinstance(ids_or_selection, Selection):
         if ids_or_selection.ws is not ws:
             raise BearError("the selection belongs to another workspace")
         sql, params = ids_or_selection.ids_sql()
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql} ORDER BY 1", params)
     else:
         ids = ws.resolve_ids(ids_or_selection)
         cur.register("_ids_in", pa.table({"billing_event_id": pa.array(ids, pa.int64())}))
         try:
             cur.execute(
-                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT billing_event_id FROM _ids_in"
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT billing_event_id FROM _ids_in ORDER BY 1"
             )
         finally:
             cur.unregister("_ids_in")
@@ -128,9 +129,7 @@ def preview(
     timings: list[Any] = []
     if validated:
         timings = _eval(ws, cur, stages, "_pv_ids", as_released=act is Action.RELEASE_AND_INVOICE)
-        violations = cur.sql(
-            "SELECT * FROM _violations ORDER BY billing_event_id, stage DESC, rule_id"
-        ).to_arrow_table()
+        violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _violations WHERE severity = 'block')"
@@ -147,23 +146,29 @@ def preview(
         .fetchnumpy()["billing_event_id"]
         .tolist()
     )
+    # The batch view, when built, holds the amounts and currencies: no second read of events.
+    events = (
+        "_batch_core e WHERE e.billing_event_id NOT IN "
+        "(SELECT billing_event_id FROM _violations WHERE severity = 'block')"
+        if validated
+        else "billing_events e WHERE e.id IN (SELECT billing_event_id FROM _pv_ok)"
+    )
     docs = ws._frame(
-        """
+        f"""
         SELECT CASE WHEN e.summary_amount < 0 THEN 'SCN' ELSE 'SIN' END AS doc_type, e.currency,
                count(*) AS count, sum(abs(e.summary_amount)) AS total
-        FROM billing_events e JOIN _pv_ok o ON o.billing_event_id = e.id
-        WHERE e.summary_amount <> 0
+        FROM {events} AND e.summary_amount <> 0
         GROUP BY ALL ORDER BY doc_type DESC, currency
         """
     )
     by_rule = ws._frame(
-        "SELECT stage, rule_id, severity, count(DISTINCT billing_event_id) AS events FROM _violations "
+        # one row per event and rule by construction (Python rules' rows are made distinct)
+        "SELECT stage, rule_id, severity, count(*) AS events FROM _violations "
         "GROUP BY ALL ORDER BY events DESC, rule_id"
     )
     blast_sql = """
-            WITH b AS (
-                SELECT billing_event_id,
-                       ((row_number() OVER (ORDER BY billing_event_id) - 1) // $bs + 1)::INTEGER AS batch_seq,
+            WITH b AS (  -- _pv_ids is in id order: rowid is the rank, no window needed
+                SELECT billing_event_id, (rowid // $bs + 1)::INTEGER AS batch_seq,
                        billing_event_id IN (SELECT billing_event_id FROM _violations
                                             WHERE stage = 'release' AND severity = 'block') AS culprit
                 FROM _pv_ids
@@ -172,7 +177,7 @@ def preview(
                 FROM b WHERE culprit GROUP BY batch_seq
             )
             SELECT b.billing_event_id, b.batch_seq, bad.culprits, bad.first_culprit
-            FROM b JOIN bad USING (batch_seq) WHERE NOT b.culprit {limit} ORDER BY b.billing_event_id
+            FROM b JOIN bad USING (batch_seq) WHERE NOT b.culprit {limit}
             """
     if (
         validated

@@ -26,11 +26,11 @@ import pyarrow as pa
 
 import bear
 from bear.config import SETTINGS
+from bear.db import item_stats
 from bear.db.documents import create_documents
 from bear.errors import BearError, PluginError
 from bear.models import Stage
 from bear.rules.engine import RegisteredRule, Registry, evaluate
-from bear.rules.model import SqlRule, normalise
 from bear.workspace import Workspace
 
 __all__ = [
@@ -505,6 +505,7 @@ def make_workspace(
             rows = [{**e, "invoiced": e["invoiced"] and e["id"] not in to_invoice} for e in evs]
             _insert(cur, "billing_events", _table(rows, _EVENT))
             _insert(cur, "billing_event_items", _table(book["items"], _ITEM))
+            item_stats.refresh(cur)
             claims = book["claims"]
             _insert(
                 cur,
@@ -566,14 +567,10 @@ def registry_of(rules: Iterable[Any], plugin: str = "test") -> Registry:
     registered: list[RegisteredRule] = []
     seen: set[str] = set()
     for rule in rules:
-        rid, stage, severity, description = normalise(rule, plugin)
-        if rid in seen:
-            raise PluginError(f"rule id {rid!r} is given twice")
-        seen.add(rid)
-        rr = RegisteredRule(rule, plugin, rid, stage, severity, description)
-        if isinstance(rule, SqlRule):
-            rr.fail_sql = rule.fail_when
-            rr.message_sql, _ = rule.message_expression()
+        rr = RegisteredRule.of(rule, plugin)
+        if rr.id in seen:
+            raise PluginError(f"rule id {rr.id!r} is given twice")
+        seen.add(rr.id)
         registered.append(rr)
     return Registry(registered)
 

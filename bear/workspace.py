@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bear.config import Settings
-from bear.db import Database, open_database
+from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, QueryError, UnknownIdsError
 from bear.selection import Filters, Selection
 
@@ -89,6 +89,23 @@ class Workspace:
         with self._lock:
             self.data_version += 1
             self._eligibility_cache.clear()
+
+    def refresh_item_stats(self, ids: Iterable[int] | None = None) -> None:
+        """Recompute the item aggregates rules read (``billing_event_item_stats``) after items
+        were written outside BEAR — all of them, or those of the events ``ids``. BEAR's own
+        writers (seed, import, ``bear.testing``) keep them current themselves."""
+        with self.db.transaction() as tx:
+            if ids is None:
+                item_stats.refresh(tx)
+            else:
+                wanted = self.resolve_ids(ids)  # unknown or malformed ids raise, naming them
+                tx.execute(
+                    "CREATE OR REPLACE TEMP TABLE _stat_in AS SELECT unnest($ids::BIGINT[]) AS id",
+                    {"ids": wanted},
+                )
+                item_stats.refresh(tx, "SELECT id FROM _stat_in")
+                tx.execute("DROP TABLE _stat_in")
+        self.refresh()
 
     def _settings_changed(self, changed: dict[str, Any]) -> None:
         # Rules read settings when they are registered: rebuild the registry (validated before

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from bear.db import item_stats
 from bear.errors import BearError, DatabaseLockedError
 
 log = logging.getLogger(__name__)
@@ -151,10 +152,18 @@ def open_database(path: str | os.PathLike[str] = ":memory:") -> Database:
     db = Database(con, path)
     try:
         migrate(db)
+        _check_item_stats(db)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _check_item_stats(db: Database) -> None:
+    if item_stats.stale(db.cursor()):
+        with db.transaction() as tx:
+            item_stats.refresh(tx)
+        log.warning("item aggregates did not match billing_event_items; rebuilt them")
 
 
 def applied_migrations(cur: duckdb.DuckDBPyConnection) -> set[int]:

@@ -30,7 +30,6 @@ from bear.models import RunSummary
 from bear.plugins import hookspecs as notify_specs
 from bear.rules import hookspecs as rule_specs
 from bear.rules.engine import RegisteredRule, Registry
-from bear.rules.model import SqlRule, normalise
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +161,8 @@ class PluginHost:
                     f"plugin {plugin!r} failed to register its rules: {type(exc).__name__}: {exc}"
                 ) from exc
             for rule in list(got or []):
-                rid, stage, severity, description = normalise(rule, plugin)
+                rr = RegisteredRule.of(rule, plugin)
+                rid = rr.id
                 if rid in owner:
                     raise PluginError(
                         f"rule id {rid!r} is registered twice: by plugin {owner[rid]!r} and by plugin {plugin!r}"
@@ -173,12 +173,7 @@ class PluginHost:
                         f"{rid.split('.')[0]!r}; choose a namespace of your own"
                     )
                 owner[rid] = plugin
-                rr = RegisteredRule(
-                    rule, plugin, rid, stage, severity, description, rid not in disabled
-                )
-                if isinstance(rule, SqlRule):
-                    rr.fail_sql = rule.fail_when
-                    rr.message_sql, _ = rule.message_expression()
+                rr.enabled = rid not in disabled
                 rules.append(rr)
         registry = Registry(rules)
         self._check_sql(registry, settings)

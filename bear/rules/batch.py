@@ -1,6 +1,7 @@
 """The batch view: what a rule sees — one row per billing event with everything joined.
 
-Built once per evaluation as a temporary table ``_batch`` on the evaluating cursor. Columns
+Built once per evaluation on the evaluating cursor: a temporary table ``_batch_core`` and over
+it the temporary view ``_batch`` that rules read (it adds the dimension tables' names). Columns
 are documented in ``COLUMNS`` (and in docs/plugins.md, checked by a test) for rule authors.
 """
 
@@ -63,38 +64,48 @@ COLUMNS: dict[str, str] = {
     "claimed_by_run": "id of another unfinished run that holds the event (NULL when free)",
 }
 
+# Long text columns of the small dimension tables are not copied into every row: the view
+# ``_batch`` joins them onto the materialised ``_batch_core``. A rule's filter on core columns is
+# pushed below those joins, so the names are looked up only for the rows that fail it.
+_DIMENSIONS: dict[str, str] = {
+    "project_name": "p.name",
+    "region": "p.region",
+    "practice": "p.practice",
+    "grp": "p.grp",
+    "account_name": "a.name",
+    "account_email": "a.billing_email",
+    "company_name": "c.name",
+}
+
+_VIEW_SQL = (
+    "CREATE OR REPLACE TEMP VIEW _batch AS SELECT "
+    + ", ".join(f"{_DIMENSIONS[c]} AS {c}" if c in _DIMENSIONS else f"b.{c}" for c in COLUMNS)
+    + " FROM _batch_core b JOIN projects p ON p.id = b.project_id"
+    " LEFT JOIN accounts a ON a.id = b.account_id LEFT JOIN companies c ON c.id = b.company_id"
+)
+
 _BATCH_SQL = """
-CREATE OR REPLACE TEMP TABLE _batch AS
+CREATE OR REPLACE TEMP TABLE _batch_core AS
 WITH ids AS (
     SELECT billing_event_id FROM {source}
-), items AS (
-    SELECT i.billing_event_id,
-           count(*) AS item_count,
-           sum(i.amount) AS item_amount_sum,
-           count(*) FILTER (i.product_id IS NULL) AS items_without_product,
-           min(i.id) FILTER (i.product_id IS NULL) AS first_item_without_product,
-           count(*) FILTER (i.source_changed) AS items_out_of_sync,
-           min(i.id) FILTER (i.source_changed) AS first_item_out_of_sync,
-           count(*) FILTER (i.billing_hold) AS items_on_hold,
-           min(i.id) FILTER (i.billing_hold) AS first_item_on_hold
-    FROM billing_event_items i
-    WHERE i.billing_event_id BETWEEN $lo AND $hi
-      AND i.billing_event_id IN (SELECT billing_event_id FROM ids)
-    GROUP BY i.billing_event_id
 ), proj AS (
     SELECT project_id, sum(summary_amount) AS released_total
     FROM billing_events WHERE released GROUP BY project_id
 ), ev AS (
-    SELECT e.*, coalesce(e.invoice_date, e.event_date) AS document_date
+    -- the events with their item aggregates (kept current in billing_event_item_stats)
+    SELECT e.*, coalesce(e.invoice_date, e.event_date) AS document_date,
+           s.* EXCLUDE (billing_event_id)
     FROM billing_events e
+    LEFT JOIN billing_event_item_stats s
+           ON s.billing_event_id = e.id AND s.billing_event_id BETWEEN $lo AND $hi
     WHERE e.id BETWEEN $lo AND $hi AND e.id IN (SELECT billing_event_id FROM ids)
 ), pending AS (
     -- the cap rule's running total, computed narrow and only for capped projects: a window
     -- over every wide row of a million-event batch costs seconds
     SELECT e.id, sum(CASE WHEN NOT e.released AND e.summary_amount > 0
                                AND (e.approved OR NOT $require_approval)
-                               AND coalesce(it.item_count, 0) > 0 AND coalesce(it.items_out_of_sync, 0) = 0
-                               AND coalesce(it.items_on_hold, 0) = 0 AND p.billable
+                               AND coalesce(e.item_count, 0) > 0 AND coalesce(e.items_out_of_sync, 0) = 0
+                               AND coalesce(e.items_on_hold, 0) = 0 AND p.billable
                                AND NOT p.exclude_from_billing AND p.active AND e.account_id IS NOT NULL
                                AND cl.run_id IS NULL
                           THEN e.summary_amount ELSE 0 END) OVER (
@@ -102,38 +113,40 @@ WITH ids AS (
            ) AS pending_before
     FROM ev e
     JOIN projects p ON p.id = e.project_id AND p.billing_cap IS NOT NULL
-    LEFT JOIN items it ON it.billing_event_id = e.id
     LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
+), days AS (
+    -- each day of the batch's date span mapped to its period: an equality join, not a range join
+    SELECT company_id, start_date, closed,
+           unnest(generate_series(greatest(start_date, (SELECT min(document_date) FROM ev)),
+                                  least(end_date, (SELECT max(document_date) FROM ev)),
+                                  INTERVAL 1 DAY))::DATE AS day
+    FROM accounting_periods
 )
 SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id, e.account_id,
        e.company_id, e.currency, e.event_date, e.invoice_date, e.document_date, e.summary_amount,
        e.approved, (e.released OR $as_released) AS released, e.released_at, e.invoiced, e.document_id,
-       p.name AS project_name, p.billable AS project_billable, p.exclude_from_billing AS project_excluded,
+       p.billable AS project_billable, p.exclude_from_billing AS project_excluded,
        p.active AS project_active, p.billing_cap AS project_billing_cap,
        coalesce(pr.released_total, 0)::DECIMAL(18, 2) AS project_released_total,
        coalesce(pd.pending_before, 0)::DECIMAL(18, 2) AS project_pending_before,
-       p.region, p.practice, p.grp,
-       a.name AS account_name, a.active AS account_active, a.billing_email AS account_email,
-       c.name AS company_name, c.home_currency AS company_home_currency,
+       a.active AS account_active, c.home_currency AS company_home_currency,
        cc.company_id IS NOT NULL AS company_has_currency,
        ap.start_date AS period_start, coalesce(ap.closed, false) AS period_closed,
-       coalesce(it.item_count, 0) AS item_count, coalesce(it.item_count, 0) AS line_count,
-       it.item_amount_sum,
-       coalesce(it.items_without_product, 0) AS items_without_product,
-       it.first_item_without_product, NULL::VARCHAR AS first_item_without_product_desc,
-       coalesce(it.items_out_of_sync, 0) AS items_out_of_sync,
-       it.first_item_out_of_sync, NULL::VARCHAR AS first_item_out_of_sync_source,
-       coalesce(it.items_on_hold, 0) AS items_on_hold,
-       it.first_item_on_hold, NULL::VARCHAR AS first_item_on_hold_desc,
+       coalesce(e.item_count, 0) AS item_count, coalesce(e.item_count, 0) AS line_count,
+       e.item_amount_sum,
+       coalesce(e.items_without_product, 0) AS items_without_product,
+       e.first_item_without_product, e.first_item_without_product_desc,
+       coalesce(e.items_out_of_sync, 0) AS items_out_of_sync,
+       e.first_item_out_of_sync, e.first_item_out_of_sync_source,
+       coalesce(e.items_on_hold, 0) AS items_on_hold,
+       e.first_item_on_hold, e.first_item_on_hold_desc,
        cl.run_id AS claimed_by_run
 FROM ev e
 JOIN projects p ON p.id = e.project_id
 LEFT JOIN accounts a ON a.id = e.account_id
 LEFT JOIN companies c ON c.id = e.company_id
 LEFT JOIN company_currencies cc ON cc.company_id = e.company_id AND cc.currency = e.currency
-LEFT JOIN accounting_periods ap
-       ON ap.company_id = e.company_id AND e.document_date BETWEEN ap.start_date AND ap.end_date
-LEFT JOIN items it ON it.billing_event_id = e.id
+LEFT JOIN days ap ON ap.company_id = e.company_id AND ap.day = e.document_date
 LEFT JOIN proj pr ON pr.project_id = e.project_id
 LEFT JOIN pending pd ON pd.id = e.id
 LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
@@ -154,12 +167,6 @@ def build_batch(
     ).fetchall()[0]
     if lo is None:
         lo, hi = 0, -1
-    # Descriptions of the few items a message may name are filled in afterwards: looking them
-    # up for every row (arg_min, or joins on all items) costs seconds at a million events.
-    _fill = (
-        "UPDATE _batch SET {col} = i.{src} FROM (SELECT id, {src} FROM billing_event_items WHERE id IN "
-        "(SELECT {key} FROM _batch WHERE {key} IS NOT NULL)) i WHERE i.id = _batch.{key}"
-    )
     cur.execute(
         _BATCH_SQL.format(source=source),
         {
@@ -170,17 +177,15 @@ def build_batch(
             "require_approval": require_approval,
         },
     )
-    for col, src, key in (
-        ("first_item_without_product_desc", "description", "first_item_without_product"),
-        ("first_item_out_of_sync_source", "source_id", "first_item_out_of_sync"),
-        ("first_item_on_hold_desc", "description", "first_item_on_hold"),
-    ):
-        cur.execute(_fill.format(col=col, src=src, key=key))
-    return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
+    cur.execute(_VIEW_SQL)
+    return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 
 
 class Batch:
     """What a Python rule's ``evaluate(batch)`` receives.
+
+    A rule with a ``columns`` attribute (names of batch columns) gets just those columns and
+    ``billing_event_id``; one without gets every column.
 
     :ivar relation: the batch as a DuckDB relation (on a cursor of the rule's own).
     :ivar stage: ``release`` or ``invoice``.

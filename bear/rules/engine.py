@@ -21,8 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from bear.models import RuleTiming
-from bear.rules.batch import Batch, build_batch
-from bear.rules.model import SqlRule, sql_string
+from bear.rules.batch import COLUMNS, Batch, build_batch
+from bear.rules.model import SqlRule, declared_columns, normalise, sql_string
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,18 @@ class RegisteredRule:
     enabled: bool = True
     fail_sql: str | None = None  # SqlRule: predicate
     message_sql: str | None = None  # SqlRule: message expression
+    columns: tuple[str, ...] | None = None  # Python rule: the batch columns it reads
+
+    @classmethod
+    def of(cls, rule: Any, plugin: str, enabled: bool = True) -> RegisteredRule:
+        """Check ``rule``'s metadata and wrap it (raises ``PluginError`` naming the plugin)."""
+        rid, stage, severity, description = normalise(rule, plugin)
+        rr = cls(rule, plugin, rid, stage, severity, description, enabled)
+        if isinstance(rule, SqlRule):
+            rr.fail_sql = rule.fail_when
+            rr.message_sql, _ = rule.message_expression()
+        rr.columns = declared_columns(rule, plugin, rid, COLUMNS)
+        return rr
 
     @property
     def kind(self) -> str:
@@ -73,11 +85,11 @@ def _fail_closed(
 ) -> int:
     msg = f"rule {rr.id} ({rr.plugin}) failed: {error}"
     cur.execute(
-        f"INSERT INTO {target} SELECT billing_event_id, $stage, $rid, 'block', $msg FROM _batch",
+        f"INSERT INTO {target} SELECT billing_event_id, $stage, $rid, 'block', $msg FROM _batch_core",
         {"stage": stage, "rid": rr.id, "msg": msg[:2000]},
     )
     log.warning("%s", msg)
-    return int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
+    return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 
 
 def _sql_select(rr: RegisteredRule) -> str:
@@ -206,7 +218,7 @@ def evaluate_stage(
     """Evaluate the enabled rules of ``stage`` over ``_batch`` (already built on ``cur``)."""
     rules = registry.for_stage(stage)
     timings: list[RuleTiming] = []
-    n_events = int(cur.execute("SELECT count(*) FROM _batch").fetchall()[0][0])
+    n_events = int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
     if not rules or n_events == 0:
         return timings
     sql_rules = [r for r in rules if r.kind == "sql"]
@@ -269,41 +281,48 @@ def evaluate_stage(
                         err,
                     )
                 )
-    if py_rules:
-        table = cur.sql("SELECT * FROM _batch").to_arrow_table()
-        for rr in py_rules:
-            t1 = time.perf_counter()
-            out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout)
-            if out is not None:
-                cur.register("_rule_out", out)
-                try:
-                    unknown = cur.execute(
-                        "SELECT count(*), min(billing_event_id) FROM _rule_out "
-                        "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _batch) OR billing_event_id IS NULL"
-                    ).fetchall()[0]
-                    if unknown[0]:
-                        err = f"returned {unknown[0]} id(s) that are not in the batch (e.g. {unknown[1]})"
-                    else:
-                        cur.execute(
-                            f"INSERT INTO {target} SELECT DISTINCT billing_event_id, $s, $r, $sev,"
-                            " coalesce(message, $r) FROM _rule_out",
-                            {"s": stage, "r": rr.id, "sev": rr.severity},
-                        )
-                finally:
-                    cur.unregister("_rule_out")
-            if err:
-                _fail_closed(cur, target, stage, rr, err)
-            timings.append(
-                RuleTiming(
-                    rr.id,
-                    rr.plugin,
-                    stage,
-                    time.perf_counter() - t1,
-                    n_events,
-                    count_for(rr.id),
-                    err,
-                )
+    whole: pa.Table | None = None
+    for rr in py_rules:
+        t1 = time.perf_counter()
+        if rr.columns is None:  # every column, exported once for all such rules
+            if whole is None:
+                whole = cur.sql("SELECT * FROM _batch").to_arrow_table()
+            table = whole
+        else:  # just what the rule reads: a few columns export in milliseconds
+            table = cur.sql(f"SELECT {', '.join(rr.columns)} FROM _batch").to_arrow_table()
+        out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout)
+        if out is not None:
+            cur.register("_rule_out", out)
+            try:
+                unknown = cur.execute(
+                    "SELECT count(*), min(billing_event_id) FROM _rule_out "
+                    "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _batch_core) OR billing_event_id IS NULL"
+                ).fetchall()[0]
+                if unknown[0]:
+                    err = (
+                        f"returned {unknown[0]} id(s) that are not in the batch (e.g. {unknown[1]})"
+                    )
+                else:
+                    cur.execute(
+                        f"INSERT INTO {target} SELECT DISTINCT billing_event_id, $s, $r, $sev,"
+                        " coalesce(message, $r) FROM _rule_out",
+                        {"s": stage, "r": rr.id, "sev": rr.severity},
+                    )
+            finally:
+                cur.unregister("_rule_out")
+        if err:
+            _fail_closed(cur, target, stage, rr, err)
+        timings.append(
+            RuleTiming(
+                rr.id,
+                rr.plugin,
+                stage,
+                time.perf_counter() - t1,
+                n_events,
+                count_for(rr.id),
+                err,
             )
+        )
     registry.record(timings)
     return timings
 
@@ -333,7 +352,7 @@ def evaluate(
     for stage in stages:
         if invoice_as_released and stage == "invoice":
             # Judged as if released: same rows, only the flag differs (cheaper than a rebuild).
-            cur.execute("UPDATE _batch SET released = true WHERE NOT released")
+            cur.execute("UPDATE _batch_core SET released = true WHERE NOT released")
         timings += evaluate_stage(
             cur,
             registry,

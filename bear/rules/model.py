@@ -114,3 +114,22 @@ def normalise(rule: Any, plugin: str) -> tuple[str, str, str, str]:
             f"plugin {plugin!r}: rule {rid!r} is neither a SqlRule nor has evaluate(batch)"
         )
     return rid, stage, severity, str(rule.description or "")
+
+
+def declared_columns(rule: Any, plugin: str, rid: str, known: Any) -> tuple[str, ...] | None:
+    """The batch columns a Python rule says it reads (attribute ``columns``), checked against
+    ``known``; None when it does not say (it then gets every column)."""
+    cols = getattr(rule, "columns", None)
+    if cols is None or isinstance(rule, SqlRule):
+        return None
+    if isinstance(cols, str) or not all(isinstance(c, str) for c in cols):
+        raise PluginError(
+            f"plugin {plugin!r}: rule {rid!r} has columns={cols!r}; expected a list of column names"
+        )
+    unknown = [c for c in cols if c not in known]
+    if unknown:
+        raise PluginError(
+            f"plugin {plugin!r}: rule {rid!r} reads unknown batch column(s) {', '.join(map(repr, unknown))}; "
+            "see the batch view's columns in docs/plugins.md"
+        )
+    return tuple(dict.fromkeys(["billing_event_id", *cols]))

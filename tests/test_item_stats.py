@@ -1,0 +1,258 @@
+"""The item aggregates the rules read (``billing_event_item_stats``): kept current by every item
+writer, rebuilt on open when something else wrote items, refreshed on request; plus the batch
+view's other shortcuts (Python rules that name their columns, the day map of periods)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+import bear
+from bear import importer
+from bear.errors import PluginError, UnknownIdsError
+from bear.testing import evaluate_rule, make_workspace
+
+DATA = Path(__file__).parent / "data" / "import"
+GOOD = {kind: DATA / "good" / f"{kind}.csv" for kind in importer.KINDS}
+
+STATS_FROM_ITEMS = """
+SELECT billing_event_id, count(*)::INTEGER, sum(amount),
+       (count(*) FILTER (product_id IS NULL))::INTEGER, min(id) FILTER (product_id IS NULL),
+       (count(*) FILTER (source_changed))::INTEGER, min(id) FILTER (source_changed),
+       (count(*) FILTER (billing_hold))::INTEGER, min(id) FILTER (billing_hold)
+FROM billing_event_items GROUP BY 1 ORDER BY 1
+"""
+STATS = """
+SELECT billing_event_id, item_count, item_amount_sum, items_without_product,
+       first_item_without_product, items_out_of_sync, first_item_out_of_sync, items_on_hold,
+       first_item_on_hold
+FROM billing_event_item_stats ORDER BY 1
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_entry_points(monkeypatch):
+    monkeypatch.setenv("BEAR_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def assert_current(ws: bear.Workspace) -> None:
+    cur = ws.db.cursor()
+    assert cur.execute(STATS).fetchall() == cur.execute(STATS_FROM_ITEMS).fetchall()
+
+
+def test_the_demo_seed_fills_the_aggregates(tmp_path):
+    with bear.connect(tmp_path / "demo.duckdb", resume=False) as ws:
+        bear.demo.seed(ws, events=3_000, seed=3)
+        assert_current(ws)
+        # the stored descriptions are those of the first offending item of each event
+        cur = ws.db.cursor()
+        wrong = cur.execute(
+            "SELECT count(*) FROM billing_event_item_stats s JOIN billing_event_items i "
+            "ON i.id = s.first_item_on_hold WHERE s.first_item_on_hold_desc IS DISTINCT FROM i.description"
+        ).fetchall()[0][0]
+        held = cur.execute(
+            "SELECT count(*) FROM billing_event_item_stats WHERE items_on_hold > 0"
+        ).fetchall()[0][0]
+        assert held > 0 and wrong == 0
+
+
+def test_bear_testing_books_fill_the_aggregates():
+    items = [
+        {"id": 10, "billing_event_id": 1, "amount": "40.00", "product_id": None},
+        {"id": 11, "billing_event_id": 1, "amount": "60.00", "billing_hold": True},
+        {"id": 12, "billing_event_id": 2, "amount": "5.00", "source_changed": True},
+    ]
+    with make_workspace([{"id": 1}, {"id": 2}, {"id": 3, "items": []}], items) as ws:
+        assert_current(ws)
+        rows = dict(
+            (r[0], r[1:])
+            for r in ws.db.cursor()
+            .execute(
+                "SELECT billing_event_id, item_count, item_amount_sum, first_item_without_product, "
+                "first_item_on_hold, first_item_out_of_sync FROM billing_event_item_stats"
+            )
+            .fetchall()
+        )
+        assert rows == {
+            1: (2, Decimal("100.00"), 10, 11, None),
+            2: (1, Decimal("5.00"), None, None, 12),
+        }
+
+
+def test_an_import_refreshes_the_aggregates_of_its_events(tmp_path):
+    with bear.connect(tmp_path / "book.duckdb", resume=False) as ws:
+        importer.import_files(ws, **{k: str(v) for k, v in GOOD.items()})
+        assert_current(ws)
+        n = ws.db.cursor().execute("SELECT count(*) FROM billing_event_item_stats").fetchall()[0][0]
+        assert (
+            n
+            == ws.db.cursor()
+            .execute("SELECT count(DISTINCT billing_event_id) FROM billing_event_items")
+            .fetchall()[0][0]
+        )
+
+
+def test_a_failed_import_leaves_the_aggregates_alone(tmp_path):
+    with bear.connect(tmp_path / "book.duckdb", resume=False) as ws:
+        bear.demo.seed(ws, events=500, seed=1)
+        before = ws.db.cursor().execute(STATS).fetchall()
+        with pytest.raises(bear.BearError):
+            importer.import_files(ws, items=str(DATA / "items_bad_category.csv"))
+        assert ws.db.cursor().execute(STATS).fetchall() == before
+
+
+def test_items_written_by_something_else_are_caught_on_open(tmp_path):
+    path = tmp_path / "book.duckdb"
+    with bear.connect(path, resume=False) as ws:
+        bear.demo.seed(ws, events=400, seed=2)
+        event = ws.awaiting_release().ids()[0]
+        assert event in ws.preview([event], action="release").eligible_ids
+    con = duckdb.connect(str(path))  # another program adds an item on hold
+    con.execute(
+        "INSERT INTO billing_event_items (id, billing_event_id, category, description, quantity, "
+        "unit_price, amount, product_id, billing_hold) VALUES (99999999, ?, 'expense', 'taxi', 1, 1, 1, 1, true)",
+        [event],
+    )
+    con.close()
+    with bear.connect(path, resume=False) as ws:
+        assert_current(ws)
+        pv = ws.preview([event], action="release")
+        assert pv.eligible_ids == []
+        assert "taxi" in " ".join(pv.violations.message)
+
+
+def test_refresh_item_stats_after_a_flag_changed_outside(tmp_path):
+    path = tmp_path / "book.duckdb"
+    with bear.connect(path, resume=False) as ws:
+        bear.demo.seed(ws, events=400, seed=2)
+        event = ws.awaiting_release().ids()[0]
+    con = duckdb.connect(str(path))  # a flag changes: the item count stays the same
+    con.execute(
+        "UPDATE billing_event_items SET billing_hold = true WHERE billing_event_id = ?", [event]
+    )
+    con.close()
+    with bear.connect(path, resume=False) as ws:
+        ws.refresh_item_stats([event])
+        assert_current(ws)
+        assert ws.preview([event], action="release").eligible_ids == []
+        ws.refresh_item_stats()  # all of them
+        assert_current(ws)
+        with pytest.raises(UnknownIdsError, match="424242"):
+            ws.refresh_item_stats([event, 424242])
+        with pytest.raises(bear.BearError, match="not a billing event id"):
+            ws.refresh_item_stats(["1; DROP TABLE billing_events"])
+        assert_current(ws)
+
+
+# -- Python rules that name their columns ----------------------------------------------------
+class DateRule:
+    id = "acme.weekend"
+    stage = "invoice"
+    severity = "warn"
+    description = "dated on a weekend"
+
+    def __init__(self, columns: Any) -> None:
+        self.columns = columns
+        self.seen: list[str] = []
+
+    def evaluate(self, batch: Any) -> pa.Table:
+        t = batch.arrow()
+        self.seen = t.column_names
+        return pa.table({"billing_event_id": t["billing_event_id"], "message": ["x"] * t.num_rows})
+
+
+def test_a_python_rule_that_names_its_columns_gets_just_those():
+    rule = DateRule(["document_date", "project_name"])
+    df = evaluate_rule(rule, [{"id": 1}, {"id": 2}], as_released=True)
+    assert rule.seen == ["billing_event_id", "document_date", "project_name"]
+    assert sorted(df.billing_event_id) == [1, 2]
+    everything = DateRule(None)
+    evaluate_rule(everything, [{"id": 1}], as_released=True)
+    assert len(everything.seen) == len(bear.rules.batch.COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("columns", "words"),
+    [
+        (["document_date", "billing_events"], "unknown batch column(s) 'billing_events'"),
+        (["1; DROP TABLE x"], "unknown batch column(s) '1; DROP TABLE x'"),
+        ("document_date", "expected a list of column names"),
+        ([3], "expected a list of column names"),
+    ],
+    ids=["unknown", "hostile", "string", "not-names"],
+)
+def test_bad_column_lists_fail_at_start_up_naming_the_rule(columns, words):
+    class Plugin:
+        __name__ = "acme"
+
+        @bear.hookimpl
+        def bear_register_rules(self, settings: Any) -> list[Any]:
+            return [DateRule(columns)]
+
+    with pytest.raises(PluginError) as err:
+        make_workspace([{"id": 1}], plugins=[Plugin()])
+    assert "acme.weekend" in str(err.value) and words in str(err.value)
+
+
+# -- accounting periods, joined by day -------------------------------------------------------
+def test_closed_periods_hold_on_their_first_and_last_days_and_any_length():
+    periods = [
+        {"company_id": 1, "start_date": "2020-01-01", "end_date": "2025-12-31", "closed": True},
+        {"company_id": 1, "start_date": "2026-01-01", "end_date": "2026-01-01", "closed": False},
+        {"company_id": 1, "start_date": "2026-01-02", "end_date": "2026-03-31", "closed": True},
+    ]
+    events = [
+        {"id": 1, "event_date": "2025-12-31"},  # last day of a six-year closed period
+        {"id": 2, "event_date": "2026-01-01"},  # a one-day open period
+        {"id": 3, "event_date": "2026-01-02"},  # first day of a closed quarter
+        {"id": 4, "event_date": "2026-03-31"},  # its last day
+        {"id": 5, "event_date": "2026-04-01"},  # no period: not closed
+    ]
+    df = evaluate_rule(
+        next(r for r in _builtin_rules() if r.id == "invoice.closed_period"),
+        events,
+        as_released=True,
+        periods=periods,
+    )
+    assert sorted(df.billing_event_id) == [1, 3, 4]
+    assert "2026-01-02" in df.set_index("billing_event_id").loc[4, "message"]
+
+
+def _builtin_rules() -> list[Any]:
+    from types import SimpleNamespace
+
+    from bear.rules import builtin_invoice
+
+    return builtin_invoice.bear_register_rules(SimpleNamespace(max_lines_per_document=500))
+
+
+def test_batch_period_columns_match_a_range_join(tmp_path):
+    """The day map gives each event the period a plain range join would, over a whole demo."""
+    with bear.connect(tmp_path / "demo.duckdb", resume=False) as ws:
+        bear.demo.seed(ws, events=2_000, seed=4)
+        cur = ws.db.cursor()
+        cur.execute(
+            "CREATE TEMP TABLE _all AS SELECT id AS billing_event_id FROM billing_events ORDER BY 1"
+        )
+        bear.rules.batch.build_batch(cur, "_all")
+        mismatched = cur.execute(
+            """
+            SELECT count(*) FROM _batch b
+            LEFT JOIN accounting_periods ap ON ap.company_id = b.company_id
+                 AND b.document_date BETWEEN ap.start_date AND ap.end_date
+            WHERE b.period_start IS DISTINCT FROM ap.start_date
+               OR b.period_closed IS DISTINCT FROM coalesce(ap.closed, false)
+            """
+        ).fetchall()[0][0]
+        assert mismatched == 0
+        assert (
+            cur.execute("SELECT count(*) FROM _batch WHERE period_start IS NOT NULL").fetchall()[0][
+                0
+            ]
+            > 0
+        )
