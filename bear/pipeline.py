@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INVOICE_CHUNK = 10_000
+INVOICE_CHUNK = 25_000
 CONFLICT_RETRIES = 5
 NOTIFY_BACKOFF_S = (5, 30, 120, 600, 1800, 3600)
 NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry stays pending
@@ -379,6 +379,7 @@ class Runner:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._finished = 0  # runs ended so far: waiters sleep until it moves
         self._idle_retry_s = 5.0
 
     # -- control ---------------------------------------------------------------------------
@@ -421,6 +422,8 @@ class Runner:
         deadline = None if timeout is None else time.monotonic() + timeout
         cur = self.ws.db.cursor()
         while True:
+            with self._cond:
+                seen = self._finished
             res = read_run(cur, run_id)
             if res.status in FINAL_STATUSES and not _undelivered(cur, run_id):
                 # Finished, and each notification it owes has had its first delivery attempt.
@@ -431,8 +434,13 @@ class Runner:
                 raise TimeoutError(
                     f"run {run_id} still {res.status} ({res.stage}) after {timeout:g} s"
                 )
-            with self._cond:
-                self._cond.wait(0.05)
+            with self._cond:  # woken when a run ends (no polling that slows the run down)
+                if self._finished == seen:
+                    self._cond.wait(
+                        1.0
+                        if deadline is None
+                        else min(1.0, max(0.01, deadline - time.monotonic()))
+                    )
 
     # -- loop ------------------------------------------------------------------------------
     def _next_run(self) -> int | None:
@@ -468,6 +476,7 @@ class Runner:
                         return
                     log.exception("run %s failed", run_id)
                 with self._cond:
+                    self._finished += 1
                     self._cond.notify_all()
                 continue
             now = time.monotonic()
@@ -580,6 +589,8 @@ def _release_stage(
         "SELECT count(*) FROM release_batches WHERE run_id = ?", [run_id]
     ).fetchall()[0][0]:
         _retrying(_prepare_release, ws, run_id, settings)
+    else:
+        _retrying(_reconcile_release, ws, run_id)  # batches committed before a crash
     isolate = settings.get("release_failure_mode") == "isolate"
     seqs = [
         r[0]
@@ -589,10 +600,11 @@ def _release_stage(
         ).fetchall()
     ]
     judged = _Judgement()
+    progress = _Progress()
     for seq in seqs:
         if runner is not None and runner.should_stop():
             raise _Stopped()
-        _retrying(_release_batch, ws, run_id, seq, isolate, judged)
+        _retrying(_release_batch, ws, run_id, seq, isolate, judged, progress)
     _retrying(_finish_release, ws, run_id)
     deliver_pending(ws, run_id=run_id)  # the release-finished notification, now (not at the end)
 
@@ -656,144 +668,236 @@ def _prepare_release(ws: Workspace, run_id: int, settings: dict[str, Any]) -> No
 class _Judgement:
     """The release rules' verdict on a window of upcoming batches, and when it was made.
 
-    Judging costs one rule pass whatever its size (planning dominates for small batches), so
-    the rules judge ``JUDGE_WINDOW`` batches at once, inside the first batch's transaction.
-    A later batch of the window reuses the verdict only if no transaction but this run's own
-    batches has committed since (``Database.commit_seq``); the billing-cap rule counts the
-    window's earlier events as pending, so the run's own releases change nothing it judged.
-    Any other commit, or a failed batch, and the next batch is judged afresh in its own
-    transaction.
+    Judging costs about the same for 200 events as for thousands (planning and the batch view
+    dominate), so the rules judge a window of batches at once, inside the first batch's
+    transaction. A later batch of the window reuses the verdict only if no transaction but this
+    run's own batches has committed since (``Database.commit_seq``): a cancel request, another
+    run, an import — any other commit, or a failed batch, and the next batch is judged afresh
+    in its own transaction. The billing-cap rule counts the window's earlier events as pending,
+    so the run's own releases change nothing it judged. The window starts at ``JUDGE_WINDOW``
+    batches and doubles (up to ``JUDGE_WINDOW_MAX``) each time a verdict serves to its end;
+    an interrupted verdict starts it over, so concurrent writers never make judging quadratic.
     """
 
     def __init__(self) -> None:
         self.valid = False
         self.until_seq = 0
         self.commit_seq = -1
+        self.window = JUDGE_WINDOW
+        self.batches: dict[int, tuple[int, int, int, int]] = {}  # seq -> size, culprits, lo, hi
+
+    def next_window(self, seq: int) -> int:
+        """The size of the window starting at ``seq``: doubled when the last one served to its
+        end, back to the start when it was cut short."""
+        if self.until_seq and seq == self.until_seq + 1:
+            self.window = min(self.window * 2, JUDGE_WINDOW_MAX)
+        elif self.until_seq:
+            self.window = JUDGE_WINDOW
+        return self.window
+
+
+class _Progress:
+    """Released batches committed but not yet recorded in ``release_batches``/``runs``.
+
+    A batch's transaction releases its events; its ``release_batches`` row and the run's
+    counters are written with a later batch (every ``PROGRESS_EVERY_S`` and whenever a batch is
+    judged afresh or fails), so a clean batch costs one statement and a commit. A crash in
+    between loses nothing: the events carry ``release_run_id``, and the stage's start and end
+    reconcile the batches from them (``_reconcile_release``).
+    """
+
+    def __init__(self) -> None:
+        self.done: list[int] = []
+        self.recorded_at = time.monotonic()
 
 
 JUDGE_WINDOW = 25
+JUDGE_WINDOW_MAX = 200
+PROGRESS_EVERY_S = 0.25
 
 
-def _release_batch(ws: Workspace, run_id: int, seq: int, isolate: bool, judged: _Judgement) -> None:
+def _judge_window(
+    ws: Workspace, tx: duckdb.DuckDBPyConnection, run_id: int, seq: int, judged: _Judgement
+) -> int:
+    """Judge the batches ``seq`` … ``seq + window - 1`` with the release rules; returns the last."""
+    until = seq + judged.next_window(seq) - 1
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE _rw_ids AS SELECT billing_event_id, batch_seq FROM run_events "
+        "WHERE run_id = ? AND batch_seq BETWEEN ? AND ? ORDER BY billing_event_id",
+        [run_id, seq, until],
+    )
+    _eval(ws, tx, ["release"], "_rw_ids", target="_rw_v", run_id=run_id)
+    tx.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rw_x AS
+        SELECT v.billing_event_id, re.batch_seq, arg_min(v.rule_id, v.rule_id) AS rule_id,
+               arg_min(v.message, v.rule_id) AS message,
+               string_agg(v.rule_id || ': ' || v.message, '; ') AS detail
+        FROM _rw_v v JOIN _rw_ids re ON re.billing_event_id = v.billing_event_id
+        WHERE v.severity = 'block'
+        GROUP BY ALL
+        """
+    )
+    # Per batch of the window: size, culprits and id bounds, read once instead of per batch.
+    judged.batches = {
+        r[0]: (int(r[1]), int(r[2]), r[3], r[4])
+        for r in tx.execute(
+            "SELECT i.batch_seq, count(*), count(x.billing_event_id), min(i.billing_event_id), "
+            "max(i.billing_event_id) FROM _rw_ids i LEFT JOIN _rw_x x USING (billing_event_id) "
+            "GROUP BY 1"
+        ).fetchall()
+    }
+    return until
+
+
+def _release_batch(
+    ws: Workspace,
+    run_id: int,
+    seq: int,
+    isolate: bool,
+    judged: _Judgement,
+    progress: _Progress,
+) -> None:
     """One batch, one transaction: re-check the release rules, then release all or none."""
     fresh = judged.valid and seq <= judged.until_seq
     judged.valid = False  # until this transaction commits
     with ws.db.transaction() as tx:
-        status, size, cancel = tx.execute(
-            "SELECT b.status, b.size, r.cancel_requested FROM release_batches b JOIN runs r ON r.id = b.run_id "
-            "WHERE b.run_id = ? AND b.seq = ?",
-            [run_id, seq],
-        ).fetchall()[0]
-        if status != "pending":
-            return  # done before a crash: replaying is a no-op
-        if cancel:
-            raise _Cancelled()
         seq0 = ws.db.commit_seq  # no other write transaction can commit while we hold the lock
         fresh = fresh and judged.commit_seq == seq0
-        if not fresh:
-            tx.execute(
-                "CREATE OR REPLACE TEMP TABLE _rw_ids AS SELECT billing_event_id, batch_seq FROM run_events "
-                "WHERE run_id = ? AND batch_seq BETWEEN ? AND ? ORDER BY billing_event_id",
-                [run_id, seq, seq + JUDGE_WINDOW - 1],
-            )
-            _eval(ws, tx, ["release"], "_rw_ids", target="_rw_v", run_id=run_id)
-            tx.execute(
-                """
-                CREATE OR REPLACE TEMP TABLE _rw_x AS
-                SELECT v.billing_event_id, re.batch_seq, arg_min(v.rule_id, v.rule_id) AS rule_id,
-                       arg_min(v.message, v.rule_id) AS message,
-                       string_agg(v.rule_id || ': ' || v.message, '; ') AS detail
-                FROM _rw_v v JOIN _rw_ids re ON re.billing_event_id = v.billing_event_id
-                WHERE v.severity = 'block'
-                GROUP BY ALL
-                """
-            )
-            until = seq + JUDGE_WINDOW - 1
-        else:
+        if fresh:
+            # Nothing else committed since the verdict: no cancel request (it commits), no
+            # other run, no replay (this process alone runs the run's batches, in order).
             until = judged.until_seq
-        # The window's ids (a few thousand, in a temp table) stand in for run_events, whose scan
-        # per batch would make the stage quadratic in the run's size.
-        culprits = tx.execute(
-            "SELECT (SELECT count(*) FROM _rw_x WHERE batch_seq = $s), min(billing_event_id), "
-            "max(billing_event_id) FROM _rw_ids WHERE batch_seq = $s",
-            {"s": seq},
-        ).fetchall()[0]
-        if culprits[0]:
-            tx.execute(
-                "CREATE OR REPLACE TEMP TABLE _rb_ids AS SELECT billing_event_id FROM _rw_ids "
-                "WHERE batch_seq = ?",
-                [seq],
-            )
-            tx.execute(
-                "CREATE OR REPLACE TEMP TABLE _rb_culprits AS "
-                "SELECT billing_event_id, rule_id, message, detail FROM _rw_x WHERE batch_seq = ?",
-                [seq],
-            )
-        ok = False
-        if culprits[0] and isolate:
-            released = _isolate(tx, run_id, seq)
-        elif culprits[0]:
-            first = tx.execute(
-                "SELECT billing_event_id, message FROM _rb_culprits ORDER BY billing_event_id LIMIT 1"
-            ).fetchall()[0]
-            cause = f"event {first[0]}: {first[1]}" + (
-                f" (+{culprits[0] - 1} more)" if culprits[0] > 1 else ""
-            )
-            tx.execute(
-                "INSERT INTO app_logs (run_id, batch_seq, level, origin, record_id, rule_id, message, detail) "
-                "SELECT $r, $s, 2, 'release', billing_event_id, rule_id, "
-                "'batch ' || $s || ' failed: this event cannot be released: ' || message, detail "
-                "FROM _rb_culprits ORDER BY billing_event_id",
-                {"r": run_id, "s": seq},
-            )
-            tx.execute(
-                "INSERT INTO app_logs (run_id, batch_seq, level, origin, record_id, message, detail) "
-                "SELECT $r, $s, 3, 'release', i.billing_event_id, "
-                "'not released: batch ' || $s || ' failed because of ' || $cause, NULL "
-                "FROM _rb_ids i WHERE i.billing_event_id NOT IN (SELECT billing_event_id FROM _rb_culprits) "
-                "ORDER BY i.billing_event_id",
-                {"r": run_id, "s": seq, "cause": cause},
-            )
-            tx.execute(
-                "UPDATE release_batches SET status = 'failed', cause = $c, finished_at = current_timestamp "
-                "WHERE run_id = $r AND seq = $s AND status = 'pending'",
-                {"r": run_id, "s": seq, "c": cause},
-            )
-            tx.execute(
-                "UPDATE runs SET batches_done = batches_done + 1, failed_batches = failed_batches + 1, "
-                "not_released = not_released + $n, updated_at = current_timestamp WHERE id = $r",
-                {"r": run_id, "n": size},
-            )
-            return
         else:
-            released = _release_ids(tx, run_id, seq, bounds=(culprits[1], culprits[2]))
-            if released != size:
-                raise BearError(
-                    f"batch {seq}: {size - released} event(s) changed state during the release"
-                )
-            ok = True
-        cause = None
-        if released < size:
-            cause = f"{size - released} culprit(s) left unreleased, {released} released (isolate)"
-        tx.execute(
-            "UPDATE release_batches SET status = $st, released = $n, cause = $c, finished_at = current_timestamp "
-            "WHERE run_id = $r AND seq = $s AND status = 'pending'",
-            {
-                "r": run_id,
-                "s": seq,
-                "n": released,
-                "c": cause,
-                "st": "released" if released else "failed",
-            },
+            status, cancel = tx.execute(
+                "SELECT b.status, r.cancel_requested FROM release_batches b JOIN runs r ON r.id = b.run_id "
+                "WHERE b.run_id = ? AND b.seq = ?",
+                [run_id, seq],
+            ).fetchall()[0]
+            if status != "pending":
+                return  # done before a crash: replaying is a no-op
+            if cancel:
+                raise _Cancelled()
+            until = _judge_window(ws, tx, run_id, seq, judged)
+        size, culprits, lo, hi = judged.batches[seq]
+        if culprits:
+            _failed_batch(tx, run_id, seq, culprits, isolate)
+            _record_progress(tx, run_id, progress.done)
+            progress.done, progress.recorded_at = [], time.monotonic()
+            return  # committed; the next batch is judged afresh
+        released = _release_ids(tx, run_id, seq, bounds=(lo, hi))
+        if released != size:
+            raise BearError(
+                f"batch {seq}: {size - released} event(s) changed state during the release"
+            )
+        record = not fresh or time.monotonic() - progress.recorded_at >= PROGRESS_EVERY_S
+        if record:
+            _record_progress(tx, run_id, [*progress.done, seq])
+    # committed: the verdict holds for the window's next batches
+    judged.valid, judged.until_seq, judged.commit_seq = True, until, seq0 + 1
+    if record:
+        progress.done, progress.recorded_at = [], time.monotonic()
+    else:
+        progress.done.append(seq)
+
+
+def _failed_batch(
+    tx: duckdb.DuckDBPyConnection, run_id: int, seq: int, culprits: int, isolate: bool
+) -> None:
+    """A batch with culprits: bisect it (``isolate``) or fail it whole, with an app log each."""
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE _rb_ids AS SELECT billing_event_id FROM _rw_ids WHERE batch_seq = ?",
+        [seq],
+    )
+    tx.execute(
+        "CREATE OR REPLACE TEMP TABLE _rb_culprits AS "
+        "SELECT billing_event_id, rule_id, message, detail FROM _rw_x WHERE batch_seq = ?",
+        [seq],
+    )
+    size = int(tx.execute("SELECT count(*) FROM _rb_ids").fetchall()[0][0])
+    if isolate:
+        released = _isolate(tx, run_id, seq)
+        cause = f"{size - released} culprit(s) left unreleased, {released} released (isolate)"
+        status = "released" if released else "failed"
+    else:
+        first = tx.execute(
+            "SELECT billing_event_id, message FROM _rb_culprits ORDER BY billing_event_id LIMIT 1"
+        ).fetchall()[0]
+        cause = f"event {first[0]}: {first[1]}" + (
+            f" (+{culprits - 1} more)" if culprits > 1 else ""
         )
         tx.execute(
-            "UPDATE runs SET batches_done = batches_done + 1, failed_batches = failed_batches + $f, "
-            "released = released + $n, not_released = not_released + $x, updated_at = current_timestamp "
-            "WHERE id = $r",
-            {"r": run_id, "n": released, "x": size - released, "f": 0 if released else 1},
+            "INSERT INTO app_logs (run_id, batch_seq, level, origin, record_id, rule_id, message, detail) "
+            "SELECT $r, $s, 2, 'release', billing_event_id, rule_id, "
+            "'batch ' || $s || ' failed: this event cannot be released: ' || message, detail "
+            "FROM _rb_culprits ORDER BY billing_event_id",
+            {"r": run_id, "s": seq},
         )
-    if ok:  # committed: the verdict holds for the window's next batches
-        judged.valid, judged.until_seq, judged.commit_seq = True, until, seq0 + 1
+        tx.execute(
+            "INSERT INTO app_logs (run_id, batch_seq, level, origin, record_id, message, detail) "
+            "SELECT $r, $s, 3, 'release', i.billing_event_id, "
+            "'not released: batch ' || $s || ' failed because of ' || $cause, NULL "
+            "FROM _rb_ids i WHERE i.billing_event_id NOT IN (SELECT billing_event_id FROM _rb_culprits) "
+            "ORDER BY i.billing_event_id",
+            {"r": run_id, "s": seq, "cause": cause},
+        )
+        released, status = 0, "failed"
+    tx.execute(
+        "UPDATE release_batches SET status = $st, released = $n, cause = $c, finished_at = current_timestamp "
+        "WHERE run_id = $r AND seq = $s AND status = 'pending'",
+        {"r": run_id, "s": seq, "n": released, "c": cause, "st": status},
+    )
+
+
+def _record_progress(tx: duckdb.DuckDBPyConnection, run_id: int, done: list[int]) -> None:
+    """Mark the batches ``done`` (fully released) in ``release_batches`` and recount the run's
+    release counters from its batches (set-based; readers show rate and ETA from them)."""
+    if done:
+        tx.execute(
+            "UPDATE release_batches SET status = 'released', released = size, finished_at = current_timestamp "
+            "WHERE run_id = $r AND status = 'pending' AND seq IN (SELECT unnest($d::INTEGER[]))",
+            {"r": run_id, "d": done},
+        )
+    tx.execute(
+        """
+        UPDATE runs SET batches_done = x.done, failed_batches = x.failed, released = x.released,
+               not_released = runs.excluded + x.not_released, updated_at = current_timestamp
+        FROM (
+            SELECT count(*) FILTER (status <> 'pending') AS done,
+                   count(*) FILTER (status = 'failed') AS failed,
+                   coalesce(sum(released), 0) AS released,
+                   coalesce(sum(size - released) FILTER (status <> 'pending'), 0) AS not_released
+            FROM release_batches WHERE run_id = $r
+        ) x
+        WHERE runs.id = $r
+        """,
+        {"r": run_id},
+    )
+
+
+def _reconcile_release(ws: Workspace, run_id: int) -> None:
+    """Record the batches whose release committed without being recorded (a crash, a cancel
+    or a stop in between): their events carry this run's ``release_run_id``."""
+    with ws.db.transaction() as tx:
+        _reconcile(tx, run_id)
+
+
+def _reconcile(tx: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    tx.execute(
+        """
+        UPDATE release_batches SET status = 'released', released = x.n, finished_at = current_timestamp
+        FROM (
+            SELECT re.batch_seq, count(*) AS n
+            FROM run_events re JOIN billing_events e ON e.id = re.billing_event_id
+            WHERE re.run_id = $r AND re.batch_seq IS NOT NULL AND e.release_run_id = $r
+            GROUP BY 1
+        ) x
+        WHERE release_batches.run_id = $r AND release_batches.seq = x.batch_seq
+          AND release_batches.status = 'pending'
+        """,
+        {"r": run_id},
+    )
+    _record_progress(tx, run_id, [])
 
 
 def _release_ids(
@@ -857,6 +961,7 @@ def _finish_release(ws: Workspace, run_id: int) -> None:
         run = read_run(tx, run_id)
         if run.stage not in ("queued", "release"):
             return
+        _reconcile(tx, run_id)  # the last batches' records and the final counters
         nxt = "invoice" if run.action == Action.RELEASE_AND_INVOICE.value else "done"
         tx.execute(
             "UPDATE runs SET stage = $st, release_finished_at = current_timestamp, updated_at = current_timestamp "
@@ -1009,6 +1114,8 @@ def _finish(ws: Workspace, run_id: int, status: str, error: str | None = None) -
             run = read_run(tx, run_id)
             if run.status in FINAL_STATUSES:
                 return
+            if run.stage in ("queued", "release"):
+                _reconcile(tx, run_id)  # stopped mid-release: exact counters
             if run.process_run_id is not None:
                 tx.execute(
                     "UPDATE process_runs SET status = $st, finished_at = current_timestamp "

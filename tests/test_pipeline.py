@@ -141,6 +141,7 @@ def test_cancel_stops_at_a_batch_boundary(demo_path, tmp_path, monkeypatch):
     import bear.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "JUDGE_WINDOW", 1)  # judge every batch: slow enough to cancel
+    monkeypatch.setattr(pipeline, "JUDGE_WINDOW_MAX", 1)
     demo_ws = _open_copy(demo_path, tmp_path, [_Slow()])
     demo_ws.settings.update(release_batch_size=5)
     ids = _eligible(demo_ws, 2000)
