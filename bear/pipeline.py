@@ -540,10 +540,11 @@ def execute_run(ws: Workspace, run_id: int, runner: Runner | None = None) -> Run
         [run_id],
     )
     try:
+        judged = None
         if act in (Action.RELEASE, Action.RELEASE_AND_INVOICE):
-            _release_stage(ws, run_id, settings, runner)
+            judged = _release_stage(ws, run_id, settings, runner)
         if act in (Action.INVOICE, Action.RELEASE_AND_INVOICE):
-            _invoice_stage(ws, run_id, settings, runner)
+            _invoice_stage(ws, run_id, settings, runner, judged)
         else:
             _finish(ws, run_id, "completed")
     except _Cancelled:
@@ -580,15 +581,17 @@ class _Stopped(BaseException):
 
 def _release_stage(
     ws: Workspace, run_id: int, settings: dict[str, Any], runner: Runner | None
-) -> None:
+) -> _Judgement | None:
+    """Release the run's batches; returns the rules' verdicts (for the invoicing stage)."""
     cur = ws.db.cursor()
     stage = cur.execute("SELECT stage FROM runs WHERE id = ?", [run_id]).fetchall()[0][0]
     if stage not in ("queued", "release"):
-        return  # release already finished before a crash
+        return None  # release already finished before a crash
+    judged = _Judgement()
     if not cur.execute(
         "SELECT count(*) FROM release_batches WHERE run_id = ?", [run_id]
     ).fetchall()[0][0]:
-        _retrying(_prepare_release, ws, run_id, settings)
+        _retrying(_prepare_release, ws, run_id, settings, judged)
     else:
         _retrying(_reconcile_release, ws, run_id)  # batches committed before a crash
     isolate = settings.get("release_failure_mode") == "isolate"
@@ -599,7 +602,6 @@ def _release_stage(
             [run_id],
         ).fetchall()
     ]
-    judged = _Judgement()
     progress = _Progress()
     for seq in seqs:
         if runner is not None and runner.should_stop():
@@ -607,27 +609,45 @@ def _release_stage(
         _retrying(_release_batch, ws, run_id, seq, isolate, judged, progress)
     _retrying(_finish_release, ws, run_id)
     deliver_pending(ws, run_id=run_id)  # the release-finished notification, now (not at the end)
+    return judged
 
 
-def _prepare_release(ws: Workspace, run_id: int, settings: dict[str, Any]) -> None:
-    """Leave out (validated runs) the events failing a blocking release rule; plan the batches."""
+def _prepare_release(
+    ws: Workspace, run_id: int, settings: dict[str, Any], judged: _Judgement
+) -> None:
+    """Leave out (validated runs) the events failing a blocking release rule; plan the batches.
+
+    A validated run's rules have just judged every event: what stays in the batches passed
+    them, so that verdict serves the batches as long as nothing else commits (``_Judgement``).
+    """
     bs = int(settings["release_batch_size"])
     with ws.db.transaction() as tx:
-        validated = tx.execute("SELECT validated FROM runs WHERE id = ?", [run_id]).fetchall()[0][0]
+        seq0 = ws.db.commit_seq
+        validated, action = tx.execute(
+            "SELECT validated, action FROM runs WHERE id = ?", [run_id]
+        ).fetchall()[0]
         tx.execute(
             "CREATE OR REPLACE TEMP TABLE _run_ids AS SELECT billing_event_id FROM run_events WHERE run_id = ?",
             [run_id],
         )
+        both = validated and action == Action.RELEASE_AND_INVOICE.value
         if validated:
-            _eval(ws, tx, ["release"], "_run_ids", target="_prep_v", run_id=run_id)
+            # A release-and-invoice run's invoice rules judge in the same pass, as if released
+            # (as the preview does); the invoicing stage uses that verdict while it holds.
+            stages = ["release", "invoice"] if both else ["release"]
+            _eval(ws, tx, stages, "_run_ids", target="_prep_v", as_released=both, run_id=run_id)
             tx.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _prep_x AS
                 SELECT billing_event_id, count(*) AS n, arg_min(rule_id, rule_id) AS rule_id,
                        arg_min(message, rule_id) AS message, string_agg(rule_id || ': ' || message, '; ') AS detail
-                FROM _prep_v WHERE severity = 'block' GROUP BY billing_event_id
+                FROM _prep_v WHERE severity = 'block' AND stage = 'release' GROUP BY billing_event_id
                 """
             )
+            if both:
+                tx.execute(
+                    "CREATE OR REPLACE TEMP TABLE _inv_pre AS SELECT * FROM _prep_v WHERE stage = 'invoice'"
+                )
             tx.execute(
                 "UPDATE run_events SET excluded = true FROM _prep_x x "
                 "WHERE run_events.run_id = $r AND run_events.billing_event_id = x.billing_event_id",
@@ -663,6 +683,24 @@ def _prepare_release(ws: Workspace, run_id: int, settings: dict[str, Any]) -> No
             """,
             {"r": run_id},
         )
+        if validated:
+            tx.execute(
+                "CREATE OR REPLACE TEMP TABLE _rw_ids AS SELECT billing_event_id, batch_seq FROM run_events "
+                "WHERE run_id = ? AND batch_seq IS NOT NULL ORDER BY batch_seq, billing_event_id",
+                [run_id],
+            )
+            batches = {
+                r[0]: (int(r[1]), 0, r[2], r[3])
+                for r in tx.execute(
+                    "SELECT batch_seq, count(*), min(billing_event_id), max(billing_event_id) "
+                    "FROM _rw_ids GROUP BY 1"
+                ).fetchall()
+            }
+    if validated and batches:  # committed: the verdict covers every batch
+        judged.valid, judged.commit_seq = True, seq0 + 1
+        judged.until_seq, judged.batches = max(batches), batches
+    if both:
+        judged.invoice_foreign = ws.db.foreign_commits()
 
 
 class _Judgement:
@@ -685,6 +723,9 @@ class _Judgement:
         self.commit_seq = -1
         self.window = JUDGE_WINDOW
         self.batches: dict[int, tuple[int, int, int, int]] = {}  # seq -> size, culprits, lo, hi
+        # The invoice rules' verdict made with the release rules' (temp table ``_inv_pre``):
+        # valid while no other thread commits (``Database.foreign_commits``); None when none.
+        self.invoice_foreign: int | None = None
 
     def next_window(self, seq: int) -> int:
         """The size of the window starting at ``seq``: doubled when the last one served to its
@@ -972,7 +1013,11 @@ def _finish_release(ws: Workspace, run_id: int) -> None:
 
 
 def _invoice_stage(
-    ws: Workspace, run_id: int, settings: dict[str, Any], runner: Runner | None
+    ws: Workspace,
+    run_id: int,
+    settings: dict[str, Any],
+    runner: Runner | None,
+    judged: _Judgement | None = None,
 ) -> None:
     cur = ws.db.cursor()
     run = read_run(cur, run_id)
@@ -988,7 +1033,7 @@ def _invoice_stage(
     )
     while True:
         _check_cancel(ws, run_id, runner)
-        if not _retrying(_invoice_chunk, ws, run_id):
+        if not _retrying(_invoice_chunk, ws, run_id, judged):
             break
     _retrying(_finish_invoicing, ws, run_id)
 
@@ -1022,8 +1067,12 @@ def _start_invoicing(ws: Workspace, run_id: int) -> None:
         )
 
 
-def _invoice_chunk(ws: Workspace, run_id: int) -> bool:
-    """Invoice the next chunk of not-yet-logged events in one transaction; False when none is left."""
+def _invoice_chunk(ws: Workspace, run_id: int, judged: _Judgement | None = None) -> bool:
+    """Invoice the next chunk of not-yet-logged events in one transaction; False when none is left.
+
+    The invoice rules judge the chunk inside the transaction — unless they judged the run's
+    events as released when the run was prepared and no other thread has committed since
+    (only this run's own releases and documents, which that judgement assumed)."""
     with ws.db.transaction() as tx:
         run = read_run(tx, run_id)
         pr = run.process_run_id
@@ -1039,7 +1088,15 @@ def _invoice_chunk(ws: Workspace, run_id: int) -> bool:
         n = tx.execute("SELECT count(*) FROM _inv_ids").fetchall()[0][0]
         if n == 0:
             return False
-        _eval(ws, tx, ["invoice"], "_inv_ids", target="_inv_v", run_id=run_id)
+        if judged is not None and judged.invoice_foreign == ws.db.foreign_commits():
+            tx.execute(
+                "CREATE OR REPLACE TEMP TABLE _inv_v AS SELECT * FROM _inv_pre "
+                "WHERE billing_event_id IN (SELECT billing_event_id FROM _inv_ids)"
+            )
+        else:
+            if judged is not None:
+                judged.invoice_foreign = None  # another thread committed: judge afresh from now on
+            _eval(ws, tx, ["invoice"], "_inv_ids", target="_inv_v", run_id=run_id)
         tx.execute(
             """
             CREATE OR REPLACE TEMP TABLE _inv_bad AS

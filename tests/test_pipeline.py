@@ -629,3 +629,86 @@ def test_negative_batch_size_is_refused_and_changes_nothing(demo_ws):
         demo_ws.settings.release_batch_size == 200
         and demo_ws.settings.validation_limit == 1_000_000
     )
+
+
+class _DeactivateAfterRelease:
+    """Between the stages (the release-finished hook runs on the runner thread), another
+    thread deactivates the account of ``event`` — a commit the run's verdicts did not see."""
+
+    __name__ = "deactivate_after_release"
+
+    def __init__(self) -> None:
+        self.ws = None
+        self.event = None
+
+    @hookimpl
+    def bear_release_finished(self, summary):
+        def work():
+            with self.ws.db.transaction() as tx:
+                tx.execute(
+                    "UPDATE accounts SET active = false WHERE id = "
+                    "(SELECT account_id FROM billing_events WHERE id = ?)",
+                    [self.event],
+                )
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+
+
+def test_invoice_rules_judge_afresh_when_another_commit_came_between(demo_path, tmp_path):
+    plugin = _DeactivateAfterRelease()
+    ws = _open_copy(demo_path, tmp_path, [plugin])
+    ids = _eligible(ws, 300)
+    plugin.ws, plugin.event = ws, ids[150]
+    account = int(
+        ws.sql(f"SELECT account_id AS a FROM billing_events WHERE id = {ids[150]}")["a"][0]
+    )
+    same_account = set(
+        ws.sql(f"SELECT id FROM billing_events WHERE account_id = {account}")["id"]
+    ) & set(ids)
+    res = ws.release_and_invoice(ids, user="ana@example.com")
+    assert res.released == 300  # judged before the account changed
+    logs = ws.process_logs(res.id)
+    errors = logs[logs.status == "ERROR"]
+    assert set(errors.billing_event_id) == same_account
+    assert set(errors.rule_id) == {"invoice.account_inactive"}
+    assert res.not_passed == len(same_account)
+    ws.close()
+
+
+class _CountingInvoiceRule:
+    """An invoice rule that passes everything and counts the events it was asked to judge."""
+
+    __name__ = "counting"
+
+    def __init__(self) -> None:
+        self.judged: list[int] = []
+
+    @hookimpl
+    def bear_register_rules(self, settings):
+        outer = self
+
+        class Rule:
+            id = "counting.invoice"
+            stage = "invoice"
+            severity = "block"
+            description = "counts"
+            columns = ("billing_event_id",)
+
+            def evaluate(self, batch):
+                outer.judged.append(len(batch))
+                return batch.relation.filter("false").project("billing_event_id, 'x' AS message")
+
+        return [Rule()]
+
+
+def test_invoice_rules_reuse_the_prepared_verdict_when_nothing_else_committed(demo_path, tmp_path):
+    rule = _CountingInvoiceRule()
+    ws = _open_copy(demo_path, tmp_path, [rule])
+    ids = _eligible(ws, 300)
+    rule.judged.clear()
+    res = ws.release_and_invoice(ids, user="ana@example.com")
+    assert res.released == 300 and res.not_passed == 0
+    assert rule.judged == [300]  # once, when the run was prepared, as if released
+    ws.close()

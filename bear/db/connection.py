@@ -94,6 +94,13 @@ class Database:
             else:
                 cur.execute("COMMIT")
                 self.commit_seq += 1
+                self._local.commits = getattr(self._local, "commits", 0) + 1
+
+    def foreign_commits(self) -> int:
+        """Write transactions committed by threads other than this one (read it while holding
+        ``write_lock`` to know that none is committing): a verdict made by this thread holds
+        while it does not move."""
+        return self.commit_seq - getattr(self._local, "commits", 0)
 
     def close(self) -> None:
         if self.closed:
