@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INVOICE_CHUNK = 25_000
+INVOICE_CHUNK = 100_000
 CONFLICT_RETRIES = 5
 NOTIFY_BACKOFF_S = (5, 30, 120, 600, 1800, 3600)
 NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry stays pending
@@ -51,8 +51,8 @@ def load_ids(
         sql, params = ids_or_selection.ids_sql()
         cur.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql} ORDER BY 1", params)
     else:
-        ids = ws.resolve_ids(ids_or_selection)
-        cur.register("_ids_in", pa.table({"billing_event_id": pa.array(ids, pa.int64())}))
+        ids = ws.resolve_id_array(ids_or_selection)
+        cur.register("_ids_in", pa.table({"billing_event_id": ids}))
         try:
             cur.execute(
                 f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT billing_event_id FROM _ids_in ORDER BY 1"

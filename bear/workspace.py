@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -186,36 +187,33 @@ class Workspace:
             if ids_or_selection.ws is not self:
                 raise BearError("the selection belongs to another workspace")
             return ids_or_selection.ids()
-        if isinstance(ids_or_selection, str | bytes) or not isinstance(ids_or_selection, Iterable):
-            raise BearError(
-                f"expected a list of billing event ids or a selection, not {ids_or_selection!r}"
-            )
-        ids: list[int] = []
-        for v in ids_or_selection:
-            if isinstance(v, bool):
-                raise BearError(f"{v!r} is not a billing event id")
-            try:
-                ids.append(int(v))
-            except (TypeError, ValueError):
-                raise BearError(f"{v!r} is not a billing event id") from None
-        ids = sorted(set(ids))
-        if not ids:
-            return []
-        missing = [
-            r[0]
-            for r in self.db.cursor()
-            .sql(
-                "SELECT i FROM (SELECT unnest($ids) AS i) WHERE i NOT IN (SELECT id FROM billing_events) ORDER BY i",
-                params={"ids": ids},
-            )
-            .fetchall()
-        ]
+        return self.resolve_id_array(ids_or_selection).tolist()
+
+    def resolve_id_array(self, ids: Sequence[int] | Iterable[int]) -> np.ndarray:
+        """Sorted, distinct ids of an id list as an int64 array; unknown ids raise, naming them.
+        Whole-number lists and arrays are checked vectorised; anything else id by id."""
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise BearError(f"expected a list of billing event ids or a selection, not {ids!r}")
+        arr = _int_array(ids)
+        if arr.size == 0:
+            return arr
+        cur = self.db.cursor()
+        cur.register("_resolve_in", pa.table({"i": arr}))
+        try:
+            missing = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT i FROM _resolve_in WHERE i NOT IN (SELECT id FROM billing_events) ORDER BY i"
+                ).fetchall()
+            ]
+        finally:
+            cur.unregister("_resolve_in")
         if missing:
             shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
             raise UnknownIdsError(
                 f"{len(missing)} unknown billing event id(s): {shown}; nothing was run", ids=missing
             )
-        return ids
+        return arr
 
     # -- rules and preview -------------------------------------------------------------------
     def rules(self) -> pd.DataFrame:
@@ -437,3 +435,26 @@ class Workspace:
         from bear.pipeline import eligibility_condition
 
         return eligibility_condition(self, kind, eligibility)
+
+
+def _int_array(values: Any) -> np.ndarray:
+    """Sorted distinct int64 ids of ``values``; a value that is not a whole number raises."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
+        return np.unique(values.astype(np.int64))
+    seq = values if isinstance(values, Sequence) else list(values)
+    if all(type(v) is int for v in seq):  # the common case: plain ints, converted at C speed
+        try:
+            return np.unique(np.fromiter(seq, dtype=np.int64, count=len(seq)))
+        except OverflowError:
+            pass  # named below
+    ids: list[int] = []
+    for v in seq:
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise BearError(f"{v!r} is not a billing event id")
+        try:
+            ids.append(int(v))
+        except (TypeError, ValueError):
+            raise BearError(f"{v!r} is not a billing event id") from None
+        if not -(2**63) <= ids[-1] < 2**63:
+            raise BearError(f"{v!r} is not a billing event id")
+    return np.unique(np.array(ids, dtype=np.int64))

@@ -588,6 +588,19 @@ def test_resolve_ids(book, awaiting):
     sel = book.awaiting_release(currency="GBP")
     assert book.resolve_ids(sel) == sel.ids()
     assert book.resolve_ids(iter([2, 1])) == [1, 2]
+    assert book.resolve_ids(np.array([3, 1, 3], dtype=np.int32)) == [1, 3]
+    assert book.resolve_ids([2.0, 1]) == [1, 2]
+    assert all(type(i) is int for i in book.resolve_ids(np.array([1, 2])))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[True], [1, False], [1, "x"], [1.5], [2**70], [None], [[1]], ["1; DROP TABLE runs"]],
+    ids=["true", "false-among-ints", "word", "fraction", "too-big", "none", "nested", "hostile"],
+)
+def test_resolve_ids_refuses_what_is_not_an_id(book, bad):
+    with pytest.raises(BearError, match="is not a billing event id"):
+        book.resolve_ids(bad)
 
 
 def test_resolve_unknown_ids_names_them(book):
