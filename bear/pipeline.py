@@ -623,9 +623,11 @@ def _prepare_release(
     bs = int(settings["release_batch_size"])
     with ws.db.transaction() as tx:
         seq0 = ws.db.commit_seq
-        validated, action = tx.execute(
-            "SELECT validated, action FROM runs WHERE id = ?", [run_id]
+        validated, action, cancel = tx.execute(
+            "SELECT validated, action, cancel_requested FROM runs WHERE id = ?", [run_id]
         ).fetchall()[0]
+        if cancel:  # asked before the verdict below, which only a later commit would undo
+            raise _Cancelled()
         tx.execute(
             "CREATE OR REPLACE TEMP TABLE _run_ids AS SELECT billing_event_id FROM run_events WHERE run_id = ?",
             [run_id],

@@ -712,3 +712,57 @@ def test_invoice_rules_reuse_the_prepared_verdict_when_nothing_else_committed(de
     assert res.released == 300 and res.not_passed == 0
     assert rule.judged == [300]  # once, when the run was prepared, as if released
     ws.close()
+
+
+def test_a_cancel_asked_before_the_run_starts_stops_it_before_any_release(demo_ws):
+    from bear import pipeline
+
+    ids = _eligible(demo_ws, 50)
+    run_id = pipeline.submit(demo_ws, "release_and_invoice", ids, "ana@example.com", wake=False)
+    demo_ws.cancel(run_id)
+    demo_ws.runner.wake()
+    res = demo_ws.runner.wait(run_id, timeout=60)
+    assert res.status == "cancelled" and res.released == 0
+    assert (
+        int(
+            demo_ws.sql(
+                "SELECT count(*) AS n FROM billing_events WHERE release_run_id IS NOT NULL AND "
+                f"release_run_id = {run_id}"
+            )["n"][0]
+        )
+        == 0
+    )
+
+
+def test_the_write_lock_serves_writers_in_turn():
+    """A thread writing in a tight loop (the runner's batches) hands the lock to a waiting
+    writer (a cancel request) at its next release, not after Python's switch interval."""
+    import statistics
+
+    from bear.db.connection import FairRLock
+
+    lock = FairRLock()
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            with lock:
+                with lock:  # reentrant
+                    sum(range(2000))
+
+    t = threading.Thread(target=busy)
+    t.start()
+    waits = []
+    try:
+        time.sleep(0.05)
+        for _ in range(10):
+            t0 = time.monotonic()
+            with lock:
+                waits.append(time.monotonic() - t0)
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        t.join()
+    assert statistics.median(waits) < 0.003, waits  # a plain RLock: 5-30 ms here
+    with pytest.raises(RuntimeError):
+        lock.release()

@@ -6,10 +6,12 @@ cursor (``Database.cursor()``); results are always fetched fully by callers.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -47,6 +49,58 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+class FairRLock:
+    """A reentrant lock granted in the order it was asked for. The runner writes one release
+    batch after another; with a plain lock it would take the lock back before a waiting
+    writer (a cancel request, an import, a setting) ever woke, and starve it for the run."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: collections.deque[int] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._queue:
+                self._owner, self._depth = me, 1
+                return True
+            if not blocking:
+                return False
+            self._queue.append(me)
+            deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+            while self._owner is not None or self._queue[0] != me:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    self._queue.remove(me)
+                    self._cond.notify_all()
+                    return False
+                self._cond.wait(left)
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("cannot release a lock this thread does not hold")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def __enter__(self) -> FairRLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Database:
     """A DuckDB database owned by this process, with a cursor per thread."""
 
@@ -58,7 +112,7 @@ class Database:
         self._lock = threading.Lock()
         # Write transactions of this process are serialised, and each commit is counted:
         # the release stage reuses a rule verdict only while no other commit happened.
-        self.write_lock = threading.RLock()
+        self.write_lock = FairRLock()
         self.commit_seq = 0
         self.closed = False
 
