@@ -106,8 +106,8 @@ def seed(
         _seed_reference(tx)
         _seed_accounts_projects(tx, p)
         _seed_events(tx, p, max_lines)
-        item_stats.refresh(tx)
         _seed_history_and_expectations(tx, p, max_lines)
+        item_stats.refresh(tx)
     seconds = time.perf_counter() - started
     counts = {
         t: cur.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
