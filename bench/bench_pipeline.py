@@ -38,7 +38,7 @@ def make_db(folder: Path, events: int) -> Path:
 
 
 def eligible_ids(ws: bear.Workspace, n: int) -> list[int]:
-    pv = ws.preview(ws.awaiting_release(), action="release_and_invoice")
+    pv = ws.preview(ws.awaiting_release(), action="release_and_invoice", full=True)
     return pv.eligible_ids[:n]
 
 

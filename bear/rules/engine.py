@@ -232,6 +232,22 @@ def evaluate_stage(
             ).fetchall()[0][0]
         )
 
+    def conclude(rr: RegisteredRule, started: float, err: str | None) -> None:
+        """Fail the rule closed if it erred; record its timing and count."""
+        if err:
+            _fail_closed(cur, target, stage, rr, err)
+        timings.append(
+            RuleTiming(
+                rr.id,
+                rr.plugin,
+                stage,
+                time.perf_counter() - started,
+                n_events,
+                count_for(rr.id),
+                err,
+            )
+        )
+
     if sql_rules:
         t0 = time.perf_counter()
         ok = False
@@ -268,19 +284,7 @@ def evaluate_stage(
                             if guard.fired
                             else str(exc).splitlines()[0]
                         )
-                if err:
-                    _fail_closed(cur, target, stage, rr, err)
-                timings.append(
-                    RuleTiming(
-                        rr.id,
-                        rr.plugin,
-                        stage,
-                        time.perf_counter() - t1,
-                        n_events,
-                        count_for(rr.id),
-                        err,
-                    )
-                )
+                conclude(rr, t1, err)
     whole: pa.Table | None = None
     for rr in py_rules:
         t1 = time.perf_counter()
@@ -310,19 +314,7 @@ def evaluate_stage(
                     )
             finally:
                 cur.unregister("_rule_out")
-        if err:
-            _fail_closed(cur, target, stage, rr, err)
-        timings.append(
-            RuleTiming(
-                rr.id,
-                rr.plugin,
-                stage,
-                time.perf_counter() - t1,
-                n_events,
-                count_for(rr.id),
-                err,
-            )
-        )
+        conclude(rr, t1, err)
     registry.record(timings)
     return timings
 
