@@ -831,3 +831,17 @@ def test_cli_preview_json(tmp_path):
         assert not ws.sql("SELECT bool_or(released) AS r FROM billing_events").r.iloc[0]
     bad = _cli("preview", "--json", "--db", str(path), "--ids-file", str(tmp_path / "none.txt"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ids file")
+
+
+def test_a_python_rule_naming_an_event_twice_gives_one_violation_with_both_reasons():
+    twice = PyRule(
+        "acme.twice",
+        lambda b: pa.table(
+            {"billing_event_id": [1, 1, 3, 3], "message": ["late PO", "no contact", "big", "big"]}
+        ),
+    )
+    with make_workspace(THREE, plugins=[RulesPlugin("acme", twice)]) as ws:
+        pv = ws.preview([1, 2, 3], action="release")
+        assert by_rule(pv.violations, "acme.twice") == {1: "late PO; no contact", 3: "big"}
+        counts = dict(zip(pv.by_rule.rule_id, pv.by_rule.events, strict=True))
+        assert counts["acme.twice"] == 2

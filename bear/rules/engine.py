@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bear.models import RuleTiming
 from bear.rules.batch import COLUMNS, Batch, build_batch
@@ -205,6 +206,35 @@ def _call_python_rule(
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _store_python_output(
+    cur: duckdb.DuckDBPyConnection, out: pa.Table, target: str, stage: str, rr: RegisteredRule
+) -> str | None:
+    """Store a Python rule's failing rows (one per event, its messages joined); returns an
+    error when it named events that are not in the batch (then nothing of it is kept)."""
+    ids = out.column("billing_event_id")
+    wanted = pc.count_distinct(ids).as_py() + (1 if ids.null_count else 0)
+    cur.register("_rule_out", out)
+    try:
+        stored = cur.execute(
+            f"INSERT INTO {target} SELECT billing_event_id, $s, $r, $sev, "
+            "coalesce(string_agg(DISTINCT message, '; ' ORDER BY message), $r) FROM _rule_out "
+            "WHERE billing_event_id IN (SELECT billing_event_id FROM _batch_core) GROUP BY billing_event_id",
+            {"s": stage, "r": rr.id, "sev": rr.severity},
+        ).fetchall()[0][0]
+        if stored == wanted:
+            return None
+        n, example = cur.execute(
+            "SELECT count(*), min(billing_event_id) FROM _rule_out "
+            "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _batch_core) OR billing_event_id IS NULL"
+        ).fetchall()[0]
+        cur.execute(
+            f"DELETE FROM {target} WHERE rule_id = $r AND stage = $s", {"r": rr.id, "s": stage}
+        )
+        return f"returned {n} id(s) that are not in the batch (e.g. {example})"
+    finally:
+        cur.unregister("_rule_out")
+
+
 def evaluate_stage(
     cur: duckdb.DuckDBPyConnection,
     registry: Registry,
@@ -296,24 +326,7 @@ def evaluate_stage(
             table = cur.sql(f"SELECT {', '.join(rr.columns)} FROM _batch").to_arrow_table()
         out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout)
         if out is not None:
-            cur.register("_rule_out", out)
-            try:
-                unknown = cur.execute(
-                    "SELECT count(*), min(billing_event_id) FROM _rule_out "
-                    "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _batch_core) OR billing_event_id IS NULL"
-                ).fetchall()[0]
-                if unknown[0]:
-                    err = (
-                        f"returned {unknown[0]} id(s) that are not in the batch (e.g. {unknown[1]})"
-                    )
-                else:
-                    cur.execute(
-                        f"INSERT INTO {target} SELECT DISTINCT billing_event_id, $s, $r, $sev,"
-                        " coalesce(message, $r) FROM _rule_out",
-                        {"s": stage, "r": rr.id, "sev": rr.severity},
-                    )
-            finally:
-                cur.unregister("_rule_out")
+            err = _store_python_output(cur, out, target, stage, rr)
         conclude(rr, t1, err)
     registry.record(timings)
     return timings
