@@ -212,13 +212,19 @@ def _store_python_output(
     """Store a Python rule's failing rows (one per event, its messages joined); returns an
     error when it named events that are not in the batch (then nothing of it is kept)."""
     ids = out.column("billing_event_id")
-    wanted = pc.count_distinct(ids).as_py() + (1 if ids.null_count else 0)
+    distinct = pc.count_distinct(ids).as_py()
+    wanted = distinct + (1 if ids.null_count else 0)
+    # An event named once (the usual case) needs no grouping, which costs ~0.1 s per 300k rows.
+    message = (
+        "coalesce(message, $r) FROM _rule_out WHERE {cond}"
+        if distinct == out.num_rows
+        else "coalesce(string_agg(DISTINCT message, '; ' ORDER BY message), $r) FROM _rule_out "
+        "WHERE {cond} GROUP BY billing_event_id"
+    ).format(cond="billing_event_id IN (SELECT billing_event_id FROM _batch_core)")
     cur.register("_rule_out", out)
     try:
         stored = cur.execute(
-            f"INSERT INTO {target} SELECT billing_event_id, $s, $r, $sev, "
-            "coalesce(string_agg(DISTINCT message, '; ' ORDER BY message), $r) FROM _rule_out "
-            "WHERE billing_event_id IN (SELECT billing_event_id FROM _batch_core) GROUP BY billing_event_id",
+            f"INSERT INTO {target} SELECT billing_event_id, $s, $r, $sev, {message}",
             {"s": stage, "r": rr.id, "sev": rr.severity},
         ).fetchall()[0][0]
         if stored == wanted:
