@@ -118,7 +118,7 @@ WITH ids AS (
     -- each day of the batch's date span mapped to its period: an equality join, not a range join
     SELECT company_id, start_date, closed,
            unnest(generate_series(greatest(start_date, (SELECT min(document_date) FROM ev)),
-                                  least(end_date, (SELECT max(document_date) FROM ev)),
+                                  least(end_date, coalesce((SELECT max(document_date) FROM ev), start_date)),
                                   INTERVAL 1 DAY))::DATE AS day
     FROM accounting_periods
 )
