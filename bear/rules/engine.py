@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bear.models import RuleTiming
 from bear.rules.batch import COLUMNS, Batch, build_batch
@@ -212,7 +212,8 @@ def _store_python_output(
     """Store a Python rule's failing rows (one per event, its messages joined); returns an
     error when it named events that are not in the batch (then nothing of it is kept)."""
     ids = out.column("billing_event_id")
-    distinct = pc.count_distinct(ids).as_py()
+    present = np.sort(ids.drop_null().to_numpy())  # sorting 300k ids: ~15 ms (hashing: ~130)
+    distinct = int(present.size - np.count_nonzero(present[1:] == present[:-1]))
     wanted = distinct + (1 if ids.null_count else 0)
     # An event named once (the usual case) needs no grouping, which costs ~0.1 s per 300k rows.
     message = (
