@@ -746,9 +746,8 @@ def test_the_write_lock_serves_writers_in_turn():
 
     def busy():
         while not stop.is_set():
-            with lock:
-                with lock:  # reentrant
-                    sum(range(2000))
+            with lock, lock:  # taken twice: reentrant
+                sum(range(2000))
 
     t = threading.Thread(target=busy)
     t.start()
