@@ -259,7 +259,9 @@ def test_batch_period_columns_match_a_range_join(tmp_path):
 
 
 def test_a_period_spanning_millennia_is_mapped_only_over_the_batch_dates():
-    periods = [{"company_id": 1, "start_date": "0001-01-01", "end_date": "9999-12-31", "closed": True}]
+    periods = [
+        {"company_id": 1, "start_date": "0001-01-01", "end_date": "9999-12-31", "closed": True}
+    ]
     df = evaluate_rule(
         next(r for r in _builtin_rules() if r.id == "invoice.closed_period"),
         [{"id": 1, "event_date": "2026-01-15"}, {"id": 2, "event_date": "1999-12-31"}],
