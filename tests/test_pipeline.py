@@ -765,3 +765,13 @@ def test_the_write_lock_serves_writers_in_turn():
     assert statistics.median(waits) < 0.003, waits  # a plain RLock: 5-30 ms here
     with pytest.raises(RuntimeError):
         lock.release()
+    # A writer that gives up waiting leaves the queue: the next one is served.
+    got: dict[str, bool] = {}
+    with lock:
+        t = threading.Thread(target=lambda: got.update(first=lock.acquire(timeout=0.05)))
+        t.start()
+        t.join()
+    t = threading.Thread(target=lambda: got.update(second=lock.acquire(timeout=1)))
+    t.start()
+    t.join()
+    assert got == {"first": False, "second": True}

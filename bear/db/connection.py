@@ -73,13 +73,18 @@ class FairRLock:
                 return False
             self._queue.append(me)
             deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-            while self._owner is not None or self._queue[0] != me:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    self._queue.remove(me)
-                    self._cond.notify_all()
+            try:
+                while self._owner is not None or self._queue[0] != me:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise TimeoutError
+                    self._cond.wait(left)
+            except BaseException as exc:  # timed out or interrupted: leave the queue
+                self._queue.remove(me)
+                self._cond.notify_all()
+                if isinstance(exc, TimeoutError):
                     return False
-                self._cond.wait(left)
+                raise
             self._queue.popleft()
             self._owner, self._depth = me, 1
             return True
