@@ -622,7 +622,8 @@ def _prepare_release(
     """
     bs = int(settings["release_batch_size"])
     with ws.db.transaction() as tx:
-        seq0 = ws.db.commit_seq
+        # Read while this transaction holds the write lock: what commits after it is news.
+        seq0, foreign0 = ws.db.commit_seq, ws.db.foreign_commits()
         validated, action, cancel = tx.execute(
             "SELECT validated, action, cancel_requested FROM runs WHERE id = ?", [run_id]
         ).fetchall()[0]
@@ -702,7 +703,7 @@ def _prepare_release(
         judged.valid, judged.commit_seq = True, seq0 + 1
         judged.until_seq, judged.batches = max(batches), batches
     if both:
-        judged.invoice_foreign = ws.db.foreign_commits()
+        judged.invoice_foreign = foreign0
 
 
 class _Judgement:
