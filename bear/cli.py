@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bear.errors import BearError, ImportProblemError
-from bear.selection import FILTERS
+from bear.selection import FILTERS, ID_FILTERS
 
 DEFAULT_DB = "data/bear.duckdb"
 
@@ -104,7 +104,7 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     )
 
 
-_FILTER_KEYS = tuple(f for f in FILTERS if f != "ids")  # ids come from --ids-file
+_FILTER_KEYS = tuple(f for f in FILTERS if f not in ID_FILTERS)  # ids come from --ids-file
 
 
 def _filters(a: argparse.Namespace) -> dict[str, Any]:

@@ -23,9 +23,9 @@ import pyarrow as pa
 from bear.config import is_email
 from bear.db.documents import create_documents
 from bear.errors import BearError
-from bear.models import FINAL_STATUSES, Action, Preview, RunResult, RunSummary
+from bear.models import FINAL_STATUSES, Action, Preview, RuleTiming, RunResult, RunSummary
 from bear.plugins.messages import compose
-from bear.rules.engine import evaluate
+from bear.rules.engine import Registry, evaluate
 from bear.selection import Selection
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _action(action: str | Action) -> Action:
         ) from None
 
 
-def _eval(
+def judge(
     ws: Workspace,
     cur: duckdb.DuckDBPyConnection,
     stages: Sequence[str],
@@ -80,7 +80,10 @@ def _eval(
     target: str = "_violations",
     as_released: bool = False,
     run_id: int | None = None,
-) -> Any:
+    registry: Registry | None = None,
+) -> list[RuleTiming]:
+    """Evaluate ``stages`` over the ids in temp table ``source`` of ``cur`` with the
+    workspace's rules (or ``registry``); violations go to temp table ``target``."""
     host = ws.plugins
     host.prepare(cur)
 
@@ -91,7 +94,7 @@ def _eval(
 
     return evaluate(
         cur,
-        host.registry,
+        host.registry if registry is None else registry,
         tuple(stages),
         source,
         target=target,
@@ -128,7 +131,7 @@ def preview(
     stages = [s.value for s in act.stages]
     timings: list[Any] = []
     if validated:
-        timings = _eval(ws, cur, stages, "_pv_ids", as_released=act is Action.RELEASE_AND_INVOICE)
+        timings = judge(ws, cur, stages, "_pv_ids", as_released=act is Action.RELEASE_AND_INVOICE)
         violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
@@ -222,7 +225,7 @@ def eligibility_table(ws: Workspace, kind: str) -> tuple[pa.Table, pa.Table]:
         f"CREATE OR REPLACE TEMP TABLE _el_ids AS SELECT id AS billing_event_id FROM billing_events WHERE {where}"
     )
     stages = ["invoice"] if kind == "awaiting_invoice" else ["release", "invoice"]
-    _eval(ws, cur, stages, "_el_ids", target="_el_v", as_released=kind != "awaiting_invoice")
+    judge(ws, cur, stages, "_el_ids", target="_el_v", as_released=kind != "awaiting_invoice")
     table = cur.sql(
         """
         SELECT billing_event_id, count(*) AS reasons,
@@ -638,7 +641,7 @@ def _prepare_release(
             # A release-and-invoice run's invoice rules judge in the same pass, as if released
             # (as the preview does); the invoicing stage uses that verdict while it holds.
             stages = ["release", "invoice"] if both else ["release"]
-            _eval(ws, tx, stages, "_run_ids", target="_prep_v", as_released=both, run_id=run_id)
+            judge(ws, tx, stages, "_run_ids", target="_prep_v", as_released=both, run_id=run_id)
             tx.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE _prep_x AS
@@ -770,7 +773,7 @@ def _judge_window(
         "WHERE run_id = ? AND batch_seq BETWEEN ? AND ? ORDER BY billing_event_id",
         [run_id, seq, until],
     )
-    _eval(ws, tx, ["release"], "_rw_ids", target="_rw_v", run_id=run_id)
+    judge(ws, tx, ["release"], "_rw_ids", target="_rw_v", run_id=run_id)
     tx.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rw_x AS
@@ -1099,7 +1102,7 @@ def _invoice_chunk(ws: Workspace, run_id: int, judged: _Judgement | None = None)
         else:
             if judged is not None:
                 judged.invoice_foreign = None  # another thread committed: judge afresh from now on
-            _eval(ws, tx, ["invoice"], "_inv_ids", target="_inv_v", run_id=run_id)
+            judge(ws, tx, ["invoice"], "_inv_ids", target="_inv_v", run_id=run_id)
         tx.execute(
             """
             CREATE OR REPLACE TEMP TABLE _inv_bad AS

@@ -79,6 +79,9 @@ COLUMNS: dict[str, str] = {
     "document_id": "e.document_id",
 }
 
+# Filters by event id: set by code (an id list, the unticked rows), not by a filter form.
+ID_FILTERS = ("ids", "exclude_ids")
+
 FILTERS = (
     "company",
     "account",
@@ -95,6 +98,7 @@ FILTERS = (
     "search",
     "eligibility",
     "ids",
+    "exclude_ids",
 )
 
 
@@ -160,6 +164,7 @@ class Filters:
     search: str = ""
     eligibility: str | None = None  # "eligible", "ineligible" or a rule id
     ids: tuple[int, ...] | None = None
+    exclude_ids: tuple[int, ...] = ()  # e.g. the rows unticked after "select all matching"
 
     @classmethod
     def build(cls, **raw: Any) -> Filters:
@@ -172,7 +177,7 @@ class Filters:
                 isinstance(value, str | list | tuple | set) and len(value) == 0 and name != "ids"
             ):
                 continue
-            if name in ("company", "account", "project") or name == "ids":
+            if name in ("company", "account", "project", *ID_FILTERS):
                 kw[name] = tuple(_as_ints(name, value))
             elif name in ("region", "practice", "grp"):
                 kw[name] = tuple(str(v) for v in _as_list(name, value))
@@ -231,6 +236,9 @@ class Filters:
         if self.ids is not None:
             cond.append("e.id IN (SELECT unnest($f_ids))")
             params["f_ids"] = list(self.ids)
+        if self.exclude_ids:
+            cond.append("e.id NOT IN (SELECT unnest($f_exclude_ids))")
+            params["f_exclude_ids"] = list(self.exclude_ids)
         if self.date_from:
             cond.append("e.event_date >= $f_date_from")
             params["f_date_from"] = self.date_from
@@ -348,7 +356,7 @@ class Selection:
         parts = []
         for k, v in self.filters.as_dict().items():
             text = ", ".join(map(str, v)) if isinstance(v, tuple) else str(v)
-            if k == "ids" and isinstance(v, tuple) and len(v) > 5:
+            if k in ID_FILTERS and isinstance(v, tuple) and len(v) > 5:
                 text = f"{len(v):,} ids"
             parts.append(f"{k}={text}")
         return "; ".join(parts)

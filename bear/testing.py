@@ -30,7 +30,8 @@ from bear.db import item_stats
 from bear.db.documents import create_documents
 from bear.errors import BearError, PluginError
 from bear.models import Stage
-from bear.rules.engine import RegisteredRule, Registry, evaluate
+from bear.pipeline import judge
+from bear.rules.engine import RegisteredRule, Registry
 from bear.workspace import Workspace
 
 __all__ = [
@@ -621,8 +622,6 @@ def evaluate_rule(
     assert ws is not None
     try:
         cur = ws.db.cursor()
-        host = ws.plugins
-        host.prepare(cur)
         if ids is None:
             cur.execute(
                 "CREATE OR REPLACE TEMP TABLE _testing_eval_ids AS "
@@ -639,22 +638,15 @@ def evaluate_rule(
             finally:
                 cur.unregister("_testing_wanted")
 
-        def new_cursor() -> duckdb.DuckDBPyConnection:
-            con = ws.db.con.cursor()
-            host.prepare(con)
-            return con
-
-        timings = evaluate(
+        timings = judge(
+            ws,
             cur,
-            registry,
             stages,
             "_testing_eval_ids",
             target="_testing_eval_v",
-            settings=ws.settings,
-            new_cursor=new_cursor,
-            timeout=float(ws.settings.rule_timeout_s),
-            invoice_as_released=as_released,
+            as_released=as_released,
             run_id=run_id,
+            registry=registry,
         )
         failed = [t for t in timings if t.error]
         if failed and raise_errors:

@@ -775,3 +775,25 @@ def test_the_write_lock_serves_writers_in_turn():
     t.start()
     t.join()
     assert got == {"first": False, "second": True}
+
+
+def test_a_change_committed_during_the_release_is_caught_by_the_next_batch(demo_ws):
+    """The up-front verdict serves the batches only until another transaction commits: an
+    event un-approved mid-run fails its batch (checked again inside it), the rest go."""
+    demo_ws.settings.update(release_batch_size=1)  # a thousand small batches: time to act
+    ids = _eligible(demo_ws, 1000)
+    victim = ids[-1]
+    handle = demo_ws.release(ids, user="ana@example.com", wait=False)
+    deadline = time.monotonic() + 30
+    while demo_ws.run(handle.id).batches_done < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert demo_ws.run(handle.id).status == "running"
+    with demo_ws.db.transaction() as tx:  # another analyst un-approves the last event
+        tx.execute("UPDATE billing_events SET approved = false WHERE id = ?", [victim])
+    res = handle.wait(timeout=120)
+    assert res.status == "completed" and res.excluded == 0
+    assert res.released == 999 and res.failed_batches == 1
+    log = demo_ws.app_logs(res.id)
+    assert list(log.record_id) == [victim] and "not approved" in log.message[0]
+    released = demo_ws.sql(f"SELECT id FROM billing_events WHERE release_run_id = {res.id}")
+    assert set(released.id) == set(ids) - {victim}

@@ -149,6 +149,12 @@ CASES = [
     ("search-ampersand", {"search": "M&A"}, lambda d: _search(d, "M&A")),
     ("ids", {"ids": [1, 2, 3, 50, 999_999_999]}, lambda d: d[d["id"].isin([1, 2, 3, 50])]),
     ("ids-empty", {"ids": []}, lambda d: d.iloc[0:0]),
+    ("exclude-ids", {"exclude_ids": [1, 2, 999_999_999]}, lambda d: d[~d["id"].isin([1, 2])]),
+    (
+        "exclude-ids-and-ids",
+        {"ids": [1, 2, 3, 50], "exclude_ids": [2, 50]},
+        lambda d: d[d["id"].isin([1, 3])],
+    ),
     ("empty-values-mean-any", {"company": [], "search": "", "currency": None}, lambda d: d),
     (
         "combined",
@@ -311,7 +317,7 @@ def test_overlong_search_is_refused(book):
         book.awaiting_release(search="x" * 201)
 
 
-@pytest.mark.parametrize("name", ["company", "account", "project", "ids"])
+@pytest.mark.parametrize("name", ["company", "account", "project", "ids", "exclude_ids"])
 @pytest.mark.parametrize(
     "text", ["'; DROP TABLE billing_events; --", "1 OR 1=1", "%", "1.5", "ünï"]
 )
@@ -344,6 +350,7 @@ INVALID = [
     ({"account": [1.5]}, "account"),
     ({"project": {"a": 1}}, "project"),
     ({"ids": "x"}, "ids"),
+    ({"exclude_ids": ["x"]}, "exclude_ids"),
     ({"search": 123}, "search"),
     ({"region": [object()]}, "region"),
 ]

@@ -83,14 +83,14 @@ class Registry:
 
 def _fail_closed(
     cur: duckdb.DuckDBPyConnection, target: str, stage: str, rr: RegisteredRule, error: str
-) -> int:
+) -> None:
+    """Every event of the batch gets a ``block`` violation naming the rule and its error."""
     msg = f"rule {rr.id} ({rr.plugin}) failed: {error}"
     cur.execute(
         f"INSERT INTO {target} SELECT billing_event_id, $stage, $rid, 'block', $msg FROM _batch_core",
         {"stage": stage, "rid": rr.id, "msg": msg[:2000]},
     )
     log.warning("%s", msg)
-    return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 
 
 def _sql_select(rr: RegisteredRule) -> str:
@@ -111,6 +111,16 @@ def _run_sql_rules(
     )
 
 
+def _quietly(con: duckdb.DuckDBPyConnection | None, action: str) -> None:
+    """``interrupt`` or ``close`` a rule's cursor; a cursor already gone is no error."""
+    if con is None:
+        return
+    try:
+        getattr(con, action)()
+    except duckdb.Error:
+        log.debug("%s of a rule's cursor failed", action, exc_info=True)
+
+
 class _Interrupter:
     """Interrupts a cursor's running query when a time limit passes."""
 
@@ -122,10 +132,7 @@ class _Interrupter:
 
     def _fire(self) -> None:
         self.fired = True
-        try:
-            self._cur.interrupt()
-        except duckdb.Error:
-            log.debug("interrupt failed", exc_info=True)
+        _quietly(self._cur, "interrupt")
 
     def __enter__(self) -> _Interrupter:
         self._timer.start()
@@ -183,24 +190,14 @@ def _call_python_rule(
             if not fut.done():
                 fut.set_exception(exc)
         finally:
-            con = holder.get("con")
-            if con is not None:
-                try:
-                    con.close()
-                except duckdb.Error:
-                    log.debug("closing a rule's cursor failed", exc_info=True)
+            _quietly(holder.get("con"), "close")
 
     thread = threading.Thread(target=work, name=f"rule-{rr.id}", daemon=True)
     thread.start()
     try:
         return fut.result(timeout=timeout), None
     except TimeoutError:
-        con = holder.get("con")
-        if con is not None:
-            try:
-                con.interrupt()
-            except duckdb.Error:
-                log.debug("interrupt failed", exc_info=True)
+        _quietly(holder.get("con"), "interrupt")
         return None, f"timed out after {timeout:g} s"
     except BaseException as exc:  # noqa: BLE001
         return None, f"{type(exc).__name__}: {exc}"
@@ -246,16 +243,17 @@ def evaluate_stage(
     cur: duckdb.DuckDBPyConnection,
     registry: Registry,
     stage: str,
+    n_events: int,
     *,
     target: str,
     settings: Any,
     new_cursor: Callable[[], duckdb.DuckDBPyConnection],
     timeout: float,
 ) -> list[RuleTiming]:
-    """Evaluate the enabled rules of ``stage`` over ``_batch`` (already built on ``cur``)."""
+    """Evaluate the enabled rules of ``stage`` over ``_batch`` (already built on ``cur``,
+    ``n_events`` rows)."""
     rules = registry.for_stage(stage)
     timings: list[RuleTiming] = []
-    n_events = int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
     if not rules or n_events == 0:
         return timings
     sql_rules = [r for r in rules if r.kind == "sql"]
@@ -355,7 +353,7 @@ def evaluate(
     """Evaluate ``stages`` for the ids in table ``source``; violations go to ``target``."""
     cur.execute(VIOLATIONS_DDL.format(target=target))
     timings: list[RuleTiming] = []
-    build_batch(
+    n_events = build_batch(
         cur,
         source,
         run_id=run_id,
@@ -369,6 +367,7 @@ def evaluate(
             cur,
             registry,
             stage,
+            n_events,
             target=target,
             settings=settings,
             new_cursor=new_cursor,

@@ -102,16 +102,7 @@ def dashboard(ws: Any, view: str = "runs", **kwargs: Any) -> pn.viewable.Viewabl
         return v.RunDetail(state)
     if view in ("awaiting_release", "awaiting_invoice"):
         filters = {k: list(val) if isinstance(val, tuple) else val for k, val in kwargs.items()}
-        for name in (
-            "company",
-            "account",
-            "project",
-            "region",
-            "practice",
-            "grp",
-            "currency",
-            "category",
-        ):
+        for name in FilterState.list_names():
             if name in filters and not isinstance(filters[name], list):
                 filters[name] = [filters[name]]
         unknown = sorted(set(filters) - set(FilterState.NAMES))

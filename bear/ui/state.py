@@ -35,7 +35,16 @@ import pandas as pd
 import param
 
 from bear.errors import BearError
-from bear.selection import CATEGORIES, COLUMNS, FILTERS, FROM_SQL, KIND_SQL, Filters, Selection
+from bear.selection import (
+    CATEGORIES,
+    COLUMNS,
+    FILTERS,
+    FROM_SQL,
+    ID_FILTERS,
+    KIND_SQL,
+    Filters,
+    Selection,
+)
 
 if TYPE_CHECKING:
     from bear.models import Preview, RunResult
@@ -428,7 +437,7 @@ class FilterState(param.Parameterized):
     error = param.String(default="", doc="why the current filters are refused, if they are")
     version = param.Integer(default=0, doc="bumped once per change of the filters")
 
-    NAMES = tuple(f for f in FILTERS if f != "ids")  # every filter of the core, in its order
+    NAMES = tuple(f for f in FILTERS if f not in ID_FILTERS)  # the core's filters, in order
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -447,13 +456,15 @@ class FilterState(param.Parameterized):
                 raw[name] = Decimal(repr(float(raw[name])))
         return Filters.build(**raw)
 
+    @classmethod
+    def list_names(cls) -> tuple[str, ...]:
+        """The filters that take several values."""
+        return tuple(n for n in cls.NAMES if isinstance(cls.param[n], param.List))
+
     def reset(self) -> None:
-        """Every filter back to "any" (one refresh, not fourteen)."""
-        fresh: dict[str, Any] = {
-            n: None for n in ("date_from", "date_to", "min_amount", "max_amount")
-        }
-        fresh.update({n: [] for n in self.NAMES if isinstance(self.param[n], param.List)})
-        fresh.update(eligibility="", search="")
+        """Every filter back to "any", its default (one refresh, not fourteen)."""
+        fresh = {n: self.param[n].default for n in self.NAMES}
+        fresh.update({n: [] for n in self.list_names()})  # a fresh list each, not the shared one
         self._batch = True
         try:
             self.param.update(**fresh)
@@ -881,7 +892,7 @@ class GridState(_Navigation, param.Parameterized):
         if self.select_all and self._all_selection is not None:
             if not self._excluded:
                 return self._all_selection
-            return [i for i in self._all_selection.ids() if i not in self._excluded]
+            return self._all_selection.refine(exclude_ids=sorted(self._excluded))
         if self._ids:
             return sorted(self._ids)
         return None

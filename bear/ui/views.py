@@ -131,42 +131,27 @@ class FilterPanel(Viewer):
             # Choices.js renders option labels as HTML: escape names coming from the data.
             return {esc(k): v for k, v in d.items()}
 
-        multi = {"sizing_mode": "stretch_width", "search_option_limit": 40, "description": None}
-        self.company = pn.widgets.MultiChoice.from_param(
-            state.param.company, name="Company", options=labelled(options["company"]), **multi
-        )
-        self.account = pn.widgets.MultiChoice.from_param(
-            state.param.account,
-            name="Account",
-            options=labelled(options["account"]),
-            option_limit=300,
-            **multi,
-        )
-        self.project = pn.widgets.MultiChoice.from_param(
-            state.param.project,
-            name="Project",
-            options=labelled(options["project"]),
-            option_limit=300,
-            **multi,
-        )
-        self.region = pn.widgets.MultiChoice.from_param(
-            state.param.region, name="Region", options=[esc(v) for v in options["region"]], **multi
-        )
-        self.practice = pn.widgets.MultiChoice.from_param(
-            state.param.practice,
-            name="Practice",
-            options=[esc(v) for v in options["practice"]],
-            **multi,
-        )
-        self.grp = pn.widgets.MultiChoice.from_param(
-            state.param.grp, name="Group", options=[esc(v) for v in options["grp"]], **multi
-        )
-        self.currency = pn.widgets.MultiChoice.from_param(
-            state.param.currency,
-            name="Currency",
-            options=[esc(v) for v in options["currency"]],
-            **multi,
-        )
+        def choice(name: str, label: str, opts: Any, **kw: Any) -> pn.widgets.MultiChoice:
+            return pn.widgets.MultiChoice.from_param(
+                state.param[name],
+                name=label,
+                options=opts,
+                sizing_mode="stretch_width",
+                search_option_limit=40,
+                description=None,
+                **kw,
+            )
+
+        self.company = choice("company", "Company", labelled(options["company"]))
+        self.account = choice("account", "Account", labelled(options["account"]), option_limit=300)
+        self.project = choice("project", "Project", labelled(options["project"]), option_limit=300)
+        for name, label in (
+            ("region", "Region"),
+            ("practice", "Practice"),
+            ("grp", "Group"),
+            ("currency", "Currency"),
+        ):
+            setattr(self, name, choice(name, label, [esc(v) for v in options[name]]))
         self.date_from = pn.widgets.DatePicker.from_param(
             state.param.date_from, name="Event date from", sizing_mode="stretch_width"
         )
@@ -179,9 +164,7 @@ class FilterPanel(Viewer):
         self.max_amount = pn.widgets.FloatInput.from_param(
             state.param.max_amount, name="Amount to", sizing_mode="stretch_width"
         )
-        self.category = pn.widgets.MultiChoice.from_param(
-            state.param.category, name="Item category", options=options["category"], **multi
-        )
+        self.category = choice("category", "Item category", options["category"])
         self.eligibility = pn.widgets.Select.from_param(
             state.param.eligibility,
             name="Eligibility",
