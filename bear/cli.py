@@ -361,9 +361,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     # --no-wait only queues: this process must not start executing anything before it exits.
     with _open(a, resume=not a.no_wait) as ws:
         sel = _selection(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
-        from bear.pipeline import RunHandle, submit
-
-        run_id = submit(ws, action, sel, a.user, full=a.full, wake=not a.no_wait)
+        handle = ws.queue(action, sel, a.user, full=a.full, start=not a.no_wait)
+        run_id = handle.id
         if a.no_wait:
             # The run is queued in the database; `bear worker` (or any owner) executes it.
             if a.json:
@@ -373,7 +372,7 @@ def cmd_run(a: argparse.Namespace) -> int:
                     f"run {run_id} queued; `bear worker --db {ws.path}` or the dashboard will execute it"
                 )
             return 0
-        res = RunHandle(ws, run_id).wait()
+        res = handle.wait()
         _show_run(res, a.json)
     return 0 if res.status == "completed" else 1
 

@@ -6,11 +6,12 @@ API (``ws.settings``), the CLI (``bear settings``) and the dashboard all read th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from bear.errors import SettingError
@@ -36,6 +37,9 @@ class SettingDef:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    # True when a change can change a rule's verdict: the rule registry is rebuilt (and
+    # checked before the value is saved) and cached eligibility is dropped.
+    affects_rules: bool = False
 
     def allowed(self) -> str:
         if self.kind in ("int", "float"):
@@ -171,9 +175,14 @@ SETTINGS: dict[str, SettingDef] = {
             "Most lines a sales invoice or credit note may hold.",
             1,
             100_000,
+            affects_rules=True,
         ),
         SettingDef(
-            "require_approval", "bool", True, "Only approved billing events can be released."
+            "require_approval",
+            "bool",
+            True,
+            "Only approved billing events can be released.",
+            affects_rules=True,
         ),
         SettingDef(
             "base_url",
@@ -200,9 +209,27 @@ SETTINGS: dict[str, SettingDef] = {
             "SMTP user name; the password comes from $BEAR_SMTP_PASSWORD and is never stored.",
             maximum=256,
         ),
-        SettingDef("disabled_rules", "rule_ids", [], "Rule ids that are not evaluated."),
-        SettingDef("rules_file", "path", "", "A TOML file of rules written without code."),
-        SettingDef("plugins_dir", "path", "", "A folder of .py plugin files loaded at start-up."),
+        SettingDef(
+            "disabled_rules",
+            "rule_ids",
+            [],
+            "Rule ids that are not evaluated.",
+            affects_rules=True,
+        ),
+        SettingDef(
+            "rules_file",
+            "path",
+            "",
+            "A TOML file of rules written without code.",
+            affects_rules=True,
+        ),
+        SettingDef(
+            "plugins_dir",
+            "path",
+            "",
+            "A folder of .py plugin files loaded at start-up.",
+            affects_rules=True,
+        ),
         SettingDef(
             "rule_timeout_s",
             "float",
@@ -214,6 +241,76 @@ SETTINGS: dict[str, SettingDef] = {
     )
 }
 
+RULE_SETTINGS = frozenset(n for n, d in SETTINGS.items() if d.affects_rules)
+
+
+@dataclass(frozen=True)
+class SettingsSnapshot:
+    """Every setting's value at one moment, typed: what rules, stages and notifiers receive.
+
+    ``Settings.snapshot()`` makes one; a run stores its snapshot as JSON when it is queued and
+    reloads it (``from_json``) when it executes or resumes, so a run keeps the settings it was
+    started with. Fields are the names of ``SETTINGS`` (a test keeps the two in step).
+    """
+
+    release_batch_size: int = 200
+    validation_limit: int = 1_000_000
+    release_failure_mode: str = "batch"
+    additional_notification_recipients: tuple[str, ...] = ()
+    max_lines_per_document: int = 500
+    require_approval: bool = True
+    base_url: str = "http://127.0.0.1:5006"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_sender: str = "bear@localhost.localdomain"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    disabled_rules: tuple[str, ...] = ()
+    rules_file: str = ""
+    plugins_dir: str = ""
+    rule_timeout_s: float = 10.0
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> SettingsSnapshot:
+        """A snapshot of already validated values (lists become tuples); unknown names ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        )
+
+    def with_values(self, **values: Any) -> SettingsSnapshot:
+        """This snapshot with ``values`` validated and applied (raises ``SettingError``)."""
+        clean = Settings.validate(values)
+        return replace(
+            self, **{k: tuple(v) if isinstance(v, list) else v for k, v in clean.items()}
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), as stored in the database and shown to users."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+    @classmethod
+    def from_json(cls, raw: str | None, fallback: SettingsSnapshot) -> SettingsSnapshot:
+        """The snapshot stored as ``raw``; a setting it lacks (added since) or that no longer
+        validates takes its value from ``fallback``."""
+        try:
+            stored = json.loads(raw) if raw else {}
+        except ValueError:
+            stored = {}
+        values = fallback.as_dict()
+        for name, value in (stored if isinstance(stored, dict) else {}).items():
+            if name in SETTINGS:
+                # a stored value that no longer validates keeps the fallback's value
+                with contextlib.suppress(SettingError):
+                    values[name] = SETTINGS[name].coerce(value)
+        return cls.of(values)
+
 
 class Settings:
     """The settings of one database: ``settings.name`` reads, ``settings.update(...)`` writes."""
@@ -224,6 +321,7 @@ class Settings:
         object.__setattr__(self, "_lock", threading.Lock())
         object.__setattr__(self, "_listeners", [on_change] if on_change else [])
         object.__setattr__(self, "_validators", [])
+        object.__setattr__(self, "_snapshot", None)
         self.reload()
 
     def reload(self) -> None:
@@ -238,6 +336,7 @@ class Settings:
         with self._lock:
             self._values.clear()
             self._values.update(values)
+            object.__setattr__(self, "_snapshot", None)
 
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
@@ -249,18 +348,27 @@ class Settings:
         self.update(**{name: value})
 
     def __dir__(self) -> list[str]:
-        return [*SETTINGS, "update", "as_dict", "reload", "validate", "describe"]
+        return [*SETTINGS, "update", "as_dict", "snapshot", "reload", "validate", "describe"]
 
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(fn)
 
-    def add_validator(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        """``fn(new_values)`` runs before a write and may raise to refuse it."""
+    def add_validator(self, fn: Callable[[SettingsSnapshot, dict[str, Any]], None]) -> None:
+        """``fn(new_snapshot, changed_values)`` runs before a write and may raise to refuse it."""
         self._validators.append(fn)
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._values)
+
+    def snapshot(self) -> SettingsSnapshot:
+        """The current values as one typed, immutable ``SettingsSnapshot``."""
+        with self._lock:
+            snap = self._snapshot
+            if snap is None:
+                snap = SettingsSnapshot.of(self._values)
+                object.__setattr__(self, "_snapshot", snap)
+            return snap
 
     def describe(self) -> list[dict[str, Any]]:
         """Every setting with its value, default, type, what it allows and its help text."""
@@ -297,8 +405,10 @@ class Settings:
         if not clean:
             return {}
         before = self.as_dict()
-        for check in list(self._validators):
-            check(clean)
+        if self._validators:
+            proposed = self.snapshot().with_values(**clean)
+            for check in list(self._validators):
+                check(proposed, clean)
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT OR REPLACE INTO settings (key, value, updated_at) "
@@ -307,6 +417,7 @@ class Settings:
             )
         with self._lock:
             self._values.update(clean)
+            object.__setattr__(self, "_snapshot", None)
         changed = {k: v for k, v in clean.items() if before.get(k) != v}
         for fn in list(self._listeners):
             fn(changed)

@@ -77,7 +77,22 @@ class RunSummary:
     link: str = ""
     recipients: tuple[str, ...] = field(default_factory=tuple)
     totals: tuple[tuple[str, str, Decimal], ...] = field(default_factory=tuple)
-    settings: Any = field(default=None, compare=False, repr=False)  # current settings, at delivery
+    # The current ``bear.config.SettingsSnapshot`` at delivery (typed there; ``models`` imports
+    # nothing of BEAR).
+    settings: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class NotifierOptions:
+    """How the outbox treats one notification channel (returned by ``bear_notifier_options``).
+
+    :ivar per_recipient: owe one delivery per recipient (each retried on its own), with
+        ``summary.recipients`` holding that one address; else one delivery per notification.
+    :ivar description: one line for the plugins list.
+    """
+
+    per_recipient: bool = False
+    description: str = ""
 
 
 def _frame(table: Any) -> Any:

@@ -639,7 +639,7 @@ def evaluate_rule(
                 cur.unregister("_testing_wanted")
 
         timings = judge(
-            ws,
+            ws.core,
             cur,
             stages,
             "_testing_eval_ids",

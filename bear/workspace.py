@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,20 +17,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bear.config import Settings
+from bear import pipeline
+from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, QueryError, UnknownIdsError
+from bear.models import Action, Preview, RunResult
+from bear.pipeline import Core, IdQuery, IdSource, RunHandle, Runner
+from bear.plugins.manager import PluginHost
 from bear.selection import Filters, Selection
 
 log = logging.getLogger(__name__)
 
 _READ_ONLY_TYPES = {"SELECT", "EXPLAIN"}
-_NULLABLE_INTS = {
-    pa.int8(): pd.Int64Dtype(),
-    pa.int16(): pd.Int64Dtype(),
-    pa.int32(): pd.Int64Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-}
 _SIDE_EFFECT_FUNCTIONS = re.compile(r"\b(nextval|setval|setseed|currval)\s*\(", re.IGNORECASE)
 
 
@@ -48,25 +45,24 @@ class Workspace:
         self.path = str(path)
         self.db: Database = open_database(self.path)
         self._extra_plugins = list(plugins)
-        self._lock = threading.RLock()
-        self._write_lock = self.db.write_lock  # serialises this process's write transactions
-        self.data_version = 0
-        self._eligibility_cache: dict[tuple[str, int], Any] = {}
         try:
             self.settings = Settings(self.db)
-            from bear.plugins.manager import PluginHost
-
-            self.plugins = PluginHost(self, self._extra_plugins)
+            self.plugins = PluginHost(self.db, self.settings, self._extra_plugins)
             self.settings.add_validator(self.plugins.check_settings)
             self.settings.add_listener(self._settings_changed)
-            from bear.pipeline import Runner
-
-            self.runner = Runner(self)
+            # The stages get these collaborators, never the workspace itself.
+            self.core = Core(self.db, self.settings, self.plugins)
+            self.runner = self.core.runner = Runner(self.core)
             if resume:
                 self.runner.resume()
         except BaseException:
             self.db.close()
             raise
+
+    @property
+    def data_version(self) -> int:
+        """Moves whenever data or rule settings change (readers drop what they cached)."""
+        return self.core.data_version
 
     # -- life cycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -87,9 +83,7 @@ class Workspace:
 
     def refresh(self) -> None:
         """Note that data changed (import, seed, run): cached eligibility is recomputed on demand."""
-        with self._lock:
-            self.data_version += 1
-            self._eligibility_cache.clear()
+        self.core.refresh()
 
     def refresh_item_stats(self, ids: Iterable[int] | None = None) -> None:
         """Recompute the item aggregates rules read (``billing_event_item_stats``) after items
@@ -111,13 +105,7 @@ class Workspace:
     def _settings_changed(self, changed: dict[str, Any]) -> None:
         # Rules read settings when they are registered: rebuild the registry (validated before
         # the write by PluginHost.check_settings), then drop cached eligibility.
-        if changed.keys() & {
-            "rules_file",
-            "disabled_rules",
-            "max_lines_per_document",
-            "require_approval",
-            "plugins_dir",
-        }:
+        if changed.keys() & RULE_SETTINGS:
             self.plugins.reload(changed)
         self.refresh()
 
@@ -130,10 +118,7 @@ class Workspace:
     ) -> pd.DataFrame:
         """A query's result as a DataFrame, DECIMAL kept as ``Decimal``; with ``nullable_ints``
         integer columns stay integers where values are missing (pandas ``Int64``)."""
-        table = self.db.cursor().sql(sql, params=params or {}).to_arrow_table()
-        if not nullable_ints:
-            return table.to_pandas()
-        return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
+        return self.core.frame(sql, params, nullable_ints=nullable_ints)
 
     def sql(self, query: str, **params: Any) -> pd.DataFrame:
         """Run one read-only SQL statement (SELECT, EXPLAIN) with ``$name`` parameters."""
@@ -189,6 +174,15 @@ class Workspace:
             return ids_or_selection.ids()
         return self.resolve_id_array(ids_or_selection).tolist()
 
+    def _source(self, ids_or_selection: Selection | Iterable[int]) -> IdSource:
+        """What the stages take: a selection's id query, or an id list checked against the book."""
+        if isinstance(ids_or_selection, Selection):
+            if ids_or_selection.ws is not self:
+                raise BearError("the selection belongs to another workspace")
+            sql, params = ids_or_selection.ids_sql()
+            return IdQuery(sql, params)
+        return self.resolve_id_array(ids_or_selection)
+
     def resolve_id_array(self, ids: Sequence[int] | Iterable[int]) -> np.ndarray:
         """Sorted, distinct ids of an id list as an int64 array; unknown ids raise, naming them.
         Whole-number lists and arrays are checked vectorised; anything else id by id."""
@@ -225,90 +219,100 @@ class Workspace:
         return self.plugins.plugins_frame()
 
     def preview(
-        self, ids_or_selection: Any, action: str = "release_and_invoice", full: bool = False
-    ) -> Any:
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        action: str | Action = "release_and_invoice",
+        full: bool = False,
+    ) -> Preview:
         """What ``action`` would do to these events: eligible ids, violations, expected documents,
         blast radius. Writes nothing."""
-        from bear.pipeline import preview
-
-        return preview(self, ids_or_selection, action, full)
+        return pipeline.preview(self.core, self._source(ids_or_selection), action, full)
 
     def eligibility(self, kind: str = "awaiting_release") -> pd.DataFrame:
         """Blocking reasons of every ineligible event of ``kind`` (cached until data changes)."""
-        from bear.pipeline import eligibility_table
-
-        return eligibility_table(self, kind)[0].to_pandas()
+        return pipeline.eligibility_table(self.core, kind)[0].to_pandas()
 
     # -- runs --------------------------------------------------------------------------------
+    def queue(
+        self,
+        action: str | Action,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        full: bool = False,
+        start: bool = True,
+    ) -> RunHandle:
+        """Queue a run and return its handle at once (``.id``, ``.result()``, ``.wait()``).
+
+        ``start=False`` only records it: this process's runner is not woken, and whichever
+        process owns the book next (``bear worker``, the dashboard) executes it."""
+        run_id = pipeline.submit(
+            self.core, action, self._source(ids_or_selection), user, full=full, wake=start
+        )
+        return RunHandle(self.core, run_id)
+
     def _start(
         self,
         action: str,
-        ids_or_selection: Any,
+        ids_or_selection: Selection | Iterable[int],
         user: str,
         wait: bool,
         full: bool,
         timeout: float | None,
-    ) -> Any:
-        from bear.pipeline import RunHandle, submit
-
-        run_id = submit(self, action, ids_or_selection, user, full=full)
-        handle = RunHandle(self, run_id)
+    ) -> RunResult | RunHandle:
+        handle = self.queue(action, ids_or_selection, user, full=full)
         return handle.wait(timeout) if wait else handle
 
     def release_and_invoice(
         self,
-        ids_or_selection: Any,
+        ids_or_selection: Selection | Iterable[int],
         user: str,
         *,
         wait: bool = True,
         full: bool = False,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> RunResult | RunHandle:
         """Release the events in batches, then create their sales invoices and credit notes.
 
-        ``wait=True`` returns the finished ``RunResult``; ``wait=False`` a handle with ``.id``
-        and ``.wait(timeout)``."""
+        ``wait=True`` returns the finished ``RunResult``; ``wait=False`` a ``RunHandle`` with
+        ``.id`` and ``.wait(timeout)``."""
         return self._start("release_and_invoice", ids_or_selection, user, wait, full, timeout)
 
     def release(
         self,
-        ids_or_selection: Any,
+        ids_or_selection: Selection | Iterable[int],
         user: str,
         *,
         wait: bool = True,
         full: bool = False,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> RunResult | RunHandle:
         """Release the events in batches (no documents)."""
         return self._start("release", ids_or_selection, user, wait, full, timeout)
 
     def invoice(
         self,
-        ids_or_selection: Any,
+        ids_or_selection: Selection | Iterable[int],
         user: str,
         *,
         wait: bool = True,
         full: bool = False,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> RunResult | RunHandle:
         """Create sales invoices and credit notes for released events."""
         return self._start("invoice", ids_or_selection, user, wait, full, timeout)
 
-    def cancel(self, run_id: int) -> Any:
+    def cancel(self, run_id: int) -> RunResult:
         """Ask a run to stop at its next batch boundary."""
-        from bear.pipeline import cancel
+        return pipeline.cancel(self.core, run_id)
 
-        return cancel(self, run_id)
-
-    def run(self, run_id: int) -> Any:
+    def run(self, run_id: int) -> RunResult:
         """The ``RunResult`` of a run."""
-        from bear.pipeline import read_run
-
         try:
             rid = int(run_id)
         except (TypeError, ValueError):
             raise BearError(f"unknown run id {run_id!r}") from None
-        return read_run(self.db.cursor(), rid)
+        return pipeline.read_run(self.db.cursor(), rid)
 
     def runs(self, limit: int = 1000) -> pd.DataFrame:
         """Recent runs, newest first."""
@@ -417,13 +421,20 @@ class Workspace:
     def eligibility_ready(self, kind: str = "awaiting_release") -> bool:
         """True when the eligibility of every event of ``kind`` is computed for the current data
         (so ``eligibility(kind)`` and the eligibility filter answer at once)."""
-        return (kind, self.data_version) in self._eligibility_cache
+        return (kind, self.core.data_version) in self.core.eligibility_cache
 
     def retry_notifications(self) -> dict[str, int]:
         """Deliver every pending notification now, whatever its backoff."""
-        from bear.pipeline import deliver_pending
+        return pipeline.deliver_pending(self.core, force=True)
 
-        return deliver_pending(self, force=True)
+    def send_test_notification(self, recipient: str, channel: str = "email") -> str:
+        """Send a test message through notification ``channel`` (a notifier plugin implementing
+        ``bear_send_test_notification``) with the current settings; returns what was sent, or
+        raises ``BearError`` saying why nothing was."""
+        recipient = (recipient or "").strip() if isinstance(recipient, str) else recipient
+        if not isinstance(recipient, str) or not recipient:
+            raise BearError("give the address to send the test message to")
+        return self.plugins.send_test(channel, self.settings.snapshot(), recipient)
 
     def dashboard(self, view: str = "runs", **kwargs: Any) -> Any:
         """The dashboard's views inline in a notebook, e.g. ``ws.dashboard("run", run_id=3)``."""
@@ -432,9 +443,7 @@ class Workspace:
         return dashboard(self, view, **kwargs)
 
     def _eligibility_condition(self, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
-        from bear.pipeline import eligibility_condition
-
-        return eligibility_condition(self, kind, eligibility)
+        return pipeline.eligibility_condition(self.core, kind, eligibility)
 
 
 def _int_array(values: Any) -> np.ndarray:

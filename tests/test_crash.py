@@ -25,15 +25,14 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import bear
-    import bear.pipeline
-    from bear.pipeline import submit
-    bear.pipeline.INVOICE_CHUNK = 1000              # more, smaller invoicing transactions to kill
+    import bear.pipeline.invoice
+    bear.pipeline.invoice.INVOICE_CHUNK = 1000      # more, smaller invoicing transactions to kill
     path = sys.argv[1]
     ws = bear.connect(path)                      # an owner: resumes the unfinished run
     rows = ws.sql("SELECT max(id) AS id FROM runs")
     run_id = rows["id"][0]
     if run_id is None or run_id != run_id:      # no run yet (or its submission was killed)
-        run_id = submit(ws, "release_and_invoice", ws.awaiting_release(), "ana@example.com")
+        run_id = ws.queue("release_and_invoice", ws.awaiting_release(), "ana@example.com").id
     print("ready", flush=True)
     ws.runner.wait(int(run_id))
     while ws.retry_notifications()["failed"]:   # deliver everything still owed

@@ -138,10 +138,10 @@ class _Slow:
 
 
 def test_cancel_stops_at_a_batch_boundary(demo_path, tmp_path, monkeypatch):
-    import bear.pipeline as pipeline
+    import bear.pipeline.release as release
 
-    monkeypatch.setattr(pipeline, "JUDGE_WINDOW", 1)  # judge every batch: slow enough to cancel
-    monkeypatch.setattr(pipeline, "JUDGE_WINDOW_MAX", 1)
+    monkeypatch.setattr(release, "JUDGE_WINDOW", 1)  # judge every batch: slow enough to cancel
+    monkeypatch.setattr(release, "JUDGE_WINDOW_MAX", 1)
     demo_ws = _open_copy(demo_path, tmp_path, [_Slow()])
     demo_ws.settings.update(release_batch_size=5)
     ids = _eligible(demo_ws, 2000)
@@ -176,11 +176,9 @@ def test_unfinished_run_resumes_when_the_database_is_reopened(demo_path, tmp_pat
     path = tmp_path / "resume.duckdb"
     shutil.copy(demo_path, path)
     with bear.connect(path, resume=False) as ws:
-        from bear.pipeline import submit
-
         ids = _eligible(ws, 120)
         ws.runner.stop()
-        run_id = submit(ws, "release_and_invoice", ids, "ana@example.com")
+        run_id = ws.queue("release_and_invoice", ids, "ana@example.com", start=False).id
         ws.runner.stop()
         assert ws.run(run_id).status in ("queued", "running")
     with bear.connect(path) as ws:  # an owner resumes unfinished runs
@@ -434,7 +432,7 @@ def test_smtp_down_the_run_completes_and_delivery_is_retried(demo_ws, smtp_serve
     assert backoff["later"].all()  # the next try waits (backoff) ...
     from bear.pipeline import deliver_pending
 
-    assert deliver_pending(demo_ws)["failed"] == 0  # ... so an early sweep leaves it alone
+    assert deliver_pending(demo_ws.core)["failed"] == 0  # ... so an early sweep leaves it alone
     demo_ws.settings.update(smtp_port=port)  # the server comes back
     assert demo_ws.retry_notifications()["sent"] >= 1
     inbox.wait_for(1)
@@ -503,11 +501,9 @@ def test_concurrent_runs_over_overlapping_selections_never_process_an_event_twic
 
 
 def test_an_event_claimed_by_an_active_run_is_ineligible_for_another(demo_ws):
-    from bear.pipeline import submit
-
     ids = _eligible(demo_ws, 10)
     demo_ws.runner.stop()
-    run_id = submit(demo_ws, "release", ids[:5], "ana@example.com")
+    run_id = demo_ws.queue("release", ids[:5], "ana@example.com", start=False).id
     demo_ws.runner.stop()
     pv = demo_ws.preview(ids, action="release")
     claimed = pv.violations[pv.violations.rule_id == "release.in_other_run"]
@@ -606,9 +602,9 @@ def test_a_faulty_rule_plugin_fails_closed_and_the_run_completes(
 def test_a_failing_notifier_never_stops_a_run_and_its_notification_is_kept(
     demo_path, tmp_path, monkeypatch
 ):
-    import bear.pipeline as pipeline
+    import bear.pipeline.outbox as outbox
 
-    monkeypatch.setattr(pipeline, "NOTIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(outbox, "NOTIFY_TIMEOUT_S", 1.0)
     if True:
         with _open_copy(demo_path, tmp_path, [_BadNotifier()]) as ws:
             res = ws.release_and_invoice(_eligible(ws, 30), user="ana@example.com", timeout=120)
@@ -715,10 +711,8 @@ def test_invoice_rules_reuse_the_prepared_verdict_when_nothing_else_committed(de
 
 
 def test_a_cancel_asked_before_the_run_starts_stops_it_before_any_release(demo_ws):
-    from bear import pipeline
-
     ids = _eligible(demo_ws, 50)
-    run_id = pipeline.submit(demo_ws, "release_and_invoice", ids, "ana@example.com", wake=False)
+    run_id = demo_ws.queue("release_and_invoice", ids, "ana@example.com", start=False).id
     demo_ws.cancel(run_id)
     demo_ws.runner.wake()
     res = demo_ws.runner.wait(run_id, timeout=60)

@@ -223,8 +223,9 @@ def test_update_is_all_or_nothing(tmp_path):
 def test_update_refused_by_a_validator_changes_nothing(ws):
     before = ws.settings.as_dict()
 
-    def refuse(values):
-        if values.get("release_batch_size") == 13:
+    def refuse(proposed, changed):
+        assert proposed.release_batch_size == changed["release_batch_size"]
+        if proposed.release_batch_size == 13:
             raise SettingError("unlucky", name="release_batch_size", value=13)
 
     ws.settings.add_validator(refuse)
@@ -352,3 +353,47 @@ def test_cli_settings_get_unknown_name(tmp_path):
 
 def test_setting_error_is_a_bear_error():
     assert issubclass(SettingError, BearError)
+
+
+def test_the_snapshot_has_one_typed_field_per_setting(ws):
+    from dataclasses import fields
+
+    from bear.config import SETTINGS, SettingsSnapshot
+
+    snap = ws.settings.snapshot()
+    assert isinstance(snap, SettingsSnapshot)
+    assert [f.name for f in fields(SettingsSnapshot)] == list(SETTINGS)
+    for d in SETTINGS.values():  # the dataclass defaults are the declared defaults
+        default = getattr(SettingsSnapshot(), d.name)
+        assert (list(default) if isinstance(default, tuple) else default) == d.default, d.name
+    ws.settings.update(release_batch_size=77, disabled_rules=["release.not_approved"])
+    snap2 = ws.settings.snapshot()
+    assert snap2.release_batch_size == 77 and snap2.disabled_rules == ("release.not_approved",)
+    assert snap.release_batch_size == 200  # a snapshot never changes under its holder
+    with pytest.raises(Exception):  # frozen
+        snap2.release_batch_size = 1
+
+
+def test_a_stored_snapshot_reloads_typed_and_fills_what_it_lacks(ws):
+    from bear.config import SettingsSnapshot
+
+    current = ws.settings.snapshot()
+    got = SettingsSnapshot.from_json(
+        '{"release_batch_size": "50", "validation_limit": -3, "no_such": 1}', current
+    )
+    assert got.release_batch_size == 50  # coerced to its type
+    assert got.validation_limit == current.validation_limit  # no longer valid: today's value
+    assert got.rule_timeout_s == current.rule_timeout_s  # missing: today's value
+    assert SettingsSnapshot.from_json("not json", current) == current
+
+
+def test_which_settings_affect_rules_is_declared_once():
+    from bear.config import RULE_SETTINGS
+
+    assert RULE_SETTINGS == {
+        "max_lines_per_document",
+        "require_approval",
+        "disabled_rules",
+        "rules_file",
+        "plugins_dir",
+    }

@@ -6,8 +6,33 @@ a notifier that raises leaves its entry in the outbox to be retried, and never u
 
 from __future__ import annotations
 
+from typing import Any
+
 from bear.markers import hookspec
-from bear.models import RunSummary
+from bear.models import NotifierOptions, RunSummary
+
+
+@hookspec
+def bear_notifier_options() -> NotifierOptions:
+    """How the outbox should treat this plugin's notifications.
+
+    Optional: a notifier without it is owed one delivery per notification. Return
+    ``NotifierOptions(per_recipient=True)`` to be owed one delivery per recipient, each retried
+    on its own (the e-mail notifier does).
+
+    :returns: a ``bear.models.NotifierOptions``.
+    """
+
+
+@hookspec
+def bear_send_test_notification(settings: Any, recipient: str) -> str:
+    """Send a test message through this channel now (the dashboard's *Send test* button,
+    ``ws.send_test_notification``). Raise to report that it could not be sent.
+
+    :param settings: the current ``bear.config.SettingsSnapshot`` (e.g. the SMTP host).
+    :param recipient: the address to send the test message to.
+    :returns: one line saying what was sent, for the person who asked.
+    """
 
 
 @hookspec

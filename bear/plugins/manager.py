@@ -24,9 +24,11 @@ import duckdb
 import pandas as pd
 import pluggy
 
-from bear.errors import PluginError
+from bear.config import RULE_SETTINGS, Settings, SettingsSnapshot
+from bear.db import Database
+from bear.errors import BearError, PluginError
 from bear.markers import PROJECT
-from bear.models import RunSummary
+from bear.models import NotifierOptions, RunSummary
 from bear.plugins import hookspecs as notify_specs
 from bear.rules import hookspecs as rule_specs
 from bear.rules.engine import RegisteredRule, Registry
@@ -136,16 +138,17 @@ def _register(pm: pluggy.PluginManager, obj: object, name: str) -> None:
 class PluginHost:
     """The typed facade over the plugin manager, and the workspace's rule registry."""
 
-    def __init__(self, ws: Any, extra: Iterable[object] = ()) -> None:
-        self.ws = ws
+    def __init__(self, db: Database, settings: Settings, extra: Iterable[object] = ()) -> None:
+        self.db = db
+        self.settings = settings
         self.extra = list(extra)
-        self.pm, self.sources = make_plugin_manager(self.extra, ws.settings.plugins_dir)
+        self.pm, self.sources = make_plugin_manager(self.extra, settings.plugins_dir)
         self._prepared: dict[int, duckdb.DuckDBPyConnection] = {}
         self._lock = threading.Lock()
-        self.registry = self.build_registry(ws.settings)
+        self.registry = self.build_registry(settings.snapshot())
 
     # -- rules -----------------------------------------------------------------------------
-    def build_registry(self, settings: Any) -> Registry:
+    def build_registry(self, settings: SettingsSnapshot) -> Registry:
         """Collect every plugin's rules; bad definitions and duplicate ids fail here."""
         rules: list[RegisteredRule] = []
         owner: dict[str, str] = {}
@@ -179,11 +182,11 @@ class PluginHost:
         self._check_sql(registry, settings)
         return registry
 
-    def _check_sql(self, registry: Registry, settings: Any) -> None:
+    def _check_sql(self, registry: Registry, settings: SettingsSnapshot) -> None:
         """Bind every SQL rule against the (empty) batch view, so a typo fails at start-up."""
         from bear.rules.batch import build_batch
 
-        cur = self.ws.db.con.cursor()
+        cur = self.db.con.cursor()
         try:
             self.prepare(cur, remember=False)
             cur.execute("CREATE OR REPLACE TEMP TABLE _schema_ids (billing_event_id BIGINT)")
@@ -210,36 +213,27 @@ class PluginHost:
             cur.close()
 
     def rebuild(self) -> None:
-        self.registry = self.build_registry(self.ws.settings)
+        self.registry = self.build_registry(self.settings.snapshot())
 
     def reload(self, changed: dict[str, Any]) -> None:
         """Apply changed settings: a new plugins folder reloads the plugins, anything else
         rebuilds the rule registry (keeping the last timings of rules that remain)."""
         timings = self.registry.timings
         if "plugins_dir" in changed:
-            self.pm, self.sources = make_plugin_manager(self.extra, self.ws.settings.plugins_dir)
+            self.pm, self.sources = make_plugin_manager(self.extra, self.settings.plugins_dir)
             self._prepared.clear()
-        self.registry = self.build_registry(self.ws.settings)
+        self.registry = self.build_registry(self.settings.snapshot())
         self.registry.timings.update(
             {k: v for k, v in timings.items() if any(r.id == k for r in self.registry.rules)}
         )
 
-    def check_settings(self, new_values: dict[str, Any]) -> None:
+    def check_settings(self, proposed: SettingsSnapshot, changed: dict[str, Any]) -> None:
         """Validator run before settings are saved: a change must leave a working registry."""
-        if not {
-            "rules_file",
-            "disabled_rules",
-            "max_lines_per_document",
-            "require_approval",
-            "plugins_dir",
-        } & set(new_values):
+        if not RULE_SETTINGS & set(changed):
             return
-        from types import SimpleNamespace
-
-        view = SimpleNamespace(**{**self.ws.settings.as_dict(), **new_values})
-        if "plugins_dir" in new_values and new_values["plugins_dir"]:
-            make_plugin_manager((), new_values["plugins_dir"])
-        self.build_registry(view)
+        if changed.get("plugins_dir"):
+            make_plugin_manager((), changed["plugins_dir"])
+        self.build_registry(proposed)
 
     def rules_frame(self) -> pd.DataFrame:
         rows = []
@@ -328,6 +322,53 @@ class PluginHost:
     def plugin(self, name: str) -> object | None:
         return self.pm.get_plugin(name)
 
+    def notifier_options(self, plugin_name: str) -> NotifierOptions:
+        """The plugin's ``bear_notifier_options`` (defaults when it has none or it fails: a
+        failure here must not stop the work being recorded; it is logged)."""
+        impls = self.pm.hook.bear_notifier_options.get_hookimpls()
+        for impl in impls:
+            if impl.plugin_name != plugin_name:
+                continue
+            try:
+                got = impl.function()
+            except Exception:
+                log.exception("plugin %r failed in bear_notifier_options", plugin_name)
+                return NotifierOptions()
+            if isinstance(got, NotifierOptions):
+                return got
+            log.warning(
+                "plugin %r: bear_notifier_options returned %r, not NotifierOptions",
+                plugin_name,
+                type(got).__name__,
+            )
+        return NotifierOptions()
+
+    def test_channels(self) -> list[str]:
+        """Plugins that can send a test message (``bear_send_test_notification``)."""
+        return [i.plugin_name for i in self.pm.hook.bear_send_test_notification.get_hookimpls()]
+
+    def send_test(
+        self, channel: str, settings: SettingsSnapshot, recipient: str, timeout: float = 30.0
+    ) -> str:
+        """Call ONE plugin's ``bear_send_test_notification``, guarded and timed out; returns its
+        line, or raises ``BearError`` saying why nothing was sent."""
+        impls = [
+            i
+            for i in self.pm.hook.bear_send_test_notification.get_hookimpls()
+            if i.plugin_name == channel
+        ]
+        if not impls:
+            known = ", ".join(self.test_channels()) or "none"
+            raise BearError(f"channel {channel!r} cannot send a test message (channels: {known})")
+        ok, err, result = _guarded(
+            f"test-{channel}",
+            lambda: impls[0].function(settings=settings, recipient=recipient),
+            timeout,
+        )
+        if not ok:
+            raise BearError(err or "the test message could not be sent")
+        return str(result or f"test message sent to {recipient}")
+
     def deliver(
         self,
         kind: str,
@@ -343,22 +384,29 @@ class PluginHost:
         kwargs: dict[str, Any] = {"summary": summary}
         if kind == "run_failed":
             kwargs["error"] = error
-        result: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                impls[0].function(**kwargs)
-                result["ok"] = True
-            except BaseException as exc:  # noqa: BLE001 — recorded against the plugin
-                result["error"] = f"{type(exc).__name__}: {exc}"
-
         t0 = time.perf_counter()
-        worker = threading.Thread(target=call, name=f"notify-{plugin_name}", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        seconds = time.perf_counter() - t0
-        if worker.is_alive():
-            return False, f"timed out after {timeout:g} s", seconds
-        if "error" in result:
-            return False, result["error"], seconds
-        return True, None, seconds
+        ok, err, _ = _guarded(f"notify-{plugin_name}", lambda: impls[0].function(**kwargs), timeout)
+        return ok, err, time.perf_counter() - t0
+
+
+def _guarded(name: str, fn: Any, timeout: float) -> tuple[bool, str | None, Any]:
+    """Call ``fn`` in a daemon thread, waiting at most ``timeout`` s: (ok, error, result). A
+    plugin's exception is its error (recorded against it), never the caller's."""
+    result: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            result["value"] = fn()
+        except BearError as exc:
+            result["error"] = str(exc)
+        except BaseException as exc:  # noqa: BLE001 — recorded against the plugin
+            result["error"] = f"{type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=call, name=name, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        return False, f"timed out after {timeout:g} s", None
+    if "error" in result:
+        return False, result["error"], None
+    return True, None, result.get("value")

@@ -7,6 +7,7 @@ address, no line breaks), so a recipient can never inject headers.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import smtplib
 from email.message import EmailMessage
@@ -16,10 +17,9 @@ from typing import Any
 from bear.config import is_email
 from bear.errors import BearError
 from bear.markers import hookimpl
-from bear.models import RunSummary
+from bear.models import NotifierOptions, RunSummary
 from bear.plugins.messages import compose
 
-PER_RECIPIENT = True  # the outbox owes one e-mail per recipient, each retried on its own
 TIMEOUT_S = 15
 
 
@@ -51,6 +51,30 @@ def _deliver(kind: str, summary: RunSummary, error: str = "") -> None:
     subject, text, page = compose(kind, summary, error)
     for recipient in summary.recipients:
         send(settings, recipient, subject, text, page)
+
+
+@hookimpl
+def bear_notifier_options() -> NotifierOptions:
+    # the outbox owes one e-mail per recipient, each retried on its own
+    return NotifierOptions(per_recipient=True, description="e-mail over SMTP")
+
+
+@hookimpl
+def bear_send_test_notification(settings: Any, recipient: str) -> str:
+    now = dt.datetime.now()
+    text = (
+        "This is a test e-mail from BEAR. If you can read it, the SMTP settings work.\n"
+        f"Sent at {now:%Y-%m-%d %H:%M:%S}.\n"
+    )
+    page = (
+        "<html><body><p>This is a test e-mail from BEAR. The SMTP settings work.</p></body></html>"
+    )
+    try:
+        send(settings, recipient, "BEAR test e-mail", text, page)
+    except (smtplib.SMTPException, OSError) as exc:
+        host = f"{settings.smtp_host}:{settings.smtp_port}"
+        raise BearError(f"could not send through {host}: {type(exc).__name__}: {exc}") from exc
+    return f"test e-mail sent to {recipient}"
 
 
 @hookimpl

@@ -1,0 +1,42 @@
+"""The stages of BEAR's work — preview, release (batched, all-or-nothing per batch), invoice,
+notify — and the runner that executes queued runs in the background.
+
+Each module is one step: ``core`` (the collaborators every stage receives), ``ids`` (which
+events, and the rules' verdict on them), ``preview``, ``runs`` (records, queueing,
+cancelling), ``release``, ``invoice``, ``outbox`` (notifications), ``runner``, ``tx``
+(conflict retries). The stages receive a ``Core``, never the ``Workspace``.
+"""
+
+from __future__ import annotations
+
+from bear.pipeline.core import Core
+from bear.pipeline.ids import IdQuery, IdSource, action_of, judge, load_ids
+from bear.pipeline.outbox import deliver_pending, owe, summary_of
+from bear.pipeline.preview import eligibility_condition, eligibility_table, preview
+from bear.pipeline.runner import Runner, execute_run
+from bear.pipeline.runs import RunHandle, cancel, check_user, read_run, submit
+from bear.pipeline.tx import retrying, write
+
+__all__ = [
+    "Core",
+    "IdQuery",
+    "IdSource",
+    "RunHandle",
+    "Runner",
+    "action_of",
+    "cancel",
+    "check_user",
+    "deliver_pending",
+    "eligibility_condition",
+    "eligibility_table",
+    "execute_run",
+    "judge",
+    "load_ids",
+    "owe",
+    "preview",
+    "read_run",
+    "retrying",
+    "submit",
+    "summary_of",
+    "write",
+]

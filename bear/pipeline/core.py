@@ -1,0 +1,69 @@
+"""The core every stage works with: the database, the live settings, the plugin host, the
+cache of eligibility verdicts and the runner — explicit collaborators instead of the whole
+``Workspace``, so the stages can serve any face (the local workspace, a server)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from bear.config import Settings, SettingsSnapshot
+from bear.db import Database
+from bear.plugins.manager import PluginHost
+
+if TYPE_CHECKING:
+    from bear.pipeline.runner import Runner
+
+_NULLABLE_INTS = {
+    pa.int8(): pd.Int64Dtype(),
+    pa.int16(): pd.Int64Dtype(),
+    pa.int32(): pd.Int64Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+}
+
+
+class Core:
+    """What the stages need of an open book, and nothing else.
+
+    :ivar db: the database (a cursor per thread, one write transaction at a time).
+    :ivar settings: the live settings; a stage works from ``settings.snapshot()`` or a run's
+        stored snapshot.
+    :ivar plugins: the plugin host (rule registry, notifier hooks).
+    :ivar runner: the background runner, once started by the owner (else ``None``).
+    """
+
+    def __init__(self, db: Database, settings: Settings, plugins: PluginHost) -> None:
+        self.db = db
+        self.settings = settings
+        self.plugins = plugins
+        self.runner: Runner | None = None
+        self.data_version = 0
+        self.eligibility_cache: dict[tuple[str, int], Any] = {}
+        self._lock = threading.RLock()
+
+    def snapshot(self) -> SettingsSnapshot:
+        return self.settings.snapshot()
+
+    def refresh(self) -> None:
+        """Data changed (import, seed, run, setting): cached eligibility is recomputed on demand."""
+        with self._lock:
+            self.data_version += 1
+            self.eligibility_cache.clear()
+
+    def wake(self) -> None:
+        """Tell the runner there is work (no-op in a process that only queues)."""
+        if self.runner is not None:
+            self.runner.wake()
+
+    def frame(
+        self, sql: str, params: dict[str, Any] | None = None, *, nullable_ints: bool = False
+    ) -> pd.DataFrame:
+        """A query's result as a DataFrame, DECIMAL kept as ``Decimal``; with ``nullable_ints``
+        integer columns stay integers where values are missing (pandas ``Int64``)."""
+        table = self.db.cursor().sql(sql, params=params or {}).to_arrow_table()
+        if not nullable_ints:
+            return table.to_pandas()
+        return table.to_pandas(types_mapper=_NULLABLE_INTS.get)

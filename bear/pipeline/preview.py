@@ -1,0 +1,181 @@
+"""The preview (what an action would do, writing nothing) and the eligibility of every event
+of a kind, cached until the data or the settings change (the dashboard's eligibility column
+and filter read it)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from bear.errors import BearError
+from bear.models import Action, Preview
+from bear.pipeline.ids import IdSource, action_of, judge, load_ids
+
+if TYPE_CHECKING:
+    from bear.pipeline.core import Core
+
+
+def preview(
+    core: Core,
+    source: IdSource,
+    action: str | Action = "release_and_invoice",
+    full: bool = False,
+) -> Preview:
+    """Judge the events of ``source`` for ``action`` without writing anything (temp tables only)."""
+    act = action_of(action)
+    t0 = time.perf_counter()
+    settings = core.snapshot()
+    cur = core.db.cursor()
+    n = load_ids(cur, source, "_pv_ids")
+    limit = settings.validation_limit
+    validated = bool(full) or n <= limit
+    reason = (
+        ""
+        if validated
+        else (
+            f"validation skipped: {n:,} events is above validation_limit ({limit:,}); rules still run "
+            "in the background stage. Ask for a full validation to see every reason now."
+        )
+    )
+    stages = [s.value for s in act.stages]
+    timings: list[Any] = []
+    if validated:
+        timings = judge(
+            core,
+            cur,
+            stages,
+            "_pv_ids",
+            as_released=act is Action.RELEASE_AND_INVOICE,
+            settings=settings,
+        )
+        violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
+        cur.execute(
+            "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
+            "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _violations WHERE severity = 'block')"
+        )
+    else:
+        cur.execute("CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids")
+        cur.execute(
+            "CREATE OR REPLACE TEMP TABLE _violations AS SELECT * FROM (SELECT 1::BIGINT AS billing_event_id,"
+            " ''::VARCHAR AS stage, ''::VARCHAR AS rule_id, ''::VARCHAR AS severity, ''::VARCHAR AS message) WHERE false"
+        )
+        violations = cur.sql("SELECT * FROM _violations").to_arrow_table()
+    eligible = (
+        cur.sql("SELECT billing_event_id FROM _pv_ok ORDER BY 1")
+        .fetchnumpy()["billing_event_id"]
+        .tolist()
+    )
+    # The batch view, when built, holds the amounts and currencies: no second read of events.
+    events = (
+        "_batch_core e WHERE e.billing_event_id NOT IN "
+        "(SELECT billing_event_id FROM _violations WHERE severity = 'block')"
+        if validated
+        else "billing_events e WHERE e.id IN (SELECT billing_event_id FROM _pv_ok)"
+    )
+    docs = core.frame(
+        f"""
+        SELECT CASE WHEN e.summary_amount < 0 THEN 'SCN' ELSE 'SIN' END AS doc_type, e.currency,
+               count(*) AS count, sum(abs(e.summary_amount)) AS total
+        FROM {events} AND e.summary_amount <> 0
+        GROUP BY ALL ORDER BY doc_type DESC, currency
+        """
+    )
+    by_rule = core.frame(
+        # one row per event and rule by construction (Python rules' rows are made distinct)
+        "SELECT stage, rule_id, severity, count(*) AS events FROM _violations "
+        "GROUP BY ALL ORDER BY events DESC, rule_id"
+    )
+    blast_sql = """
+            WITH b AS (  -- _pv_ids is in id order: rowid is the rank, no window needed
+                SELECT billing_event_id, (rowid // $bs + 1)::INTEGER AS batch_seq,
+                       billing_event_id IN (SELECT billing_event_id FROM _violations
+                                            WHERE stage = 'release' AND severity = 'block') AS culprit
+                FROM _pv_ids
+            ), bad AS (
+                SELECT batch_seq, count(*) AS culprits, min(billing_event_id) AS first_culprit
+                FROM b WHERE culprit GROUP BY batch_seq
+            )
+            SELECT b.billing_event_id, b.batch_seq, bad.culprits, bad.first_culprit
+            FROM b JOIN bad USING (batch_seq) WHERE NOT b.culprit {limit}
+            """
+    if (
+        validated
+        and Action.RELEASE.value in (s.value for s in act.stages)
+        and settings.release_failure_mode == "batch"
+    ):
+        blast = cur.sql(
+            blast_sql.format(limit=""), params={"bs": settings.release_batch_size}
+        ).to_arrow_table()
+    else:
+        blast = cur.sql(blast_sql.format(limit="AND false"), params={"bs": 1}).to_arrow_table()
+    return Preview(
+        act.value,
+        n,
+        validated,
+        reason,
+        eligible,
+        violations,
+        docs,
+        blast,
+        by_rule,
+        tuple(timings),
+        time.perf_counter() - t0,
+    )
+
+
+def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
+    """Blocking violations of every event of ``kind`` (cached until data or settings change).
+
+    Returns (per event: reasons, first_rule_id, first_message; and the long event × rule table).
+    """
+    key = (kind, core.data_version)
+    cached = core.eligibility_cache.get(key)
+    if cached is not None:
+        return cached
+    cur = core.db.cursor()
+    where = {
+        "awaiting_release": "NOT released",
+        "awaiting_invoice": "released AND NOT invoiced",
+    }.get(kind, "true")
+    cur.execute(
+        f"CREATE OR REPLACE TEMP TABLE _el_ids AS SELECT id AS billing_event_id FROM billing_events WHERE {where}"
+    )
+    stages = ["invoice"] if kind == "awaiting_invoice" else ["release", "invoice"]
+    judge(core, cur, stages, "_el_ids", target="_el_v", as_released=kind != "awaiting_invoice")
+    table = cur.sql(
+        """
+        SELECT billing_event_id, count(*) AS reasons,
+               arg_min(rule_id, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_rule_id,
+               arg_min(message, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_message
+        FROM _el_v WHERE severity = 'block' GROUP BY billing_event_id
+        """
+    ).to_arrow_table()
+    rules = cur.sql(
+        "SELECT billing_event_id, rule_id FROM _el_v WHERE severity = 'block'"
+    ).to_arrow_table()
+    cur.execute("DROP TABLE IF EXISTS _el_v")
+    result = (table, rules)
+    if core.data_version == key[1]:
+        core.eligibility_cache[key] = result
+    return result
+
+
+def eligibility_condition(core: Core, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
+    """SQL condition for the eligibility filter (``eligible``, ``ineligible`` or a rule id)."""
+    table, rules = eligibility_table(core, "awaiting_release" if kind == "all" else kind)
+    cur = core.db.cursor()
+    cur.register("_elig", table)
+    cur.register("_elig_rules", rules)
+    if eligibility == "eligible":
+        return "e.id NOT IN (SELECT billing_event_id FROM _elig)", {}
+    if eligibility == "ineligible":
+        return "e.id IN (SELECT billing_event_id FROM _elig)", {}
+    if eligibility in {r.id for r in core.plugins.registry.rules}:
+        return "e.id IN (SELECT billing_event_id FROM _elig_rules WHERE rule_id = $f_elig_rule)", {
+            "f_elig_rule": eligibility
+        }
+    raise BearError(
+        f"filter 'eligibility': expected 'eligible', 'ineligible' or a rule id, not {eligibility!r}"
+    )

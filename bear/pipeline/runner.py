@@ -1,0 +1,226 @@
+"""The runner: the one background thread of the owning process that executes queued runs in
+order (resuming unfinished ones), and retries owed notifications when idle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from bear.errors import BearError
+from bear.models import FINAL_STATUSES, Action, RunResult
+from bear.pipeline.invoice import invoice_stage
+from bear.pipeline.outbox import deliver_pending, owe
+from bear.pipeline.release import reconcile, release_stage
+from bear.pipeline.runs import (
+    Cancelled,
+    Stopped,
+    close_run,
+    read_run,
+    run_settings,
+    undelivered,
+)
+from bear.pipeline.tx import retrying, write
+
+if TYPE_CHECKING:
+    from bear.pipeline.core import Core
+
+log = logging.getLogger("bear.pipeline")
+
+
+class Runner:
+    """The one background thread of the owning process that executes queued runs in order."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._finished = 0  # runs ended so far: waiters sleep until it moves
+        self._idle_retry_s = 5.0
+
+    # -- control ---------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            self._thread = threading.Thread(target=self._loop, name="bear-runner", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self.start()
+        with self._cond:
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Start the thread when unfinished runs or undelivered notifications are waiting."""
+        cur = self.core.db.cursor()
+        pending = cur.execute(
+            "SELECT (SELECT count(*) FROM runs WHERE status IN ('queued', 'running'))"
+            " + (SELECT count(*) FROM notifications WHERE status = 'pending')"
+        ).fetchall()[0][0]
+        if pending:
+            self.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, run_id: int, timeout: float | None = None) -> RunResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cur = self.core.db.cursor()
+        while True:
+            with self._cond:
+                seen = self._finished
+            res = read_run(cur, run_id)
+            if res.status in FINAL_STATUSES and not undelivered(cur, run_id):
+                # Finished, and each notification it owes has had its first delivery attempt.
+                return res
+            if not self.alive:
+                self.start()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"run {run_id} still {res.status} ({res.stage}) after {timeout:g} s"
+                )
+            with self._cond:  # woken when a run ends (no polling that slows the run down)
+                if self._finished == seen:
+                    self._cond.wait(
+                        1.0
+                        if deadline is None
+                        else min(1.0, max(0.01, deadline - time.monotonic()))
+                    )
+
+    # -- loop ------------------------------------------------------------------------------
+    def _next_run(self) -> int | None:
+        rows = (
+            self.core.db.cursor()
+            .execute(
+                "SELECT id FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1"
+            )
+            .fetchall()
+        )
+        return int(rows[0][0]) if rows else None
+
+    def _loop(self) -> None:
+        last_retry = 0.0
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+            try:
+                run_id = self._next_run()
+            except (duckdb.Error, BearError):
+                if self.core.db.closed:
+                    return
+                log.exception("runner: reading the queue failed")
+                run_id = None
+            if run_id is not None:
+                try:
+                    execute_run(self.core, run_id, self.should_stop)
+                except Stopped:
+                    return
+                except Exception:
+                    if self.core.db.closed:
+                        return
+                    log.exception("run %s failed", run_id)
+                with self._cond:
+                    self._finished += 1
+                    self._cond.notify_all()
+                continue
+            now = time.monotonic()
+            if now - last_retry >= self._idle_retry_s:
+                last_retry = now
+                try:
+                    deliver_pending(self.core)
+                except Exception:
+                    if self.core.db.closed:
+                        return
+                    log.exception("runner: delivering notifications failed")
+            with self._cond:
+                if self._stop:
+                    return
+                self._cond.wait(self._idle_retry_s)
+
+    def idle(self) -> bool:
+        """No queued or unfinished run is waiting."""
+        return self._next_run() is None
+
+    def should_stop(self) -> bool:
+        return self._stop
+
+
+def execute_run(core: Core, run_id: int, stopping: Callable[[], bool] = lambda: False) -> RunResult:
+    """Execute (or resume) one run to its end; returns its ``RunResult``."""
+    cur = core.db.cursor()
+    run = read_run(cur, run_id)
+    if run.status in FINAL_STATUSES:
+        return run
+    act = Action(run.action)
+    settings = run_settings(core, cur, run_id)
+    write(
+        core.db,
+        "UPDATE runs SET status = 'running', started_at = coalesce(started_at, current_timestamp), "
+        "updated_at = current_timestamp WHERE id = ? AND status IN ('queued', 'running')",
+        [run_id],
+    )
+    try:
+        judged = None
+        if act in (Action.RELEASE, Action.RELEASE_AND_INVOICE):
+            judged = release_stage(core, run_id, settings, stopping)
+        if act in (Action.INVOICE, Action.RELEASE_AND_INVOICE):
+            invoice_stage(core, run_id, stopping, judged)
+        else:
+            _finish(core, run_id, "completed")
+    except Cancelled:
+        _finish(core, run_id, "cancelled")
+    except Exception as exc:
+        if core.db.closed:
+            raise
+        if stopping() and isinstance(exc, duckdb.Error):
+            raise  # closing under our feet: the run resumes next time
+        log.exception("run %s failed", run_id)
+        _finish(core, run_id, "failed", f"{type(exc).__name__}: {exc}"[:1000])
+    core.refresh()
+    deliver_pending(core, run_id=run_id)
+    return read_run(cur, run_id)
+
+
+def _finish(core: Core, run_id: int, status: str, error: str | None = None) -> None:
+    """End the run with ``status`` (exact release counters if it stopped mid-release)."""
+
+    def work() -> None:
+        with core.db.transaction() as tx:
+            run = read_run(tx, run_id)
+            if run.status in FINAL_STATUSES:
+                return
+            if run.stage in ("queued", "release"):
+                reconcile(tx, run_id)  # stopped mid-release: exact counters
+            if run.process_run_id is not None:
+                tx.execute(
+                    "UPDATE process_runs SET status = $st, finished_at = current_timestamp "
+                    "WHERE id = $p AND status = 'running'",
+                    {
+                        "p": run.process_run_id,
+                        "st": "cancelled"
+                        if status == "cancelled"
+                        else ("completed" if status == "completed" else "failed"),
+                    },
+                )
+            close_run(tx, run_id, status, error)
+            if status == "failed":
+                owe(core, tx, run_id, "run_failed", error or "")
+
+    retrying(work)

@@ -1,0 +1,189 @@
+"""Run records: reading a run, queueing one (with its events and claims), asking it to stop,
+closing it, and the handle a caller waits on."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from bear.config import SettingsSnapshot, is_email
+from bear.errors import BearError
+from bear.models import FINAL_STATUSES, Action, RunResult
+from bear.pipeline.ids import IdSource, action_of, load_ids
+from bear.pipeline.tx import retrying
+
+if TYPE_CHECKING:
+    from bear.pipeline.core import Core
+
+log = logging.getLogger("bear.pipeline")
+
+RUN_COLUMNS = (
+    "id, action, requested_by, status, stage, validated, selected, excluded, batches_total, "
+    "batches_done, failed_batches, released, not_released, invoice_total, invoice_done, "
+    "sales_invoices, credit_notes, not_passed, process_run_id, error, created_at, started_at, "
+    "updated_at, finished_at"
+)
+
+
+def read_run(cur: duckdb.DuckDBPyConnection, run_id: int) -> RunResult:
+    """The ``RunResult`` of run ``run_id``; an unknown id raises ``BearError``."""
+    rows = cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchall()
+    row = rows[0] if rows else None
+    if row is None:
+        raise BearError(f"unknown run id {run_id!r}")
+    return RunResult(*row)  # RUN_COLUMNS lists RunResult's fields in order
+
+
+def undelivered(cur: duckdb.DuckDBPyConnection, run_id: int) -> int:
+    """Notifications of the run that have not had their first delivery attempt yet."""
+    return int(
+        cur.execute(
+            "SELECT count(*) FROM notifications WHERE run_id = ? AND status = 'pending' "
+            "AND attempts = 0",
+            [run_id],
+        ).fetchall()[0][0]
+    )
+
+
+class RunHandle:
+    """A submitted run: ``.id``, ``.result()`` for its current state, ``.wait()`` for the end."""
+
+    def __init__(self, core: Core, run_id: int) -> None:
+        self.core = core
+        self.id = run_id
+
+    def result(self) -> RunResult:
+        return read_run(self.core.db.cursor(), self.id)
+
+    @property
+    def status(self) -> str:
+        return self.result().status
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Block until the run has finished (or ``timeout`` seconds pass: ``TimeoutError``)."""
+        if self.core.runner is None:
+            raise BearError(
+                f"run {self.id} is queued; this process does not execute runs "
+                "(`bear worker` or the dashboard does)"
+            )
+        return self.core.runner.wait(self.id, timeout)
+
+    def cancel(self) -> RunResult:
+        """Ask the run to stop at its next batch boundary."""
+        return cancel(self.core, self.id)
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id}>"
+
+    def _repr_html_(self) -> str:
+        return self.result()._repr_html_()
+
+
+def check_user(user: Any) -> str:
+    """The name or e-mail address of the person starting a run, checked."""
+    if not isinstance(user, str) or not user.strip():
+        raise BearError("user: give the name or e-mail address of the person starting the run")
+    user = user.strip()
+    if len(user) > 254 or any(ch in user for ch in "\r\n\0"):
+        raise BearError(f"user {user[:40]!r}: at most 254 characters on one line")
+    if "@" in user and not is_email(user):
+        raise BearError(f"user {user!r} looks like an e-mail address but is not a valid one")
+    return user
+
+
+def submit(
+    core: Core,
+    action: str | Action,
+    source: IdSource,
+    user: str,
+    *,
+    full: bool = False,
+    wake: bool = True,
+) -> int:
+    """Queue a run: record it with the settings it runs with, its events in order, and claim
+    the events no other run holds; ``wake`` tells this process's runner."""
+    act = action_of(action)
+    user = check_user(user)
+    settings = core.snapshot()
+    cur = core.db.cursor()
+    n = load_ids(cur, source, "_submit_ids")
+    if n == 0:
+        raise BearError("nothing to run: the selection is empty")
+    validated = bool(full) or n <= settings.validation_limit
+    with core.db.transaction() as tx:
+        run_id = tx.execute(
+            "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, updated_at) "
+            "VALUES (?, ?, ?, ?, ?::JSON, current_timestamp) RETURNING id",
+            [act.value, user, validated, n, settings.to_json()],
+        ).fetchall()[0][0]
+        tx.execute(
+            "INSERT INTO run_events (run_id, billing_event_id, ord) "
+            "SELECT $r, billing_event_id, row_number() OVER (ORDER BY billing_event_id) FROM _submit_ids",
+            {"r": run_id},
+        )
+        tx.execute(
+            "INSERT INTO event_claims SELECT billing_event_id, $r FROM _submit_ids "
+            "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM event_claims)",
+            {"r": run_id},
+        )
+    if wake:
+        core.wake()
+    log.info("run %s queued: %s of %s events by %s", run_id, act.value, n, user)
+    return int(run_id)
+
+
+def cancel(core: Core, run_id: int) -> RunResult:
+    """Ask a run to stop at its next batch boundary (a queued run stops before it starts)."""
+    cur = core.db.cursor()
+    run = read_run(cur, int(run_id))
+    if run.status in FINAL_STATUSES:
+        raise BearError(f"run {run_id} has already finished ({run.status}); nothing to cancel")
+
+    def request() -> None:
+        with core.db.transaction() as tx:
+            tx.execute(
+                "UPDATE runs SET cancel_requested = true, updated_at = current_timestamp WHERE id = ?",
+                [run_id],
+            )
+
+    retrying(request)  # the runner may be writing the same row: a conflict is retried, never shown
+    core.wake()
+    return read_run(cur, int(run_id))
+
+
+def close_run(
+    tx: duckdb.DuckDBPyConnection, run_id: int, status: str, error: str | None = None
+) -> None:
+    """End a run (in the caller's transaction) and release its claims on events."""
+    tx.execute(
+        "UPDATE runs SET status = $st, stage = 'done', error = coalesce($e, error), "
+        "finished_at = current_timestamp, updated_at = current_timestamp "
+        "WHERE id = $r AND status IN ('queued', 'running')",
+        {"r": run_id, "st": status, "e": error},
+    )
+    tx.execute("DELETE FROM event_claims WHERE run_id = ?", [run_id])
+
+
+class Cancelled(Exception):
+    """The run was asked to stop: it ends ``cancelled`` at this batch boundary."""
+
+
+class Stopped(BaseException):
+    """The workspace is closing: leave the run as it is; it resumes when next opened."""
+
+
+def check_cancel(core: Core, run_id: int, should_stop: bool) -> None:
+    """Raise ``Cancelled`` when the run was asked to stop, ``Stopped`` when the process is."""
+    cur = core.db.cursor()
+    if cur.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchall()[0][0]:
+        raise Cancelled()
+    if should_stop:
+        raise Stopped()
+
+
+def run_settings(core: Core, cur: duckdb.DuckDBPyConnection, run_id: int) -> SettingsSnapshot:
+    """The settings run ``run_id`` was queued with (a setting added since takes today's value)."""
+    raw = cur.execute("SELECT settings_snapshot FROM runs WHERE id = ?", [run_id]).fetchall()
+    return SettingsSnapshot.from_json(raw[0][0] if raw else None, core.snapshot())

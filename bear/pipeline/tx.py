@@ -1,0 +1,40 @@
+"""Write transactions that may meet a conflict: bounded retries, and one-statement writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import duckdb
+
+from bear.db import Database
+from bear.errors import BearError
+
+CONFLICT_RETRIES = 5
+T = TypeVar("T")
+
+
+def retrying(fn: Callable[..., T], *args: Any) -> T:
+    """Run a transaction function, retrying a bounded number of times on write conflicts
+    (DuckDB fails the second writer of a row at once); a lasting conflict is a plain error."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return fn(*args)
+        except duckdb.TransactionException as exc:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise BearError(
+                    f"the database stayed busy after {CONFLICT_RETRIES} tries: {exc}"
+                ) from exc
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def write(db: Database, sql: str, params: Any) -> None:
+    """One small write as a transaction of its own, serialised with the process's other writers."""
+
+    def work() -> None:
+        with db.transaction() as tx:
+            tx.execute(sql, params)
+
+    retrying(work)
