@@ -42,7 +42,7 @@ def doc() -> str:
     return DOC.read_text(encoding="utf-8")
 
 
-def test_the_hookspecs_are_the_documented_five():
+def test_the_hookspecs_are_the_documented_seven():
     assert [n for n, _ in HOOKS] == sorted(
         [
             "bear_register_rules",
@@ -50,6 +50,8 @@ def test_the_hookspecs_are_the_documented_five():
             "bear_release_finished",
             "bear_invoicing_finished",
             "bear_run_failed",
+            "bear_notifier_options",
+            "bear_send_test_notification",
         ]
     )
 
@@ -110,7 +112,7 @@ def test_the_docs_cover_the_switches_and_the_entry_point_recipe(doc):
         "bear plugins",
         "last_error",
         "[[rule]]",
-        "PER_RECIPIENT",
+        "NotifierOptions(per_recipient=True)",
     ):
         assert words in doc, words
     from bear.models import RunSummary
