@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import duckdb
 import numpy as np
@@ -263,6 +263,28 @@ class Workspace:
         handle = self.queue(action, ids_or_selection, user, full=full)
         return handle.wait(timeout) if wait else handle
 
+    @overload
+    def release_and_invoice(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[True] = ...,
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunResult: ...
+
+    @overload
+    def release_and_invoice(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[False],
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunHandle: ...
+
     def release_and_invoice(
         self,
         ids_or_selection: Selection | Iterable[int],
@@ -278,6 +300,28 @@ class Workspace:
         ``.id`` and ``.wait(timeout)``."""
         return self._start("release_and_invoice", ids_or_selection, user, wait, full, timeout)
 
+    @overload
+    def release(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[True] = ...,
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunResult: ...
+
+    @overload
+    def release(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[False],
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunHandle: ...
+
     def release(
         self,
         ids_or_selection: Selection | Iterable[int],
@@ -289,6 +333,28 @@ class Workspace:
     ) -> RunResult | RunHandle:
         """Release the events in batches (no documents)."""
         return self._start("release", ids_or_selection, user, wait, full, timeout)
+
+    @overload
+    def invoice(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[True] = ...,
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunResult: ...
+
+    @overload
+    def invoice(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        user: str,
+        *,
+        wait: Literal[False],
+        full: bool = ...,
+        timeout: float | None = ...,
+    ) -> RunHandle: ...
 
     def invoice(
         self,
