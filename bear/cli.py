@@ -373,6 +373,9 @@ def cmd_run(a: argparse.Namespace) -> int:
                 )
             return 0
         res = handle.wait()
+        # The e-mails are sent by this process's outbox thread: give them their first attempt
+        # before the process exits (a failure stays in the outbox for the next owner).
+        ws.wait_notifications(res.id, timeout=30)
         _show_run(res, a.json)
     return 0 if res.status == "completed" else 1
 
@@ -419,6 +422,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
         try:
             while True:
                 if a.once and ws.runner.idle():
+                    ws.wait_notifications(timeout=30)  # their first attempt, before exiting
                     break
                 time.sleep(0.2)
         except KeyboardInterrupt:

@@ -68,6 +68,8 @@ class RunSummary:
     stage: str
     released: int = 0
     not_released: int = 0
+    selected: int = 0
+    excluded: int = 0
     batches: int = 0
     failed_batches: int = 0
     sales_invoices: int = 0

@@ -22,7 +22,7 @@ from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, QueryError, UnknownIdsError
 from bear.models import Action, Preview, RunResult
-from bear.pipeline import Core, IdQuery, IdSource, RunHandle, Runner
+from bear.pipeline import Core, IdQuery, IdSource, Outbox, RunHandle, Runner
 from bear.plugins.manager import PluginHost
 from bear.selection import Filters, Selection
 
@@ -53,8 +53,11 @@ class Workspace:
             # The stages get these collaborators, never the workspace itself.
             self.core = Core(self.db, self.settings, self.plugins)
             self.runner = self.core.runner = Runner(self.core)
+            self.outbox = self.core.outbox = Outbox(self.core)
+            pipeline.clear_stale_claims(self.core)
             if resume:
                 self.runner.resume()
+                self.outbox.resume()
         except BaseException:
             self.db.close()
             raise
@@ -70,6 +73,9 @@ class Workspace:
         runner = getattr(self, "runner", None)
         if runner is not None:
             runner.stop()
+        outbox = getattr(self, "outbox", None)
+        if outbox is not None:
+            outbox.stop()
         self.db.close()
 
     def __enter__(self) -> Workspace:
@@ -490,8 +496,16 @@ class Workspace:
         return (kind, self.core.data_version) in self.core.eligibility_cache
 
     def retry_notifications(self) -> dict[str, int]:
-        """Deliver every pending notification now, whatever its backoff."""
-        return pipeline.deliver_pending(self.core, force=True)
+        """Deliver every pending notification now, whatever its backoff: ``{"sent", "failed",
+        "left"}``. Bounded: no new attempt starts after ``RETRY_BUDGET_S`` (20 s), and each
+        attempt is abandoned after 10 s; what is left stays pending for the outbox thread."""
+        return self.outbox.sweep(force=True, budget_s=pipeline.outbox.RETRY_BUDGET_S)
+
+    def wait_notifications(self, run_id: int | None = None, timeout: float = 30.0) -> bool:
+        """Wait until each notification owed (by run ``run_id``, or by any run) has had a
+        delivery attempt — e.g. before a script that ran something exits. True if so within
+        ``timeout`` seconds; a failed attempt counts (it stays pending, to be retried)."""
+        return self.outbox.settle(None if run_id is None else int(run_id), timeout)
 
     def send_test_notification(self, recipient: str, channel: str = "email") -> str:
         """Send a test message through notification ``channel`` (a notifier plugin implementing

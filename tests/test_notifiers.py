@@ -70,6 +70,7 @@ def test_a_per_recipient_channel_is_owed_one_delivery_per_recipient(demo_path, t
     with bear.connect(path, plugins=[pager, garbage]) as ws:
         ws.settings.update(additional_notification_recipients=["b@example.com", "c@example.com"])
         res = ws.release_and_invoice(_eligible(ws, 5), user="ana@example.com", timeout=120)
+        assert ws.wait_notifications(res.id, timeout=60)
         n = ws.notifications(res.id)
         rows = n[(n.channel == "pager") & (n.kind == "invoicing_finished")]
         assert sorted(rows.recipient) == ["ana@example.com", "b@example.com", "c@example.com"]

@@ -134,10 +134,12 @@ class Database:
         return cur
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, *, rule_neutral: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction on this thread's cursor: committed on success, rolled back on
         error. Write transactions of the process run one at a time (``write_lock``), and every
         write that can change what rules read must go through here (``commit_seq`` counts them).
+        ``rule_neutral`` marks a write no rule reads (the outbox's delivery bookkeeping): it is
+        not counted, so it never makes a run judge its events again.
         """
         with self.write_lock:
             cur = self.cursor()
@@ -152,8 +154,9 @@ class Database:
                 raise
             else:
                 cur.execute("COMMIT")
-                self.commit_seq += 1
-                self._local.commits = getattr(self._local, "commits", 0) + 1
+                if not rule_neutral:
+                    self.commit_seq += 1
+                    self._local.commits = getattr(self._local, "commits", 0) + 1
 
     def foreign_commits(self) -> int:
         """Write transactions committed by threads other than this one (read it while holding

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 from bear.pipeline.core import Core
 from bear.pipeline.ids import IdQuery, IdSource, action_of, judge, load_ids
-from bear.pipeline.outbox import deliver_pending, owe, summary_of
+from bear.pipeline.outbox import Outbox, deliver_pending, owe, summary_of
 from bear.pipeline.preview import eligibility_condition, eligibility_table, preview
 from bear.pipeline.runner import Runner, execute_run
-from bear.pipeline.runs import RunHandle, cancel, check_user, read_run, submit
+from bear.pipeline.runs import (
+    RunHandle,
+    cancel,
+    check_user,
+    clear_stale_claims,
+    read_run,
+    submit,
+)
 from bear.pipeline.tx import retrying, write
 
 __all__ = [
     "Core",
     "IdQuery",
     "IdSource",
+    "Outbox",
     "RunHandle",
     "Runner",
     "action_of",
     "cancel",
     "check_user",
+    "clear_stale_claims",
     "deliver_pending",
     "eligibility_condition",
     "eligibility_table",

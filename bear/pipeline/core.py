@@ -15,6 +15,7 @@ from bear.db import Database
 from bear.plugins.manager import PluginHost
 
 if TYPE_CHECKING:
+    from bear.pipeline.outbox import Outbox
     from bear.pipeline.runner import Runner
 
 _NULLABLE_INTS = {
@@ -33,6 +34,7 @@ class Core:
         stored snapshot.
     :ivar plugins: the plugin host (rule registry, notifier hooks).
     :ivar runner: the background runner, once started by the owner (else ``None``).
+    :ivar outbox: the notification delivery thread of the owner (else ``None``).
     """
 
     def __init__(self, db: Database, settings: Settings, plugins: PluginHost) -> None:
@@ -40,6 +42,7 @@ class Core:
         self.settings = settings
         self.plugins = plugins
         self.runner: Runner | None = None
+        self.outbox: Outbox | None = None
         self.data_version = 0
         self.eligibility_cache: dict[tuple[str, int], Any] = {}
         self._lock = threading.RLock()
@@ -57,6 +60,11 @@ class Core:
         """Tell the runner there is work (no-op in a process that only queues)."""
         if self.runner is not None:
             self.runner.wake()
+
+    def notify(self) -> None:
+        """Tell the outbox that a committed transaction owes notifications."""
+        if self.outbox is not None:
+            self.outbox.wake()
 
     def frame(
         self, sql: str, params: dict[str, Any] | None = None, *, nullable_ints: bool = False

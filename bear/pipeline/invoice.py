@@ -69,9 +69,11 @@ def _start_invoicing(core: Core, run_id: int) -> None:
         total = tx.execute(
             f"SELECT count(*) FROM ({_invoice_targets_sql(run.action)})", {"r": run_id}
         ).fetchall()[0][0]
+        # Not passed so far: the selected events the release stage did not release (none for
+        # Invoice, whose every selected event is processed and logged by this stage).
         tx.execute(
             "UPDATE runs SET process_run_id = $p, stage = 'invoice', invoice_total = $t, "
-            "updated_at = current_timestamp WHERE id = $r",
+            "not_passed = selected - $t, updated_at = current_timestamp WHERE id = $r",
             {"p": pr, "r": run_id, "t": total},
         )
 

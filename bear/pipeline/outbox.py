@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("bear.pipeline")
 
 NOTIFY_BACKOFF_S = (5, 30, 120, 600, 1800, 3600)
-NOTIFY_TIMEOUT_S = 30.0  # a notifier that takes longer is abandoned; its entry stays pending
+NOTIFY_TIMEOUT_S = 10.0  # one attempt that takes longer is abandoned; its entry stays pending
+RETRY_BUDGET_S = 20.0  # a "retry now" starts no new attempt after this long
+IDLE_SWEEP_S = 5.0  # how often the outbox thread looks for deliveries that came due
 
 
 def summary_of(
@@ -41,6 +45,8 @@ def summary_of(
         stage=run.stage,
         released=run.released,
         not_released=run.not_released,
+        selected=run.selected,
+        excluded=run.excluded,
         batches=run.batches,
         failed_batches=run.failed_batches,
         sales_invoices=run.sales_invoices,
@@ -94,9 +100,17 @@ def owe(core: Core, tx: duckdb.DuckDBPyConnection, run_id: int, kind: str, error
 
 
 def deliver_pending(
-    core: Core, run_id: int | None = None, *, force: bool = False
+    core: Core,
+    run_id: int | None = None,
+    *,
+    force: bool = False,
+    budget_s: float | None = None,
 ) -> dict[str, int]:
-    """Deliver owed notifications (after their work is committed); failures stay pending with backoff."""
+    """Deliver owed notifications (after their work is committed); failures stay pending with
+    backoff. ``force`` ignores the backoff; ``budget_s`` starts no attempt after that many
+    seconds (what is left stays pending, counted as ``left``). Callers serialise sweeps
+    (``Outbox.sweep``), so no notification is sent twice by two threads."""
+    t0 = time.monotonic()
     cur = core.db.cursor()
     cond = "status = 'pending'"
     params: dict[str, Any] = {}
@@ -109,7 +123,7 @@ def deliver_pending(
         f"SELECT id, kind, channel, recipient, payload, attempts FROM notifications WHERE {cond} ORDER BY id",
         params,
     ).fetchall()
-    sent = failed = 0
+    sent = failed = left = 0
     settings = core.snapshot()  # delivery uses today's settings (e.g. a corrected SMTP host)
     for (
         nid,
@@ -119,6 +133,9 @@ def deliver_pending(
         payload,
         attempts,
     ) in rows:  # one call per notification, not per event
+        if budget_s is not None and time.monotonic() - t0 > budget_s:
+            left += 1
+            continue
         data = json.loads(payload) if payload else {"summary": {}, "error": ""}
         s = data["summary"]
         summary = RunSummary(**{**s, "recipients": tuple(s.get("recipients", ()))})
@@ -135,6 +152,7 @@ def deliver_pending(
                 "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = current_timestamp, "
                 "last_error = NULL WHERE id = ? AND status = 'pending'",
                 [nid],
+                rule_neutral=True,
             )
         else:
             failed += 1
@@ -144,6 +162,7 @@ def deliver_pending(
                 "UPDATE notifications SET attempts = attempts + 1, last_error = ?, "
                 "next_attempt_at = current_timestamp + to_seconds(?) WHERE id = ? AND status = 'pending'",
                 [f"{channel}: {err}"[:1000], delay, nid],
+                rule_neutral=True,
             )
             level = logging.INFO if "smtp_host is not set" in (err or "") else logging.WARNING
             log.log(
@@ -154,4 +173,116 @@ def deliver_pending(
                 attempts + 1,
                 err,
             )
-    return {"sent": sent, "failed": failed}
+    return {"sent": sent, "failed": failed, "left": left}
+
+
+class Outbox:
+    """The delivery thread of the owning process: notifications are sent off the runner, so a
+    channel that hangs never holds up a run (each attempt is timed out, failures back off).
+
+    The runner wakes it when a stage has committed what it owes; it also looks every
+    ``IDLE_SWEEP_S`` for deliveries whose backoff has passed.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._cond = threading.Condition()
+        self._sweep_lock = threading.Lock()  # one sweep at a time: nothing is sent twice
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._due = False
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = False
+            self._thread = threading.Thread(target=self._loop, name="bear-outbox", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Something was owed: deliver it now (in the outbox thread)."""
+        self.start()
+        with self._cond:
+            self._due = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Start the thread when notifications are waiting to be delivered."""
+        pending = (
+            self.core.db.cursor()
+            .execute("SELECT count(*) FROM notifications WHERE status = 'pending'")
+            .fetchall()[0][0]
+        )
+        if pending:
+            self.start()
+
+    def stop(self, timeout: float = NOTIFY_TIMEOUT_S + 2) -> None:
+        """Stop after the attempt in progress (abandoned after ``timeout`` s; it stays pending)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+    def sweep(
+        self, run_id: int | None = None, *, force: bool = False, budget_s: float | None = None
+    ) -> dict[str, int]:
+        """Deliver what is due now (all that is pending with ``force``), in the calling thread,
+        serialised with the outbox thread; bounded by ``budget_s`` when given."""
+        wait = -1 if budget_s is None else budget_s
+        if not self._sweep_lock.acquire(timeout=wait):
+            return {"sent": 0, "failed": 0, "left": self._pending(run_id)}
+        try:
+            return deliver_pending(self.core, run_id, force=force, budget_s=budget_s)
+        finally:
+            self._sweep_lock.release()
+
+    def settle(self, run_id: int | None = None, timeout: float = 30.0) -> bool:
+        """Wait until each notification owed (by ``run_id``, or by any run) has had a delivery
+        attempt; True if so before ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self._unattempted(run_id):
+            if time.monotonic() > deadline:
+                return False
+            self.wake()
+            time.sleep(0.05)
+        return True
+
+    def _unattempted(self, run_id: int | None) -> int:
+        cond, params = ("", {}) if run_id is None else (" AND run_id = $r", {"r": run_id})
+        return int(
+            self.core.db.cursor()
+            .execute(
+                "SELECT count(*) FROM notifications WHERE status = 'pending' AND attempts = 0"
+                + cond,
+                params,
+            )
+            .fetchall()[0][0]
+        )
+
+    def _pending(self, run_id: int | None) -> int:
+        cond, params = ("", {}) if run_id is None else (" AND run_id = $r", {"r": run_id})
+        return int(
+            self.core.db.cursor()
+            .execute("SELECT count(*) FROM notifications WHERE status = 'pending'" + cond, params)
+            .fetchall()[0][0]
+        )
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                if not self._due:
+                    self._cond.wait(IDLE_SWEEP_S)
+                self._due = False
+                if self._stop:
+                    return
+            try:
+                self.sweep()
+            except Exception:
+                if self.core.db.closed:
+                    return
+                log.exception("outbox: delivering notifications failed")

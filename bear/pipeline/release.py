@@ -20,7 +20,7 @@ from bear.config import SettingsSnapshot
 from bear.errors import BearError
 from bear.models import Action
 from bear.pipeline.ids import judge
-from bear.pipeline.outbox import deliver_pending, owe
+from bear.pipeline.outbox import owe
 from bear.pipeline.runs import Cancelled, Stopped, read_run
 from bear.pipeline.tx import retrying
 
@@ -57,7 +57,7 @@ def release_stage(
             raise Stopped()
         retrying(_release_batch, core, run_id, seq, isolate, judged, progress)
     retrying(finish_release, core, run_id)
-    deliver_pending(core, run_id=run_id)  # the release-finished notification, now (not at the end)
+    core.notify()  # the release-finished notification, now (not at the end of the run)
     return judged
 
 

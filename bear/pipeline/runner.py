@@ -14,7 +14,7 @@ import duckdb
 from bear.errors import BearError
 from bear.models import FINAL_STATUSES, Action, RunResult
 from bear.pipeline.invoice import invoice_stage
-from bear.pipeline.outbox import deliver_pending, owe
+from bear.pipeline.outbox import owe
 from bear.pipeline.release import reconcile, release_stage
 from bear.pipeline.runs import (
     Cancelled,
@@ -22,7 +22,6 @@ from bear.pipeline.runs import (
     close_run,
     read_run,
     run_settings,
-    undelivered,
 )
 from bear.pipeline.tx import retrying, write
 
@@ -58,11 +57,10 @@ class Runner:
             self._cond.notify_all()
 
     def resume(self) -> None:
-        """Start the thread when unfinished runs or undelivered notifications are waiting."""
+        """Start the thread when unfinished runs are waiting."""
         cur = self.core.db.cursor()
         pending = cur.execute(
-            "SELECT (SELECT count(*) FROM runs WHERE status IN ('queued', 'running'))"
-            " + (SELECT count(*) FROM notifications WHERE status = 'pending')"
+            "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')"
         ).fetchall()[0][0]
         if pending:
             self.start()
@@ -86,9 +84,8 @@ class Runner:
             with self._cond:
                 seen = self._finished
             res = read_run(cur, run_id)
-            if res.status in FINAL_STATUSES and not undelivered(cur, run_id):
-                # Finished, and each notification it owes has had its first delivery attempt.
-                return res
+            if res.status in FINAL_STATUSES:
+                return res  # committed; its notifications are the outbox thread's business
             if not self.alive:
                 self.start()
             if deadline is not None and time.monotonic() > deadline:
@@ -115,7 +112,6 @@ class Runner:
         return int(rows[0][0]) if rows else None
 
     def _loop(self) -> None:
-        last_retry = 0.0
         while True:
             with self._cond:
                 if self._stop:
@@ -140,15 +136,6 @@ class Runner:
                     self._finished += 1
                     self._cond.notify_all()
                 continue
-            now = time.monotonic()
-            if now - last_retry >= self._idle_retry_s:
-                last_retry = now
-                try:
-                    deliver_pending(self.core)
-                except Exception:
-                    if self.core.db.closed:
-                        return
-                    log.exception("runner: delivering notifications failed")
             with self._cond:
                 if self._stop:
                     return
@@ -194,7 +181,7 @@ def execute_run(core: Core, run_id: int, stopping: Callable[[], bool] = lambda: 
         log.exception("run %s failed", run_id)
         _finish(core, run_id, "failed", f"{type(exc).__name__}: {exc}"[:1000])
     core.refresh()
-    deliver_pending(core, run_id=run_id)
+    core.notify()  # delivered by the outbox thread: a slow channel never holds up the queue
     return read_run(cur, run_id)
 
 

@@ -36,17 +36,6 @@ def read_run(cur: duckdb.DuckDBPyConnection, run_id: int) -> RunResult:
     return RunResult(*row)  # RUN_COLUMNS lists RunResult's fields in order
 
 
-def undelivered(cur: duckdb.DuckDBPyConnection, run_id: int) -> int:
-    """Notifications of the run that have not had their first delivery attempt yet."""
-    return int(
-        cur.execute(
-            "SELECT count(*) FROM notifications WHERE run_id = ? AND status = 'pending' "
-            "AND attempts = 0",
-            [run_id],
-        ).fetchall()[0][0]
-    )
-
-
 class RunHandle:
     """A submitted run: ``.id``, ``.result()`` for its current state, ``.wait()`` for the end."""
 
@@ -107,6 +96,7 @@ def submit(
     act = action_of(action)
     user = check_user(user)
     settings = core.snapshot()
+    clear_stale_claims(core)
     cur = core.db.cursor()
     n = load_ids(cur, source, "_submit_ids")
     if n == 0:
@@ -153,12 +143,55 @@ def cancel(core: Core, run_id: int) -> RunResult:
     return read_run(cur, int(run_id))
 
 
+def clear_stale_claims(core: Core) -> int:
+    """Drop the claims on events held by runs that no longer exist or have finished (a run
+    deleted by hand, a book restored from a copy), with an app log each; returns how many.
+    Called when a book is opened and before each run is queued or executed."""
+    stale = (
+        "SELECT c.billing_event_id, c.run_id, r.status FROM event_claims c "
+        "LEFT JOIN runs r ON r.id = c.run_id "
+        "WHERE r.id IS NULL OR r.status NOT IN ('queued', 'running')"
+    )
+    cur = core.db.cursor()
+    if not cur.execute(f"SELECT count(*) FROM ({stale})").fetchall()[0][0]:
+        return 0  # the common case: one cheap read, no write transaction
+
+    def work() -> int:
+        with core.db.transaction() as tx:
+            tx.execute(f"CREATE OR REPLACE TEMP TABLE _stale_claims AS {stale}")
+            tx.execute(
+                "INSERT INTO app_logs (run_id, level, origin, record_id, message) "
+                "SELECT NULL, 4, 'claims', billing_event_id, 'claim of run ' || run_id || "
+                "' cleared: ' || CASE WHEN status IS NULL THEN 'that run no longer exists' "
+                "ELSE 'that run has ended (' || status || ')' END FROM _stale_claims "
+                "ORDER BY billing_event_id"
+            )
+            n = tx.execute(
+                "DELETE FROM event_claims WHERE billing_event_id IN "
+                "(SELECT billing_event_id FROM _stale_claims)"
+            ).fetchall()[0][0]
+            tx.execute("DROP TABLE _stale_claims")
+            return int(n)
+
+    n = retrying(work)
+    if n:
+        log.warning("cleared %s claim(s) held by runs that no longer exist or have ended", n)
+        core.refresh()
+    return n
+
+
 def close_run(
     tx: duckdb.DuckDBPyConnection, run_id: int, status: str, error: str | None = None
 ) -> None:
-    """End a run (in the caller's transaction) and release its claims on events."""
+    """End a run (in the caller's transaction) and release its claims on events.
+
+    For actions that pass events to accounting, ``not_passed`` becomes exact here: every
+    selected event that got no document (left out, in a failed batch, not invoiceable, or not
+    reached because the run was cancelled or failed)."""
     tx.execute(
         "UPDATE runs SET status = $st, stage = 'done', error = coalesce($e, error), "
+        "not_passed = CASE WHEN action = 'release' THEN not_passed "
+        "ELSE selected - sales_invoices - credit_notes END, "
         "finished_at = current_timestamp, updated_at = current_timestamp "
         "WHERE id = $r AND status IN ('queued', 'running')",
         {"r": run_id, "st": status, "e": error},

@@ -30,11 +30,12 @@ def retrying(fn: Callable[..., T], *args: Any) -> T:
     raise AssertionError("unreachable")
 
 
-def write(db: Database, sql: str, params: Any) -> None:
-    """One small write as a transaction of its own, serialised with the process's other writers."""
+def write(db: Database, sql: str, params: Any, *, rule_neutral: bool = False) -> None:
+    """One small write as a transaction of its own, serialised with the process's other writers
+    (``rule_neutral``: a write no rule reads, see ``Database.transaction``)."""
 
     def work() -> None:
-        with db.transaction() as tx:
+        with db.transaction(rule_neutral=rule_neutral) as tx:
             tx.execute(sql, params)
 
     retrying(work)

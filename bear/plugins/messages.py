@@ -35,6 +35,14 @@ def compose(kind: str, s: RunSummary, error: str = "") -> tuple[str, str, str]:
             f"Credit notes created: {s.credit_notes:,}",
             f"Billing events that could not be passed to accounting: {s.not_passed:,}",
         ]
+        if s.action == "release_and_invoice":
+            lines += [
+                f"Selected: {s.selected:,}; left out up front: {s.excluded:,}",
+                f"Released: {s.released:,}; not released: {s.not_released:,}"
+                f" (batches: {s.batches:,}, {s.failed_batches:,} failed)",
+            ]
+        elif s.selected:
+            lines.append(f"Selected: {s.selected:,}")
         if s.process_run_id is not None:
             lines.append(f"Process run: {s.process_run_id}")
     else:

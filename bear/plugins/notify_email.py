@@ -20,7 +20,7 @@ from bear.markers import hookimpl
 from bear.models import NotifierOptions, RunSummary
 from bear.plugins.messages import compose
 
-TIMEOUT_S = 15
+TIMEOUT_S = 10  # per connection attempt; the outbox abandons an attempt after 10 s too
 
 
 def send(settings: Any, recipient: str, subject: str, text: str, page: str) -> None:

@@ -1,0 +1,106 @@
+"""Runs as the reference has them (DESIGN §2.3–§2.5): honest counts for every action and
+every recipient, and claims of runs that no longer exist cleared."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+
+import bear
+
+
+def _eligible(ws, n, action="release_and_invoice"):
+    return ws.preview(ws.awaiting_release(), action=action, full=True).eligible_ids[:n]
+
+
+def _culprits(ws, n, rule="release.not_approved"):
+    return [
+        int(i)
+        for i in ws.sql(
+            "SELECT billing_event_id AS i FROM demo_expectations WHERE rule_id = $r "
+            "AND billing_event_id IN (SELECT id FROM billing_events WHERE NOT released) "
+            "ORDER BY 1 LIMIT $n",
+            r=rule,
+            n=n,
+        )["i"]
+    ]
+
+
+def test_not_passed_counts_every_selected_event_without_a_document(demo_ws, smtp_server):
+    host, port, inbox = smtp_server
+    demo_ws.settings.update(
+        smtp_host=host, smtp_port=port, release_batch_size=5, validation_limit=0
+    )
+    good, bad = _eligible(demo_ws, 12), _culprits(demo_ws, 3)
+    ids = sorted(good + bad)
+    res = demo_ws.release_and_invoice(ids, user="ana@example.com", timeout=120)
+    assert res.status == "completed" and res.selected == 15
+    assert res.failed_batches >= 1 and res.not_released > 0
+    # every selected event is either a document or "not passed to accounting"
+    assert res.sales_invoices + res.credit_notes + res.not_passed == 15
+    assert res.not_passed >= res.not_released > 0
+    (_, msg), *_ = inbox.wait_for(1)
+    text = msg.get_body(("plain",)).get_content()
+    assert f"could not be passed to accounting: {res.not_passed:,}" in text
+    assert f"Released: {res.released:,}; not released: {res.not_released:,}" in text
+    assert "Selected: 15; left out up front: 0" in text
+    inapp = demo_ws.notifications(res.id, channel="in_app")
+    assert (
+        f"{res.not_passed:,} not passed to accounting"
+        in inapp[inapp.kind == "invoicing_finished"].subject.iloc[0]
+    )
+
+
+def test_a_run_of_only_unreleasable_events_passes_none_and_says_so(demo_ws):
+    bad = _culprits(demo_ws, 3)
+    res = demo_ws.release_and_invoice(bad, user="ana@example.com", timeout=120)
+    assert res.released == 0 and res.excluded == 3
+    assert res.sales_invoices + res.credit_notes == 0 and res.not_passed == 3
+
+
+def test_release_and_invoice_and_invoice_count_not_passed_alike(demo_ws):
+    demo_ws.settings.update(release_batch_size=50)
+    good, bad = _eligible(demo_ws, 20), _culprits(demo_ws, 4)
+    ri = demo_ws.release_and_invoice(sorted(good[:10] + bad[:2]), user="ana@example.com")
+    assert ri.not_passed == 12 - ri.documents
+    demo_ws.release(sorted(good[10:] + bad[2:]), user="ana@example.com")
+    inv = demo_ws.invoice(sorted(good[10:] + bad[2:]), user="ana@example.com")
+    assert inv.not_passed == 12 - inv.documents and inv.not_passed >= 2
+    rel = demo_ws.run(demo_ws.runs().id.iloc[1])
+    assert rel.action == "release" and rel.not_passed == 0  # nothing is owed to accounting
+
+
+def test_a_claim_left_by_a_run_that_no_longer_exists_is_cleared_with_a_log(demo_path, tmp_path):
+    path = tmp_path / "claims.duckdb"
+    shutil.copy(demo_path, path)
+    with bear.connect(path) as ws:
+        ids = _eligible(ws, 3)
+    con = duckdb.connect(str(path))  # behind BEAR's back, while it is closed
+    con.execute("INSERT INTO event_claims SELECT unnest($ids::BIGINT[]), 424242", {"ids": ids})
+    con.close()
+    with bear.connect(path) as ws:
+        assert int(ws.sql("SELECT count(*) AS n FROM event_claims")["n"][0]) == 0
+        logs = ws.app_logs()
+        cleared = logs[logs.origin == "claims"]
+        assert sorted(cleared.record_id) == sorted(ids)
+        assert cleared.message.str.contains("claim of run 424242 cleared").all()
+        res = ws.release_and_invoice(ids, user="ana@example.com")
+        assert res.released == 3 and res.documents == 3
+
+
+def test_a_claim_of_a_finished_run_is_cleared_before_the_next_run(demo_ws):
+    ids = _eligible(demo_ws, 4)
+    done = demo_ws.release(ids[:2], user="ana@example.com")
+    # a claim that outlived its run (written as a crash between the two writes would leave it)
+    with demo_ws.db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO event_claims VALUES ($a, $r), ($b, $r)",
+            {"a": ids[2], "b": ids[3], "r": done.id},
+        )
+    res = demo_ws.release(ids[2:], user="ana@example.com")
+    assert res.released == 2 and res.excluded == 0
+    logs = demo_ws.app_logs()
+    assert f"claim of run {done.id} cleared: that run has ended (completed)" in set(
+        logs[logs.origin == "claims"].message
+    )
