@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 import bear
+
+# A loaded 2-core machine (CI runs other suites' processes beside the server) can take more
+# than Playwright's default 5 s to re-render; waiting longer costs nothing when it is quick.
+expect.set_options(timeout=20_000)
 
 USER = "ana@example.com"
 XSS_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
