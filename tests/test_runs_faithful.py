@@ -104,3 +104,39 @@ def test_a_claim_of_a_finished_run_is_cleared_before_the_next_run(demo_ws):
     assert f"claim of run {done.id} cleared: that run has ended (completed)" in set(
         logs[logs.origin == "claims"].message
     )
+
+
+def test_one_event_the_database_refuses_never_fails_the_invoicing_stage(demo_ws, monkeypatch):
+    """Whatever the rules missed, a document the database refuses costs that event only: the
+    chunk is bisected down to the culprit, which gets an ERROR log with the database's words."""
+    import bear.pipeline.invoice as invoice
+
+    ids = _eligible(demo_ws, 40)
+    victims = {ids[7], ids[31]}
+    real = invoice.create_documents
+
+    def refuse_the_victims(tx, table, process_run_id, *args, **kwargs):
+        hit = tx.execute(
+            f"SELECT count(*) FROM {table} WHERE billing_event_id IN (SELECT unnest($v::BIGINT[]))",
+            {"v": sorted(victims)},
+        ).fetchall()[0][0]
+        if hit:
+            raise duckdb.ConstraintException(
+                "Constraint Error: NOT NULL constraint failed: document_lines.product_id"
+            )
+        return real(tx, table, process_run_id, *args, **kwargs)
+
+    monkeypatch.setattr(invoice, "create_documents", refuse_the_victims)
+    res = demo_ws.release_and_invoice(ids, user="ana@example.com", timeout=120)
+    assert res.status == "completed" and res.released == 40
+    assert res.documents == 38 and res.not_passed == 2
+    logs = demo_ws.process_logs(res.process_run_id)
+    assert len(logs) == 40 and logs.billing_event_id.is_unique
+    err = logs[logs.status == "ERROR"]
+    assert set(err.billing_event_id) == victims
+    assert err.message.str.contains(
+        "no document could be created for this event: NOT NULL constraint failed: "
+        "document_lines.product_id"
+    ).all()
+    docs = demo_ws.documents(res.id)
+    assert len(docs) == 38 and not victims & set(docs.billing_event_id)

@@ -4,8 +4,11 @@ negative) with an ``OK`` process log; each other event an ``ERROR`` process log 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import duckdb
 
 from bear.db.documents import create_documents
 from bear.models import FINAL_STATUSES, Action
@@ -40,11 +43,60 @@ def invoice_stage(
         f"CREATE OR REPLACE TEMP TABLE _inv_targets AS {_invoice_targets_sql(run.action)} ORDER BY ord",
         {"r": run_id},
     )
+    size = INVOICE_CHUNK
     while True:
         check_cancel(core, run_id, stopping())
-        if not retrying(_invoice_chunk, core, run_id, judged):
+        try:
+            more = retrying(_invoice_chunk, core, run_id, judged, size)
+        except duckdb.Error as exc:
+            # One event's data broke the chunk's insert (a constraint the rules did not foresee,
+            # data changed behind BEAR's back): the chunk rolled back whole. Bisect — smaller
+            # chunks until the culprit stands alone — and give it an ERROR log; the others
+            # still get their documents.
+            if core.db.closed or stopping() or isinstance(exc, duckdb.TransactionException):
+                raise
+            if size > 1:
+                size = max(1, size // 2)
+            else:
+                retrying(_log_unprocessable, core, run_id, _db_message(exc))
+            continue
+        if not more:
             break
+        size = min(INVOICE_CHUNK, size * 2)  # back to full chunks once past the culprit
     retrying(_finish_invoicing, core, run_id)
+
+
+def _db_message(exc: Exception) -> str:
+    """The database's own words, first line, without its exception-class prefix."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.sub(r"^[A-Za-z ]*Error: ", "", first)
+
+
+def _log_unprocessable(core: Core, run_id: int, why: str) -> None:
+    """The next event of the stage could not get its document even alone: an ERROR log saying
+    what the database refused, and the counters, in one transaction."""
+    with core.db.transaction() as tx:
+        pr = read_run(tx, run_id).process_run_id
+        n = tx.execute(
+            """
+            INSERT INTO process_logs (process_run_id, billing_event_id, status, message, rule_id, document_id)
+            SELECT $p, billing_event_id, 'ERROR',
+                   'no document could be created for this event: ' || $why, NULL, NULL
+            FROM _inv_targets
+            WHERE billing_event_id NOT IN (SELECT billing_event_id FROM process_logs WHERE process_run_id = $p)
+            ORDER BY ord LIMIT 1
+            """,
+            {"p": pr, "why": why[:500]},
+        ).fetchall()[0][0]
+        tx.execute(
+            "UPDATE process_runs SET processed = processed + $n, failed = failed + $n WHERE id = $p",
+            {"p": pr, "n": n},
+        )
+        tx.execute(
+            "UPDATE runs SET invoice_done = invoice_done + $n, not_passed = not_passed + $n, "
+            "updated_at = current_timestamp WHERE id = $r",
+            {"r": run_id, "n": n},
+        )
 
 
 def _invoice_targets_sql(action: str) -> str:
@@ -78,7 +130,9 @@ def _start_invoicing(core: Core, run_id: int) -> None:
         )
 
 
-def _invoice_chunk(core: Core, run_id: int, judged: Judgement | None = None) -> bool:
+def _invoice_chunk(
+    core: Core, run_id: int, judged: Judgement | None = None, size: int = INVOICE_CHUNK
+) -> bool:
     """Invoice the next chunk of not-yet-logged events in one transaction; False when none is left.
 
     The invoice rules judge the chunk inside the transaction — unless they judged the run's
@@ -92,7 +146,7 @@ def _invoice_chunk(core: Core, run_id: int, judged: Judgement | None = None) -> 
             CREATE OR REPLACE TEMP TABLE _inv_ids AS
             SELECT billing_event_id FROM _inv_targets t
             WHERE billing_event_id NOT IN (SELECT billing_event_id FROM process_logs WHERE process_run_id = $p)
-            ORDER BY ord LIMIT {INVOICE_CHUNK}
+            ORDER BY ord LIMIT {int(size)}
             """,
             {"p": pr},
         )
