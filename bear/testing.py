@@ -28,6 +28,7 @@ import bear
 from bear.config import SETTINGS
 from bear.db import item_stats
 from bear.db.documents import create_documents
+from bear.db.schema import table
 from bear.errors import BearError, PluginError
 from bear.models import Stage
 from bear.pipeline import judge
@@ -44,74 +45,53 @@ __all__ = [
     "settings_view",
 ]
 
-DEFAULT_DATE = dt.date(2026, 1, 15)  # a Thursday: no weekend rule fires on the defaults
-DEFAULT_AMOUNT = Decimal("100.00")
+_EVENTS = table("billing_events")
+_ITEMS = table("billing_event_items")
+DEFAULT_DATE: dt.date = _EVENTS.column("event_date").test_value  # a Thursday: no weekend rule fires
+DEFAULT_AMOUNT: Decimal = _ITEMS.column("amount").test_value
 
 _CENTS = Decimal("0.01")
 _MICROS = Decimal("0.000001")
 _MONEY = pa.decimal128(18, 2)
 _QTY = pa.decimal128(18, 6)
-
-# Per table: column -> Arrow type. The keys are also the keys a test may give for a row.
-_COMPANY = {"id": pa.int32(), "name": pa.string(), "home_currency": pa.string()}
-_ACCOUNT = {
-    "id": pa.int32(),
-    "name": pa.string(),
-    "billing_email": pa.string(),
-    "active": pa.bool_(),
-}
-_PRODUCT = {"id": pa.int32(), "name": pa.string(), "revenue_gl": pa.string()}
-_PROJECT = {
-    "id": pa.int32(),
-    "name": pa.string(),
-    "account_id": pa.int32(),
-    "company_id": pa.int32(),
-    "region": pa.string(),
-    "practice": pa.string(),
-    "grp": pa.string(),
+_ARROW_TYPES = {
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "dec2": _MONEY,
+    "dec6": _QTY,
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "bool": pa.bool_(),
+    "text": pa.string(),
     "currency": pa.string(),
-    "billable": pa.bool_(),
-    "exclude_from_billing": pa.bool_(),
-    "active": pa.bool_(),
-    "billing_cap": _MONEY,
-}
-_PERIOD = {
-    "company_id": pa.int32(),
-    "start_date": pa.date32(),
-    "end_date": pa.date32(),
-    "closed": pa.bool_(),
-}
-_EVENT = {
-    "id": pa.int64(),
-    "name": pa.string(),
-    "batch_id": pa.int32(),
-    "project_id": pa.int32(),
-    "account_id": pa.int32(),
-    "company_id": pa.int32(),
-    "currency": pa.string(),
-    "event_date": pa.date32(),
-    "invoice_date": pa.date32(),
-    "summary_amount": _MONEY,
-    "approved": pa.bool_(),
-    "released": pa.bool_(),
-    "released_at": pa.timestamp("us"),
-    "release_run_id": pa.int64(),
-    "invoiced": pa.bool_(),
-    "document_id": pa.int64(),
-}
-_ITEM = {
-    "id": pa.int64(),
-    "billing_event_id": pa.int64(),
     "category": pa.string(),
-    "description": pa.string(),
-    "quantity": _QTY,
-    "unit_price": _QTY,
-    "amount": _MONEY,
-    "product_id": pa.int32(),
-    "source_id": pa.string(),
-    "source_changed": pa.bool_(),
-    "billing_hold": pa.bool_(),
 }
+
+
+def _defaults(name: str, row_id: object, *derived: str) -> dict[str, Any]:
+    """The schema's test values of a row of table ``name`` (``id`` included), less the
+    ``derived`` columns this module computes from other rows."""
+    row = table(name).test_row(row_id)
+    row["id"] = row_id
+    for column in derived:
+        del row[column]
+    return row
+
+
+def _arrow_schema(name: str) -> dict[str, pa.DataType]:
+    """Column -> Arrow type of a declared table; the keys are also the keys a test may give."""
+    return {c.name: _ARROW_TYPES[c.type] for c in table(name).columns}
+
+
+_COMPANY = _arrow_schema("companies")
+_ACCOUNT = _arrow_schema("accounts")
+_PRODUCT = _arrow_schema("products")
+_PROJECT = _arrow_schema("projects")
+_PERIOD = _arrow_schema("accounting_periods")
+_EVENT = _arrow_schema("billing_events")
+_ITEM = _arrow_schema("billing_event_items")
+_DEFAULT_PROJECT: int = _EVENTS.column("project_id").test_value
+_DEFAULT_COMPANY: int = table("accounting_periods").column("company_id").test_value
 _EVENT_EXTRA = {"items", "claimed_by_run"}  # event keys that are not billing_events columns
 _COMPANY_EXTRA = {"currencies"}
 
@@ -240,10 +220,12 @@ def _book(
         _check_keys("periods", p, _PERIOD)
 
     # Projects: the ones given, then the ones events refer to.
-    proj = {pid: {**_default_project(pid), **p} for pid, p in _by_id("projects", projects).items()}
+    proj = {
+        pid: {**_defaults("projects", pid), **p} for pid, p in _by_id("projects", projects).items()
+    }
     for e in events:
-        pid = int(e.get("project_id", 1))
-        proj.setdefault(pid, _default_project(pid))
+        pid = int(e.get("project_id", _DEFAULT_PROJECT))
+        proj.setdefault(pid, _defaults("projects", pid))
 
     # Events: ids, project-derived columns, flags.
     used = {int(e["id"]) for e in events if "id" in e}
@@ -257,23 +239,18 @@ def _book(
                 next_id += 1
             eid = next_id
             used.add(eid)
-        p = proj[int(e.get("project_id", 1))]
+        p = proj[int(e.get("project_id", _DEFAULT_PROJECT))]
         invoiced = bool(e.get("invoiced", False))
         released = bool(e.get("released", invoiced))
         evs.append(
             {
-                "name": f"BE-{eid:07d}",
-                "batch_id": None,
+                # summary_amount, when not given, is the sum of the event's items (below).
+                **_defaults("billing_events", eid, "summary_amount"),
                 "project_id": p["id"],
                 "account_id": p["account_id"],
                 "company_id": p["company_id"],
                 "currency": p["currency"],
-                "event_date": DEFAULT_DATE,
-                "invoice_date": None,
-                "approved": True,
                 "released_at": dt.datetime(2026, 1, 16, 9) if released else None,
-                "release_run_id": None,
-                "document_id": None,
                 **{k: v for k, v in e.items() if k not in _EVENT_EXTRA},
                 "id": eid,
                 "released": released,
@@ -314,36 +291,20 @@ def _book(
 
     # Accounts, companies and products the rows refer to.
     acc = {
-        aid: {
-            "name": f"Account {aid}",
-            "billing_email": f"billing@account{aid}.example.com",
-            "active": True,
-            **a,
-        }
-        for aid, a in _by_id("accounts", accounts).items()
+        aid: {**_defaults("accounts", aid), **a} for aid, a in _by_id("accounts", accounts).items()
     }
     for ref in [p["account_id"] for p in proj.values()] + [e["account_id"] for e in evs]:
         if ref is not None and int(ref) not in acc:
-            acc[int(ref)] = {
-                "id": int(ref),
-                "name": f"Account {ref}",
-                "billing_email": f"billing@account{ref}.example.com",
-                "active": True,
-            }
+            acc[int(ref)] = _defaults("accounts", int(ref))
     comp = {
-        cid: {"name": f"Company {cid}", "home_currency": "USD", "currencies": None, **c}
+        cid: {**_defaults("companies", cid), "currencies": None, **c}
         for cid, c in _by_id("companies", companies).items()
     }
     refs = [p["company_id"] for p in proj.values()] + [e["company_id"] for e in evs]
-    refs += [int(p.get("company_id", 1)) for p in periods or ()]
+    refs += [int(p.get("company_id", _DEFAULT_COMPANY)) for p in periods or ()]
     for ref in refs:
         if ref is not None and int(ref) not in comp:
-            comp[int(ref)] = {
-                "id": int(ref),
-                "name": f"Company {ref}",
-                "home_currency": "USD",
-                "currencies": None,
-            }
+            comp[int(ref)] = {**_defaults("companies", int(ref)), "currencies": None}
     pairs: set[tuple[int, str]] = set()
     for cid, c in comp.items():
         if c["currencies"] is not None:
@@ -356,13 +317,12 @@ def _book(
                 if r["company_id"] is not None and int(r["company_id"]) == cid
             }
     prod = {
-        pid: {"name": f"Product {pid}", "revenue_gl": f"4000-{pid}", **p}
-        for pid, p in _by_id("products", products).items()
+        pid: {**_defaults("products", pid), **p} for pid, p in _by_id("products", products).items()
     }
     for it in its:
         ref = it["product_id"]
         if ref is not None and int(ref) not in prod:
-            prod[int(ref)] = {"id": int(ref), "name": f"Product {ref}", "revenue_gl": f"4000-{ref}"}
+            prod[int(ref)] = _defaults("products", int(ref))
     pers = []
     for p in periods or ():
         start = _date(p.get("start_date"))
@@ -371,9 +331,8 @@ def _book(
         nxt = (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
         pers.append(
             {
-                "company_id": 1,
+                **_defaults("accounting_periods", None, "id"),
                 "end_date": nxt - dt.timedelta(days=1),
-                "closed": False,
                 **p,
                 "start_date": start,
             }
@@ -395,27 +354,12 @@ def _book(
     }
 
 
-def _default_project(pid: int) -> dict[str, Any]:
-    return {
-        "id": pid,
-        "name": f"Project {pid}",
-        "account_id": 1,
-        "company_id": 1,
-        "region": "EMEA",
-        "practice": "Advisory",
-        "grp": "Group A",
-        "currency": "USD",
-        "billable": True,
-        "exclude_from_billing": False,
-        "active": True,
-        "billing_cap": None,
-    }
-
-
 def _complete_item(it: Mapping[str, Any], event_id: int, k: int) -> dict[str, Any]:
     """An item with every column: amount = quantity × unit price unless given."""
     iid = int(it.get("id", event_id * 1000 + k))
-    qty = _number(it.get("quantity", 1), _MICROS, "items: quantity")
+    qty = _number(
+        it.get("quantity", _ITEMS.column("quantity").test_value), _MICROS, "items: quantity"
+    )
     if "unit_price" in it:
         price = _number(it["unit_price"], _MICROS, "items: unit_price")
         amount = _number(it.get("amount", qty * price), _CENTS, "items: amount")
@@ -423,12 +367,7 @@ def _complete_item(it: Mapping[str, Any], event_id: int, k: int) -> dict[str, An
         amount = _number(it.get("amount", DEFAULT_AMOUNT), _CENTS, "items: amount")
         price = (amount / qty).quantize(_MICROS) if qty else Decimal("0")
     return {
-        "category": "timecard",
-        "description": "Consulting hours",
-        "product_id": 1,
-        "source_id": f"TC-{iid}",
-        "source_changed": False,
-        "billing_hold": False,
+        **_defaults("billing_event_items", iid),
         **it,
         "id": iid,
         "billing_event_id": event_id,

@@ -133,3 +133,30 @@ def test_selection_and_importer_use_the_declared_categories() -> None:
 def test_unknown_table_is_named() -> None:
     with pytest.raises(KeyError, match="no declared table 'invoices'"):
         table("invoices")
+
+
+def test_bear_testing_rows_take_the_declared_test_values() -> None:
+    from bear.testing import DEFAULT_AMOUNT, DEFAULT_DATE, make_workspace
+
+    assert table("billing_events").column("event_date").test_value == DEFAULT_DATE
+    assert table("billing_event_items").column("amount").test_value == DEFAULT_AMOUNT
+    with make_workspace(events=[{"id": 5}]) as book:
+        cur = book.db.cursor()
+        for name, row_id, derived in (
+            ("projects", 1, ()),
+            ("accounts", 1, ()),
+            ("companies", 1, ()),
+            ("products", 1, ()),
+            ("billing_events", 5, ("account_id", "company_id", "currency", "summary_amount")),
+            ("billing_event_items", 5000, ("billing_event_id", "unit_price")),
+        ):
+            spec = table(name)
+            got = cur.execute(
+                f"SELECT {', '.join(spec.names)} FROM {name} WHERE id = $id", {"id": row_id}
+            ).fetchall()
+            assert len(got) == 1, name
+            row = dict(zip(spec.names, got[0], strict=True))
+            expected = {**spec.test_row(row_id), "id": row_id}
+            for column in derived:
+                del row[column], expected[column]
+            assert row == expected, name

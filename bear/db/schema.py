@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "CATEGORIES",
@@ -68,7 +68,7 @@ class Column:
     nullable: bool = True
     default: str | None = None
     ref: str | None = None
-    test_value: object = None
+    test_value: Any = None
 
     @property
     def sql_type(self) -> str:
