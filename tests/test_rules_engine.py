@@ -802,7 +802,7 @@ def test_cli_plugins_lists_plugins_and_rules(tmp_path):
     assert plugins["folder_rules"]["source"].startswith("plugins folder (")
     assert "bear_register_rules" in plugins["builtin_invoice"]["hooks"]
     rules = {r["id"]: r for r in data["rules"]}
-    assert len([r for r in rules.values() if r["plugin"].startswith("builtin_")]) == 24
+    assert len([r for r in rules.values() if r["plugin"].startswith("builtin_")]) == 31
     assert rules["folder.big"]["plugin"] == "folder_rules"
     assert set(data["rules"][0]) >= {"id", "stage", "severity", "description", "plugin", "enabled"}
     text = _cli("plugins", "--db", str(path))
