@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from bear.config import is_email
-from bear.db.documents import create_documents
+from bear.db.documents import create_documents, exclude_culprits
 from bear.errors import BearError
 from bear.models import FINAL_STATUSES, Action, Preview, RuleTiming, RunResult, RunSummary
 from bear.plugins.messages import compose
@@ -1115,6 +1115,7 @@ def _invoice_chunk(ws: Workspace, run_id: int, judged: _Judgement | None = None)
             "CREATE OR REPLACE TEMP TABLE _inv_ok AS SELECT billing_event_id FROM _inv_ids "
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _inv_bad)"
         )
+        exclude_culprits(tx, "_inv_ok", "_inv_bad")  # what the rules could not see
         sin, scn = create_documents(tx, "_inv_ok", pr)
         tx.execute(
             """
