@@ -175,14 +175,14 @@ def cmd_seed(a: argparse.Namespace) -> int:
 
 
 def cmd_import(a: argparse.Namespace) -> int:
-    from bear import importer
+    from bear.io import KINDS
 
-    files = {k: getattr(a, k) for k in importer.KINDS if getattr(a, k, None)}
+    files = {k: getattr(a, k) for k in KINDS if getattr(a, k, None)}
     if not files:
         raise BearError("nothing to import: give --events, --items and/or other files")
     with _open(a) as ws:
         try:
-            report = importer.import_files(ws, dry_run=a.dry_run, **files)
+            report = ws.import_files(dry_run=a.dry_run, **files)
         except ImportProblemError as exc:
             if a.json:
                 _print_json({"ok": False, "error": str(exc), "problems": exc.problems})
@@ -209,10 +209,8 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from bear import importer
-
     with _open(a) as ws:
-        written = importer.export_files(ws, a.out, fmt=a.format)
+        written = ws.export_files(a.out, fmt=a.format)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0
@@ -471,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=7)
     sp.add_argument("--json", action="store_true")
 
-    from bear.importer import KINDS
+    from bear.io import KINDS
 
     sp = cmd("import", cmd_import, "import CSV or Parquet files, all or nothing")
     for kind in KINDS:

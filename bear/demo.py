@@ -16,6 +16,7 @@ from typing import Any
 
 from bear.db import item_stats
 from bear.db.documents import create_documents
+from bear.db.schema import CATEGORIES
 from bear.errors import BearError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,14 @@ EVENT_DEFECTS = [
 # Project-level defects: project id modulo 200.
 PROJECT_DEFECTS = {3: "not_billable", 5: "excluded", 7: "inactive", 9: "capped", 11: "currency"}
 CAP = "2500.00"
+# Share of items per category, in percent, in the order of bear.db.schema.CATEGORIES.
+CATEGORY_SHARES = {
+    "timecard": 45,
+    "expense": 20,
+    "milestone": 15,
+    "misc_adjustment": 10,
+    "budget": 10,
+}
 MAX_EVENTS = 20_000_000  # ≈ 100M items: beyond what one DuckDB file here should be asked to hold
 
 
@@ -73,6 +82,17 @@ def _run(tx: Any, sql: str, p: dict[str, Any]) -> None:
 
 def _h(expr: str, stream: str, mod: int) -> str:
     return f"((hash({expr}, $seed, '{stream}') % {mod})::BIGINT)"
+
+
+def _category_case(percentile: str) -> str:
+    """SQL giving each item a category from ``percentile`` (0–99) by ``CATEGORY_SHARES``."""
+    if tuple(CATEGORY_SHARES) != CATEGORIES or sum(CATEGORY_SHARES.values()) != 100:
+        raise AssertionError("CATEGORY_SHARES must give every category a share, adding to 100")
+    whens, upto = [], 0
+    for category, share in list(CATEGORY_SHARES.items())[:-1]:
+        upto += share
+        whens.append(f"WHEN {percentile} < {upto} THEN '{category}'")
+    return f"CASE {' '.join(whens)} ELSE '{CATEGORIES[-1]}' END"
 
 
 def seed(
@@ -120,7 +140,8 @@ def seed(
 
 def _seed_reference(tx: Any) -> None:
     tx.execute(
-        "INSERT INTO companies SELECT * FROM (SELECT unnest($i) AS id, unnest($n) AS name, unnest($c) AS c)",
+        "INSERT INTO companies BY NAME "
+        "SELECT unnest($i) AS id, unnest($n) AS name, unnest($c) AS home_currency",
         {
             "i": [c[0] for c in COMPANIES],
             "n": [c[1] for c in COMPANIES],
@@ -129,11 +150,12 @@ def _seed_reference(tx: Any) -> None:
     )
     pairs = [(c[0], cur) for c in COMPANIES for cur in c[3]]
     tx.execute(
-        "INSERT INTO company_currencies SELECT unnest($i), unnest($c)",
+        "INSERT INTO company_currencies BY NAME SELECT unnest($i) AS company_id, unnest($c) AS currency",
         {"i": [a for a, _ in pairs], "c": [b for _, b in pairs]},
     )
     tx.execute(
-        "INSERT INTO products SELECT unnest($i), unnest($n), unnest($g)",
+        "INSERT INTO products BY NAME "
+        "SELECT unnest($i) AS id, unnest($n) AS name, unnest($g) AS revenue_gl",
         {
             "i": [x[0] for x in PRODUCTS],
             "n": [x[1] for x in PRODUCTS],
@@ -144,9 +166,11 @@ def _seed_reference(tx: Any) -> None:
     # 13 months before the anchor are closed (every demo event date is within 12 months).
     tx.execute(
         f"""
-        INSERT INTO accounting_periods
-        SELECT c.id, m::DATE, (m + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE,
+        INSERT INTO accounting_periods BY NAME
+        SELECT c.id AS company_id, m::DATE AS start_date,
+               (m + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE AS end_date,
                (m + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE < DATE '{ANCHOR}' - INTERVAL 13 MONTH
+                 AS closed
         FROM companies c,
              range(date_trunc('month', DATE '{ANCHOR}') - INTERVAL 30 MONTH,
                    date_trunc('month', DATE '{ANCHOR}') + INTERVAL 7 MONTH, INTERVAL 1 MONTH) t(m)
@@ -158,16 +182,18 @@ def _seed_accounts_projects(tx: Any, p: dict[str, Any]) -> None:
     _run(
         tx,
         f"""
-        INSERT INTO accounts
-        SELECT a,
+        INSERT INTO accounts BY NAME
+        SELECT a AS id,
                ['Acme', 'Globex', 'Initech', 'Umbrella', 'Stark', 'Wayne', 'Wonka', 'Tyrell',
                 'Cyberdyne', 'Soylent', 'Hooli', 'Vandelay', 'Massive Dynamic', 'Oscorp',
                 'Gringotts', 'Monarch', 'Pied Piper', 'Dunder Mifflin', 'Blue Sun', 'Aperture']
                  [1 + {_h("a", "an1", 20)}] || ' ' ||
                ['Holdings', 'Group', 'Industries', 'Partners', 'Labs', 'Retail', 'Energy',
-                'Logistics', 'Health', 'Capital'][1 + {_h("a", "an2", 10)}] || ' #' || a,
-               CASE WHEN a % 50 = 7 THEN NULL ELSE 'billing+' || a || '@customer' || (a % 97) || '.example.com' END,
-               a % 200 <> 3
+                'Logistics', 'Health', 'Capital'][1 + {_h("a", "an2", 10)}] || ' #' || a AS name,
+               CASE WHEN a % 50 = 7 THEN NULL
+                    ELSE 'billing+' || a || '@customer' || (a % 97) || '.example.com' END
+                 AS billing_email,
+               a % 200 <> 3 AS active
         FROM range(1, $na + 1) t(a)
         """,
         p,
@@ -175,7 +201,7 @@ def _seed_accounts_projects(tx: Any, p: dict[str, Any]) -> None:
     _run(
         tx,
         f"""
-        INSERT INTO projects
+        INSERT INTO projects BY NAME
         WITH base AS (
             SELECT pr, pr % 200 AS code,
                    CASE pr % 200 WHEN 13 THEN least(3, $na) WHEN 15 THEN least(7, $na)
@@ -183,22 +209,23 @@ def _seed_accounts_projects(tx: Any, p: dict[str, Any]) -> None:
                    1 + {_h("pr", "co", 3)} AS co, {_h("pr", "cur", 100)} AS cr
             FROM range(1, $np + 1) t(pr)
         )
-        SELECT pr,
+        SELECT pr AS id,
                ['ERP rollout', 'Cloud migration', 'Audit support', 'Data platform', 'Tax advisory',
                 'Cyber review', 'CRM upgrade', 'Process redesign', 'M&A diligence', 'Training programme']
-                 [1 + {_h("pr", "pn", 10)}] || ' ' || pr,
+                 [1 + {_h("pr", "pn", 10)}] || ' ' || pr AS name,
                account_id,
-               CASE WHEN code = 11 THEN 3 ELSE co END,
-               CASE WHEN code = 11 THEN 'EMEA' ELSE ['Americas', 'EMEA', 'EMEA'][co] END,
-               ['Advisory', 'Technology', 'Tax', 'Audit', 'Operations'][1 + {_h("pr", "pr", 5)}],
-               ['Group ' || chr(65 + {_h("pr", "grp", 4)}::INTEGER)][1],
+               CASE WHEN code = 11 THEN 3 ELSE co END AS company_id,
+               CASE WHEN code = 11 THEN 'EMEA' ELSE ['Americas', 'EMEA', 'EMEA'][co] END AS region,
+               ['Advisory', 'Technology', 'Tax', 'Audit', 'Operations'][1 + {_h("pr", "pr", 5)}]
+                 AS practice,
+               ['Group ' || chr(65 + {_h("pr", "grp", 4)}::INTEGER)][1] AS grp,
                CASE WHEN code = 11 THEN 'GBP'
                     WHEN co = 1 THEN CASE WHEN cr < 70 THEN 'USD' WHEN cr < 85 THEN 'EUR' ELSE 'GBP' END
                     WHEN co = 2 THEN CASE WHEN cr < 70 THEN 'GBP' WHEN cr < 85 THEN 'EUR' ELSE 'USD' END
-                    ELSE CASE WHEN cr < 80 THEN 'EUR' ELSE 'USD' END END,
-               code <> 3, code = 5, code <> 7,
+                    ELSE CASE WHEN cr < 80 THEN 'EUR' ELSE 'USD' END END AS currency,
+               code <> 3 AS billable, code = 5 AS exclude_from_billing, code <> 7 AS active,
                CASE WHEN code = 9 THEN {CAP}::DECIMAL(18, 2)
-                    WHEN {_h("pr", "capbig", 10)} = 0 THEN 1000000000.00 END
+                    WHEN {_h("pr", "capbig", 10)} = 0 THEN 1000000000.00 END AS billing_cap
         FROM base
         """,
         p,
@@ -229,7 +256,7 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
     _run(
         tx,
         f"""
-        INSERT INTO billing_event_items
+        INSERT INTO billing_event_items BY NAME
         WITH ev AS (
             SELECT id, defect, credit,
                    CASE WHEN defect = 'too_many_lines' THEN {max_lines + 1}
@@ -242,10 +269,7 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
                    {_h("ev, k", "p", 1000)} AS hp
             FROM it
         ), v AS (
-            SELECT *,
-                   CASE WHEN cp < 45 THEN 'timecard' WHEN cp < 65 THEN 'expense'
-                        WHEN cp < 80 THEN 'milestone' WHEN cp < 90 THEN 'misc_adjustment'
-                        ELSE 'budget' END AS category
+            SELECT *, {_category_case("cp")} AS category
             FROM c
         ), q AS (
             SELECT *,
@@ -260,8 +284,8 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
                     * CASE WHEN credit THEN -1 ELSE 1 END)::DECIMAL(18, 6) AS unit_price
             FROM v
         )
-        SELECT ev * 1000 + k,
-               ev,
+        SELECT ev * 1000 + k AS id,
+               ev AS billing_event_id,
                category,
                CASE category
                  WHEN 'timecard' THEN ['Consulting hours', 'Implementation hours', 'Workshop facilitation',
@@ -269,17 +293,17 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
                  WHEN 'expense' THEN ['Airfare', 'Hotel', 'Meals', 'Mileage', 'Software licence'][1 + hp % 5]
                  WHEN 'milestone' THEN 'Milestone ' || (1 + hq % 6) || ' achieved'
                  WHEN 'misc_adjustment' THEN ['Goodwill adjustment', 'Rate correction', 'Write-up'][1 + hp % 3]
-                 ELSE 'Budget drawdown ' || (1 + hq % 12) END,
-               quantity, unit_price, round(quantity * unit_price, 2)::DECIMAL(18, 2),
+                 ELSE 'Budget drawdown ' || (1 + hq % 12) END AS description,
+               quantity, unit_price, round(quantity * unit_price, 2)::DECIMAL(18, 2) AS amount,
                CASE WHEN defect = 'item_without_product' AND k = 0 THEN NULL
                     WHEN category = 'timecard' THEN 1 + hp % 3
                     WHEN category = 'expense' THEN 4 + hp % 3
                     WHEN category = 'milestone' THEN 7 + hp % 2
                     WHEN category = 'misc_adjustment' THEN 9 + hp % 2
-                    ELSE 11 + hp % 2 END,
-               upper(left(category, 2)) || '-' || (ev * 1000 + k),
-               coalesce(defect = 'item_out_of_sync' AND k = 0, false),
-               coalesce(defect = 'item_on_hold' AND k = 0, false)
+                    ELSE 11 + hp % 2 END AS product_id,
+               upper(left(category, 2)) || '-' || (ev * 1000 + k) AS source_id,
+               coalesce(defect = 'item_out_of_sync' AND k = 0, false) AS source_changed,
+               coalesce(defect = 'item_on_hold' AND k = 0, false) AS billing_hold
         FROM q
         ORDER BY ev, k
         """,
@@ -287,8 +311,9 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
     )
     tx.execute(
         """
-        INSERT INTO billing_event_batches
-        SELECT row_number() OVER (ORDER BY account_id, currency, period), account_id, currency, period
+        INSERT INTO billing_event_batches BY NAME
+        SELECT row_number() OVER (ORDER BY account_id, currency, period) AS id, account_id, currency,
+               period
         FROM (SELECT DISTINCT pj.account_id, pj.currency,
                      strftime(DATE '{a}' - e.age::INTEGER, '%Y-%m') AS period
               FROM _demo_ev e JOIN projects pj ON pj.id = e.project_id)
@@ -297,23 +322,24 @@ def _seed_events(tx: Any, p: dict[str, Any], max_lines: int) -> None:
     _run(
         tx,
         f"""
-        INSERT INTO billing_events
+        INSERT INTO billing_events BY NAME
         WITH sums AS (
             SELECT billing_event_id AS id, sum(amount) AS s FROM billing_event_items GROUP BY ALL
         )
-        SELECT e.id, 'BE-' || lpad(e.id::VARCHAR, 7, '0'), b.id, e.project_id,
-               CASE WHEN e.defect = 'no_account' THEN NULL ELSE pj.account_id END,
-               CASE WHEN e.defect = 'no_company' THEN NULL ELSE pj.company_id END,
+        SELECT e.id, 'BE-' || lpad(e.id::VARCHAR, 7, '0') AS name, b.id AS batch_id, e.project_id,
+               CASE WHEN e.defect = 'no_account' THEN NULL ELSE pj.account_id END AS account_id,
+               CASE WHEN e.defect = 'no_company' THEN NULL ELSE pj.company_id END AS company_id,
                pj.currency,
-               DATE '{ANCHOR}' - e.age::INTEGER,
+               DATE '{ANCHOR}' - e.age::INTEGER AS event_date,
                CASE WHEN e.defect = 'closed_period' THEN DATE '{ANCHOR}' - e.age::INTEGER - 430
                     WHEN {_h("e.id", "invd", 5)} = 0 THEN DATE '{ANCHOR}' - e.age::INTEGER + {_h("e.id", "invo", 15)}::INTEGER
-                    END,
+                    END AS invoice_date,
                (coalesce(s.s, 0) + CASE WHEN e.defect = 'amount_mismatch' THEN 1.00
                                          ELSE 0 END
-               )::DECIMAL(18, 2),
-               e.defect IS DISTINCT FROM 'not_approved',
-               false, NULL, NULL, false, NULL
+               )::DECIMAL(18, 2) AS summary_amount,
+               e.defect IS DISTINCT FROM 'not_approved' AS approved
+               -- released, released_at, release_run_id, invoiced, document_id: the table's
+               -- defaults (bear.db.schema), i.e. awaiting release
         FROM _demo_ev e
         JOIN projects pj ON pj.id = e.project_id
         LEFT JOIN sums s ON s.id = e.id

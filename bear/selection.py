@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from bear.db.schema import CATEGORIES
 from bear.errors import BearError, QueryError
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
 
-CATEGORIES = ("timecard", "expense", "milestone", "misc_adjustment", "budget")
 
 FROM_SQL = """
 FROM billing_events e

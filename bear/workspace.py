@@ -10,6 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import duckdb
@@ -21,6 +22,9 @@ from bear import pipeline
 from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, QueryError, UnknownIdsError
+from bear.io import ImportReport
+from bear.io import export_files as _export_files
+from bear.io import import_files as _import_files
 from bear.models import Action, Preview, RunResult
 from bear.pipeline import Core, IdQuery, IdSource, Outbox, RunHandle, Runner
 from bear.plugins.manager import PluginHost
@@ -515,6 +519,28 @@ class Workspace:
         if not isinstance(recipient, str) or not recipient:
             raise BearError("give the address to send the test message to")
         return self.plugins.send_test(channel, self.settings.snapshot(), recipient)
+
+    # -- import and export ------------------------------------------------------------------
+    def import_files(
+        self, *, dry_run: bool = False, **files: str | os.PathLike[str]
+    ) -> ImportReport:
+        """Import CSV or Parquet files (by extension), all or nothing, in one transaction.
+
+        :param dry_run: validate only; write nothing.
+        :param files: a path per kind (``bear.io.KINDS``: ``companies=``,
+            ``company_currencies=``, ``accounting_periods=``, ``accounts=``, ``products=``,
+            ``projects=``, ``events=``, ``items=``).
+        :returns: ``{"rows": {kind: rows in its file}, "dry_run": dry_run}``.
+        :raises ImportProblemError: when any file has any problem; ``problems`` lists each as
+            ``{file, row, column, problem}`` (``row`` is the 1-based data row, ``None`` for the
+            file) and nothing is written.
+        """
+        return _import_files(self.db, dry_run=dry_run, after_write=self.refresh, **files)
+
+    def export_files(self, out_dir: str | os.PathLike[str], fmt: str = "csv") -> dict[str, Path]:
+        """Write every import kind's rows to ``out_dir/<kind>.<fmt>`` (``csv`` or ``parquet``)
+        in the import shapes, from one consistent snapshot; returns the path written per kind."""
+        return _export_files(self.db, out_dir, fmt)
 
     def dashboard(self, view: str = "runs", **kwargs: Any) -> Any:
         """The dashboard's views inline in a notebook, e.g. ``ws.dashboard("run", run_id=3)``."""

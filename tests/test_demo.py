@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import bear
+from bear.db.schema import CATEGORIES
 from bear.errors import BearError
-from bear.selection import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SOURCE = (ROOT / "bear" / "demo.py").read_text(encoding="utf-8")
@@ -301,3 +301,8 @@ def test_cli_seed(tmp_path):
             assert w.awaiting_release().page(0, 30).equals(ref.awaiting_release().page(0, 30))
         finally:
             ref.close()
+
+
+def test_category_shares_cover_the_declared_categories():
+    assert tuple(bear.demo.CATEGORY_SHARES) == CATEGORIES
+    assert sum(bear.demo.CATEGORY_SHARES.values()) == 100

@@ -22,12 +22,12 @@ import duckdb
 import pytest
 
 import bear
-from bear import importer
+from bear import io as bear_io
 from bear.errors import BearError, ImportProblemError
 
 DATA = Path(__file__).parent / "data" / "import"
-GOOD = {kind: DATA / "good" / f"{kind}.csv" for kind in importer.KINDS}
-TABLES = [shape.table for shape in importer.SHAPES.values()]
+GOOD = {kind: DATA / "good" / f"{kind}.csv" for kind in bear_io.KINDS}
+TABLES = [shape.table for shape in bear_io.SHAPES.values()]
 NOT_CHECKED = "not checked further"
 
 
@@ -258,10 +258,10 @@ def test_corpus_has_a_file_per_case() -> None:
 def test_corpus_through_api(case: Case, ws: Any, tmp_path: Path) -> None:
     files, path = _case_files(case, tmp_path)
     if case.preload:
-        importer.import_files(ws, **{k: str(v) for k, v in GOOD.items()})
+        ws.import_files(**{k: str(v) for k, v in GOOD.items()})
     before = _counts(ws)
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, **{k: str(v) for k, v in files.items()})
+        ws.import_files(**{k: str(v) for k, v in files.items()})
     _check_problems(err.value.problems, case, path)
     assert "nothing was imported" in str(err.value)
     assert _counts(ws) == before
@@ -282,7 +282,7 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, .
         before = dict.fromkeys(TABLES, 0)  # the CLI creates the database
         if case.preload:
             with bear.connect(db) as w:
-                importer.import_files(w, **{k: str(v) for k, v in GOOD.items()})
+                w.import_files(**{k: str(v) for k, v in GOOD.items()})
                 before = _counts(w)
         proc = _bear(*_import_args(db, files, "--json"))
         con = duckdb.connect(str(db), read_only=True)
@@ -319,7 +319,7 @@ def test_cli_lists_problems_on_stderr(tmp_path: Path) -> None:
 
 # -- good files, dry run ---------------------------------------------------------------------
 def test_good_files_import(ws: Any) -> None:
-    report = importer.import_files(ws, **{k: str(v) for k, v in GOOD.items()})
+    report = ws.import_files(**{k: str(v) for k, v in GOOD.items()})
     assert report == {
         "rows": {
             "companies": 2,
@@ -368,14 +368,12 @@ def test_good_files_import(ws: Any) -> None:
 
 
 def test_dry_run_validates_and_writes_nothing(ws: Any, tmp_path: Path) -> None:
-    report = importer.import_files(ws, dry_run=True, **{k: str(v) for k, v in GOOD.items()})
+    report = ws.import_files(dry_run=True, **{k: str(v) for k, v in GOOD.items()})
     assert report["dry_run"] is True
     assert report["rows"]["events"] == 3
     assert set(_counts(ws).values()) == {0}
     with pytest.raises(ImportProblemError, match="dry run, nothing would be written"):
-        importer.import_files(
-            ws, dry_run=True, **{**GOOD, "events": str(DATA / "events_bad_date.csv")}
-        )
+        ws.import_files(dry_run=True, **{**GOOD, "events": str(DATA / "events_bad_date.csv")})
 
     db = tmp_path / "book.duckdb"
     proc = _bear(*_import_args(db, GOOD, "--dry-run"))
@@ -387,8 +385,8 @@ def test_dry_run_validates_and_writes_nothing(ws: Any, tmp_path: Path) -> None:
 
 def test_files_may_refer_to_rows_already_in_the_database(ws: Any) -> None:
     reference = {k: str(v) for k, v in GOOD.items() if k not in ("events", "items")}
-    importer.import_files(ws, **reference)
-    importer.import_files(ws, events=str(GOOD["events"]), items=str(GOOD["items"]))
+    ws.import_files(**reference)
+    ws.import_files(events=str(GOOD["events"]), items=str(GOOD["items"]))
     assert _counts(ws)["billing_event_items"] == 3
 
 
@@ -400,7 +398,7 @@ def test_every_problem_is_collected_across_files(ws: Any, tmp_path: Path) -> Non
         "products": tmp_path / "missing.parquet",
     }
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, **{k: str(v) for k, v in files.items()})
+        ws.import_files(**{k: str(v) for k, v in files.items()})
     got = [(Path(p["file"]).name, p["row"], p["column"]) for p in err.value.problems]
     # The missing products file leaves product ids unknown: no item is blamed for them.
     assert got == [
@@ -422,14 +420,14 @@ def test_problems_are_capped(ws: Any, tmp_path: Path) -> None:
     finally:
         con.close()
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, accounts=str(bad))
-    assert len(err.value.problems) == importer.MAX_PROBLEMS
+        ws.import_files(accounts=str(bad))
+    assert len(err.value.problems) == bear_io.MAX_PROBLEMS
     assert [p["row"] for p in err.value.problems[:3]] == [1, 2, 3]
     assert "1500 problems" in str(err.value) and "first 1000" in str(err.value)
 
 
 def test_items_of_a_released_event_are_refused(ws: Any, tmp_path: Path) -> None:
-    importer.import_files(ws, **{k: str(v) for k, v in GOOD.items()})
+    ws.import_files(**{k: str(v) for k, v in GOOD.items()})
     ws.db.cursor().execute("UPDATE billing_events SET released = true WHERE id = 1000")
     items = tmp_path / "items.csv"
     items.write_text(
@@ -439,14 +437,14 @@ def test_items_of_a_released_event_are_refused(ws: Any, tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, items=str(items))
+        ws.import_files(items=str(items))
     assert [(p["row"], p["column"]) for p in err.value.problems] == [(1, "billing_event_id")]
     assert "billing event 1000 is already released" in err.value.problems[0]["problem"]
 
 
 def test_event_status_columns(ws: Any, tmp_path: Path) -> None:
     reference = {k: str(v) for k, v in GOOD.items() if k not in ("events", "items")}
-    importer.import_files(ws, **reference)
+    ws.import_files(**reference)
     events = tmp_path / "events.parquet"
     con = duckdb.connect()
     try:
@@ -461,7 +459,7 @@ def test_event_status_columns(ws: Any, tmp_path: Path) -> None:
     finally:
         con.close()
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, events=str(events))
+        ws.import_files(events=str(events))
     assert [(p["row"], p["column"], p["problem"]) for p in err.value.problems] == [
         (2, "released_at", "released_at is given but released is false"),
         (3, "release_run_id", "release_run_id 77: no such id in the runs table of the database"),
@@ -473,19 +471,19 @@ def test_header_names_are_forgiving_but_strict(ws: Any, tmp_path: Path) -> None:
     accounts = tmp_path / "accounts.csv"
     accounts.write_text(" ID ,Name,,name\n1,A,x,y\n", encoding="utf-8")
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, accounts=str(accounts))
+        ws.import_files(accounts=str(accounts))
     assert [(p["row"], p["column"], p["problem"]) for p in err.value.problems] == [
         (None, None, "column 3 of the header has no name"),
         (None, "name", "column appears more than once in the header"),
     ]
     accounts.write_text(" ID ,Name\n1,A\n", encoding="utf-8")
-    assert importer.import_files(ws, accounts=str(accounts))["rows"] == {"accounts": 1}
+    assert ws.import_files(accounts=str(accounts))["rows"] == {"accounts": 1}
 
 
 def test_file_structure_edge_cases(ws: Any, tmp_path: Path) -> None:
     header_only = tmp_path / "accounts.csv"
     header_only.write_text("id,name\n", encoding="utf-8")
-    assert importer.import_files(ws, accounts=str(header_only))["rows"] == {"accounts": 0}
+    assert ws.import_files(accounts=str(header_only))["rows"] == {"accounts": 0}
 
     too_many = tmp_path / "products.csv"
     too_many.write_text("id,name,revenue_gl\n1,A,4000\n2,B,4000,extra\n3,C\n", encoding="utf-8")
@@ -494,7 +492,7 @@ def test_file_structure_edge_cases(ws: Any, tmp_path: Path) -> None:
     folder = tmp_path / "items.csv"
     folder.mkdir()
     with pytest.raises(ImportProblemError) as err:
-        importer.import_files(ws, products=str(too_many), events=str(pattern), items=str(folder))
+        ws.import_files(products=str(too_many), events=str(pattern), items=str(folder))
     got = [(Path(p["file"]).name, p["row"], p["column"], p["problem"]) for p in err.value.problems]
     assert got == [
         (
@@ -518,11 +516,11 @@ def test_file_structure_edge_cases(ws: Any, tmp_path: Path) -> None:
 
 def test_bad_arguments(ws: Any, tmp_path: Path) -> None:
     with pytest.raises(BearError, match="unknown import kind"):
-        importer.import_files(ws, invoices="x.csv")
+        ws.import_files(invoices="x.csv")
     with pytest.raises(BearError, match="nothing to import"):
-        importer.import_files(ws)
+        ws.import_files()
     with pytest.raises(BearError, match="unknown export format"):
-        importer.export_files(ws, tmp_path, fmt="xlsx")
+        ws.export_files(tmp_path, fmt="xlsx")
     proc = _bear("import", "--db", str(tmp_path / "b.duckdb"))
     assert proc.returncode == 2 and "nothing to import" in proc.stderr
 
@@ -530,10 +528,10 @@ def test_bad_arguments(ws: Any, tmp_path: Path) -> None:
 def test_paths_with_a_single_quote(ws: Any, tmp_path: Path) -> None:
     folder = tmp_path / "o'brien's files"
     shutil.copytree(DATA / "good", folder)
-    files = {kind: str(folder / f"{kind}.csv") for kind in importer.KINDS}
-    assert importer.import_files(ws, **files)["rows"]["items"] == 3
+    files = {kind: str(folder / f"{kind}.csv") for kind in bear_io.KINDS}
+    assert ws.import_files(**files)["rows"]["items"] == 3
     out = tmp_path / "it's exported"
-    written = importer.export_files(ws, out, fmt="parquet")
+    written = ws.export_files(out, fmt="parquet")
     assert written["events"] == out / "events.parquet" and written["events"].is_file()
 
 
@@ -564,12 +562,12 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_round_trip_is_exact(demo_book: Path, tmp_path: Path, fmt: str) -> None:
     with bear.connect(demo_book) as src:
-        written = importer.export_files(src, tmp_path / "out", fmt=fmt)
+        written = src.export_files(tmp_path / "out", fmt=fmt)
         expected = {t: _table_rows(src, t) for t in TABLES}
-    assert list(written) == list(importer.KINDS)
+    assert list(written) == list(bear_io.KINDS)
     assert written["events"].name == f"events.{fmt}"
     with bear.connect(":memory:") as dst:
-        report = importer.import_files(dst, **{k: str(v) for k, v in written.items()})
+        report = dst.import_files(**{k: str(v) for k, v in written.items()})
         assert report["rows"]["events"] == 2000
         for table in TABLES:
             got = _table_rows(dst, table)
@@ -588,9 +586,9 @@ def test_round_trip_through_the_cli(demo_book: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"events: {out / 'events.csv'}" in proc.stdout
     header = (out / "events.csv").read_text(encoding="utf-8").splitlines()[0]
-    assert header.split(",") == list(importer.SHAPES["events"].names)
+    assert header.split(",") == list(bear_io.SHAPES["events"].names)
     dst = tmp_path / "dst.duckdb"
-    files = {kind: out / f"{kind}.csv" for kind in importer.KINDS}
+    files = {kind: out / f"{kind}.csv" for kind in bear_io.KINDS}
     proc = _bear(*_import_args(dst, files))
     assert proc.returncode == 0, proc.stderr
     assert "imported: companies 3" in proc.stdout and "events 2,000" in proc.stdout
@@ -602,7 +600,7 @@ def test_round_trip_through_the_cli(demo_book: Path, tmp_path: Path) -> None:
 def test_invoiced_events_do_not_import(demo_path: Path, tmp_path: Path) -> None:
     """A book with invoiced events exports whole, but its invoiced events are refused."""
     with bear.connect(demo_path) as src:
-        written = importer.export_files(src, tmp_path / "out")
+        written = src.export_files(tmp_path / "out")
         ids = [
             r[0]
             for r in src.db.cursor().execute("SELECT id FROM billing_events ORDER BY id").fetchall()
@@ -615,7 +613,7 @@ def test_invoiced_events_do_not_import(demo_path: Path, tmp_path: Path) -> None:
         }
     assert invoiced
     with bear.connect(":memory:") as dst, pytest.raises(ImportProblemError) as err:
-        importer.import_files(dst, **{k: str(v) for k, v in written.items()})
+        dst.import_files(**{k: str(v) for k, v in written.items()})
     problems = err.value.problems
     assert {p["column"] for p in problems} == {"invoiced", "document_id"}
     assert {ids[p["row"] - 1] for p in problems} == invoiced
@@ -624,7 +622,7 @@ def test_invoiced_events_do_not_import(demo_path: Path, tmp_path: Path) -> None:
 
 def test_shapes_match_the_schema(ws: Any) -> None:
     cur = ws.db.cursor()
-    for shape in importer.SHAPES.values():
+    for shape in bear_io.SHAPES.values():
         columns = [
             r[0]
             for r in cur.execute(
@@ -634,3 +632,68 @@ def test_shapes_match_the_schema(ws: Any) -> None:
             ).fetchall()
         ]
         assert list(shape.names) == columns[: len(shape.names)], shape.kind
+
+
+# -- the front door and the former module ------------------------------------------------------
+def test_import_refreshes_the_workspace_unless_a_dry_run(ws: Any) -> None:
+    """Cached eligibility must not outlive an import: the workspace's data version moves."""
+    files = {k: str(v) for k, v in GOOD.items()}
+    before = ws.data_version
+    ws.import_files(dry_run=True, **files)
+    assert ws.data_version == before
+    ws.import_files(**files)
+    assert ws.data_version == before + 1
+    with pytest.raises(ImportProblemError):
+        ws.import_files(**files)  # every id is already in the database
+    assert ws.data_version == before + 1
+
+
+def test_io_calls_after_write_once_after_the_commit(ws: Any) -> None:
+    files = {k: str(v) for k, v in GOOD.items()}
+    seen: list[int] = []
+
+    def after() -> None:
+        seen.append(_counts(ws)["billing_events"])
+
+    bear_io.import_files(ws.db, dry_run=True, after_write=after, **files)
+    assert seen == []
+    report = bear_io.import_files(ws.db, after_write=after, **files)
+    assert seen == [3]  # called once, with the rows already committed
+    assert report["rows"]["events"] == 3
+
+
+def test_bear_importer_still_works(ws: Any, tmp_path: Path) -> None:
+    """``bear.importer`` (in docs/api.md and notebooks) forwards to the workspace."""
+    from bear import importer
+
+    files = {k: str(v) for k, v in GOOD.items()}
+    assert importer.import_files(ws, dry_run=True, **files)["dry_run"] is True
+    assert importer.import_files(ws, **files)["rows"]["items"] == 3
+    written = importer.export_files(ws, tmp_path / "out", fmt="parquet")
+    assert list(written) == list(importer.KINDS) == list(bear_io.KINDS)
+    assert importer.SHAPES is bear_io.SHAPES
+
+
+def test_io_imports_nothing_above_the_database() -> None:
+    """``bear.io`` is a service under the workspace; ``bear.db`` imports nothing of BEAR above it."""
+    import ast
+
+    root = Path(bear.__file__).parent
+    allowed = {
+        "io": ("bear.io", "bear.db", "bear.models", "bear.errors", "bear.config"),
+        "db": ("bear.db", "bear.models", "bear.errors"),
+    }
+    for package, ok in allowed.items():
+        for path in sorted((root / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                for name in names:
+                    if name == "bear" or name.startswith("bear."):
+                        assert name.startswith(ok), f"{path.name} imports {name}"
+                    assert not name.startswith("panel"), f"{path.name} imports {name}"

@@ -24,6 +24,7 @@ RELEASE_RULES = {
     "release.billing_cap_exceeded",
     "release.no_account",
     "release.in_other_run",
+    "release.project_missing",
 }
 INVOICE_RULES = {
     "invoice.not_released",
@@ -39,10 +40,28 @@ INVOICE_RULES = {
     "invoice.amount_mismatch",
     "invoice.in_other_run",
     "invoice.no_billing_email",
+    "invoice.project_missing",
+    "invoice.account_missing",
+    "invoice.company_missing",
+    "invoice.product_missing",
+    "invoice.project_company_mismatch",
+    "invoice.period_missing",
 }
 # Rules whose victims depend on state the demo book never leaves behind (an unfinished run,
 # an invoice-stage judgement of an unreleased event).
-NO_DEMO_VICTIMS = {"release.in_other_run", "invoice.in_other_run", "invoice.not_released"}
+# Nor rows deleted or changed behind BEAR's back (tests/test_changed_behind.py makes those).
+NO_DEMO_VICTIMS = {
+    "release.in_other_run",
+    "invoice.in_other_run",
+    "invoice.not_released",
+    "release.project_missing",
+    "invoice.project_missing",
+    "invoice.account_missing",
+    "invoice.company_missing",
+    "invoice.product_missing",
+    "invoice.project_company_mismatch",
+    "invoice.period_missing",
+}
 
 
 def run(
@@ -437,6 +456,151 @@ def test_a_clean_default_event_passes_every_built_in_rule():
     rules = list(builtin_rules().values())
     assert evaluate_rule([r for r in rules if r.stage == "release"], [{}]).empty
     assert evaluate_rule([r for r in rules if r.stage == "invoice"], [{}], as_released=True).empty
+
+
+# -- rows missing or changed behind BEAR's back -----------------------------------------------
+def _with_rows_deleted(events: list[dict[str, Any]], sql: str, **book: Any) -> bear.Workspace:
+    """A tiny book whose rows ``sql`` then deletes or changes, as another program would."""
+    from bear.testing import make_workspace
+
+    ws = make_workspace(events, **book)
+    with ws.db.transaction() as tx:
+        tx.execute(sql)
+    return ws
+
+
+def _judge_all(ws: bear.Workspace, stage: str) -> pd.DataFrame:
+    rules = [r for r in builtin_rules().values() if r.stage == stage]
+    return evaluate_rule(rules, ws=ws, as_released=stage == "invoice")
+
+
+@pytest.mark.parametrize("rule_id", ["release.project_missing", "invoice.project_missing"])
+def test_project_missing(rule_id):
+    events = [{"id": 1}, {"id": 2, "project_id": 42}]
+    with _with_rows_deleted(events, "DELETE FROM projects WHERE id = 42") as ws:
+        df = evaluate_rule(builtin_rule(rule_id), ws=ws, as_released=True)
+        assert flagged(df) == [2]  # still in the batch, and judged
+        msg = only_message(df, rule_id, 2)
+        assert "project 42 of BE-0000002 no longer exists" in msg
+        # the preview leaves it out for the same reason
+        pv = ws.preview([1, 2], action="release_and_invoice")
+        assert pv.eligible_ids == [1]
+        assert set(pv.violations[pv.violations.billing_event_id == 2].rule_id) == {
+            "release.project_missing",
+            "invoice.project_missing",
+        }
+
+
+def test_account_missing():
+    events = [{"id": 1}, {"id": 2, "project_id": 2}, {"id": 3, "account_id": None}]
+    projects = [{"id": 2, "account_id": 7}]
+    with _with_rows_deleted(events, "DELETE FROM accounts WHERE id = 7", projects=projects) as ws:
+        df = evaluate_rule(builtin_rule("invoice.account_missing"), ws=ws, as_released=True)
+        assert flagged(df) == [2]  # no account at all is invoice.no_account's business
+        assert "account 7 of BE-0000002 no longer exists" in only_message(
+            df, "invoice.account_missing", 2
+        )
+
+
+def test_company_missing():
+    events = [{"id": 1}, {"id": 2, "project_id": 2}, {"id": 3, "company_id": None}]
+    projects = [{"id": 2, "company_id": 5}]
+    with _with_rows_deleted(events, "DELETE FROM companies WHERE id = 5", projects=projects) as ws:
+        df = evaluate_rule(builtin_rule("invoice.company_missing"), ws=ws, as_released=True)
+        assert flagged(df) == [2]
+        assert "company 5 of BE-0000002 no longer exists" in only_message(
+            df, "invoice.company_missing", 2
+        )
+
+
+def test_product_missing_looks_at_the_items_only_where_a_product_id_is_in_doubt():
+    events = [
+        {"id": 1, "items": [{"id": 11, "product_id": 1}]},
+        {"id": 2, "items": [{"id": 21, "product_id": 1}, {"id": 22, "product_id": 3}]},
+        # products 1 and 5 exist; the deleted 3 lies between them but is not used
+        {"id": 3, "items": [{"id": 31, "product_id": 1}, {"id": 32, "product_id": 5}]},
+        # the highest product id is gone
+        {"id": 4, "items": [{"id": 41, "product_id": 9}, {"id": 42, "product_id": 9}]},
+        {"id": 5, "items": [{"id": 51, "product_id": None}]},  # no product: another rule
+    ]
+    products = [{"id": i} for i in (1, 3, 5, 9)]
+    sql = "DELETE FROM products WHERE id IN (3, 9)"
+    with _with_rows_deleted(events, sql, products=products) as ws:
+        df = evaluate_rule(builtin_rule("invoice.product_missing"), ws=ws, as_released=True)
+        assert flagged(df) == [2, 4]
+        msg = only_message(df, "invoice.product_missing", 2)
+        assert "item 22 refers to product 3, which no longer exists" in msg
+        assert "(1 item(s)" in msg
+        assert "item 41 refers to product 9" in only_message(df, "invoice.product_missing", 4)
+        assert "(2 item(s)" in only_message(df, "invoice.product_missing", 4)
+    # every product present: nobody fails
+    assert run("invoice.product_missing", events, products=products, as_released=True).empty
+
+
+def test_project_company_mismatch():
+    events = [
+        {"id": 1},
+        {"id": 2, "project_id": 2, "company_id": 1},  # the project's company was cleared
+        {"id": 3, "project_id": 3, "company_id": 1},  # the project moved to company 2
+        {"id": 4, "company_id": None},  # no company at all: invoice.no_company's business
+    ]
+    projects = [{"id": 2, "name": "Orphan", "company_id": None}, {"id": 3, "company_id": 2}]
+    companies = [{"id": 1, "name": "Acme Inc."}]
+    df = run(
+        "invoice.project_company_mismatch",
+        events,
+        projects=projects,
+        companies=companies,
+        as_released=True,
+    )
+    assert flagged(df) == [2, 3]
+    msg = only_message(df, "invoice.project_company_mismatch", 2)
+    assert "project Orphan no longer has an accounting company" in msg
+    assert "BE-0000002 carries company Acme Inc." in msg
+    msg = only_message(df, "invoice.project_company_mismatch", 3)
+    assert "belongs to company 2" in msg and "carries company Acme Inc." in msg
+
+
+def test_period_missing():
+    periods = [{"company_id": 1, "start_date": "2026-01-01"}]
+    events = [
+        {"id": 1},  # 2026-01-15: inside the one period
+        {"id": 2, "invoice_date": "2026-02-03"},  # company 1 keeps periods, none holds it
+        {"id": 3, "project_id": 2, "event_date": "2020-05-05"},  # company 2 keeps none
+    ]
+    df = run(
+        "invoice.period_missing",
+        events,
+        periods=periods,
+        projects=[{"id": 2, "company_id": 2}],
+        companies=[{"id": 1, "name": "Acme Inc."}],
+        as_released=True,
+    )
+    assert flagged(df) == [2]
+    msg = only_message(df, "invoice.period_missing", 2)
+    assert "Acme Inc." in msg and "2026-02-03" in msg
+
+
+@pytest.mark.parametrize(
+    ("sql", "stage", "rule_id", "words"),
+    [
+        ("DELETE FROM projects WHERE id = 2", "release", "release.project_missing", "project 2"),
+        ("DELETE FROM projects WHERE id = 2", "invoice", "invoice.project_missing", "project 2"),
+        ("DELETE FROM accounts WHERE id = 2", "invoice", "invoice.account_missing", "account 2"),
+        ("DELETE FROM companies WHERE id = 2", "invoice", "invoice.company_missing", "company 2"),
+        ("DELETE FROM products WHERE id = 2", "invoice", "invoice.product_missing", "product 2"),
+    ],
+    ids=["project-release", "project-invoice", "account", "company", "product"],
+)
+def test_a_missing_row_fails_closed_with_one_reason_naming_it(sql, stage, rule_id, words):
+    """Every built-in rule of the stage together: the event whose row is gone is judged, and
+    the rules about that row's flags (inactive, no e-mail, currency…) do not pile on."""
+    events = [{"id": 1}, {"id": 2, "project_id": 2, "items": [{"product_id": 2}]}]
+    projects = [{"id": 2, "account_id": 2, "company_id": 2}]
+    with _with_rows_deleted(events, sql, projects=projects) as ws:
+        df = _judge_all(ws, stage)
+    assert flagged(df) == [2]
+    assert words in only_message(df, rule_id, 2) and "no longer exists" in df.message.iloc[0]
 
 
 # -- against the demo book ------------------------------------------------------------------

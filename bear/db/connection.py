@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from bear.db import item_stats
+from bear.db import documents, item_stats
 from bear.errors import BearError, DatabaseLockedError
 
 log = logging.getLogger(__name__)
@@ -229,10 +229,14 @@ def open_database(path: str | os.PathLike[str] = ":memory:") -> Database:
 
 
 def _check_item_stats(db: Database) -> None:
+    """Derived data another program may have left stale while the file was closed: the item
+    aggregates (checksum over the item columns they read) and the document counters."""
     if item_stats.stale(db.cursor()):
         with db.transaction() as tx:
             item_stats.refresh(tx)
         log.warning("item aggregates did not match billing_event_items; rebuilt them")
+    with db.transaction() as tx:
+        documents.rebuild_counters(tx)
 
 
 def applied_migrations(cur: duckdb.DuckDBPyConnection) -> set[int]:

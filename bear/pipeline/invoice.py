@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from bear.db.documents import create_documents
+from bear.db.documents import create_documents, exclude_culprits
 from bear.models import FINAL_STATUSES, Action
 from bear.pipeline.ids import judge
 from bear.pipeline.outbox import owe
@@ -174,6 +174,7 @@ def _invoice_chunk(
             "CREATE OR REPLACE TEMP TABLE _inv_ok AS SELECT billing_event_id FROM _inv_ids "
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM _inv_bad)"
         )
+        exclude_culprits(tx, "_inv_ok", "_inv_bad")  # what the rules could not see
         sin, scn = create_documents(tx, "_inv_ok", pr)
         tx.execute(
             """

@@ -3,6 +3,10 @@
 Built once per evaluation on the evaluating cursor: a temporary table ``_batch_core`` and over
 it the temporary view ``_batch`` that rules read (it adds the dimension tables' names). Columns
 are documented in ``COLUMNS`` (and in docs/plugins.md, checked by a test) for rule authors.
+
+Every join is a LEFT JOIN: an event whose project, account, company or products were deleted
+behind BEAR's back stays in the batch with ``*_exists`` false (and NULL in that row's columns),
+so a rule judges it instead of it silently dropping out of the batch.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ COLUMNS: dict[str, str] = {
     "released_at": "when it was released",
     "invoiced": "a document exists for it",
     "document_id": "its document, if any",
-    "project_name": "project name",
+    "project_name": "project name (NULL when the project row is missing)",
+    "project_exists": "the project row exists (false when it was deleted)",
+    "project_company_id": "the project's accounting company (NULL when none or no project row)",
     "project_billable": "the project is billable",
     "project_excluded": "the project is excluded from billing",
     "project_active": "the project is active",
@@ -42,11 +48,14 @@ COLUMNS: dict[str, str] = {
     "practice": "project practice",
     "grp": "project group",
     "account_name": "account name",
-    "account_active": "the account is active",
+    "account_exists": "the account row exists (false when there is no account or it was deleted)",
+    "account_active": "the account is active (NULL when the account row is missing)",
     "account_email": "the account's billing e-mail (NULL when missing)",
     "company_name": "company name",
+    "company_exists": "the company row exists (false when there is no company or it was deleted)",
     "company_home_currency": "the company's home currency",
     "company_has_currency": "the company may invoice in the event's currency",
+    "company_has_periods": "the company keeps accounting periods (it has at least one)",
     "period_start": "start of the accounting period holding document_date (NULL when none)",
     "period_closed": "that accounting period is closed",
     "item_count": "number of items",
@@ -55,6 +64,9 @@ COLUMNS: dict[str, str] = {
     "items_without_product": "items without a services product",
     "first_item_without_product": "id of the first such item",
     "first_item_without_product_desc": "its description",
+    "items_product_missing": "items whose services product row no longer exists",
+    "first_item_product_missing": "id of the first such item",
+    "first_missing_product_id": "the missing product id of that item",
     "items_out_of_sync": "items changed in their source record since generation",
     "first_item_out_of_sync": "id of the first such item",
     "first_item_out_of_sync_source": "its source record id",
@@ -80,7 +92,7 @@ _DIMENSIONS: dict[str, str] = {
 _VIEW_SQL = (
     "CREATE OR REPLACE TEMP VIEW _batch AS SELECT "
     + ", ".join(f"{_DIMENSIONS[c]} AS {c}" if c in _DIMENSIONS else f"b.{c}" for c in COLUMNS)
-    + " FROM _batch_core b JOIN projects p ON p.id = b.project_id"
+    + " FROM _batch_core b LEFT JOIN projects p ON p.id = b.project_id"
     " LEFT JOIN accounts a ON a.id = b.account_id LEFT JOIN companies c ON c.id = b.company_id"
 )
 
@@ -114,6 +126,12 @@ WITH ids AS (
     FROM ev e
     JOIN projects p ON p.id = e.project_id AND p.billing_cap IS NOT NULL
     LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
+), prod AS (
+    -- products ranked by id: an event whose product id range [min, max] holds as many
+    -- products as integers has every product; only the others are looked up item by item
+    SELECT id, row_number() OVER (ORDER BY id) AS rk FROM products
+), periodic AS (
+    SELECT DISTINCT company_id FROM accounting_periods
 ), days AS (
     -- each day of the batch's date span mapped to its period: an equality join, not a range join
     SELECT company_id, start_date, closed,
@@ -125,31 +143,56 @@ WITH ids AS (
 SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id, e.account_id,
        e.company_id, e.currency, e.event_date, e.invoice_date, e.document_date, e.summary_amount,
        e.approved, (e.released OR $as_released) AS released, e.released_at, e.invoiced, e.document_id,
+       p.id IS NOT NULL AS project_exists, p.company_id AS project_company_id,
        p.billable AS project_billable, p.exclude_from_billing AS project_excluded,
        p.active AS project_active, p.billing_cap AS project_billing_cap,
        coalesce(pr.released_total, 0)::DECIMAL(18, 2) AS project_released_total,
        coalesce(pd.pending_before, 0)::DECIMAL(18, 2) AS project_pending_before,
-       a.active AS account_active, c.home_currency AS company_home_currency,
-       cc.company_id IS NOT NULL AS company_has_currency,
+       a.id IS NOT NULL AS account_exists, a.active AS account_active,
+       c.id IS NOT NULL AS company_exists, c.home_currency AS company_home_currency,
+       cc.company_id IS NOT NULL AS company_has_currency, hp.company_id IS NOT NULL AS company_has_periods,
        ap.start_date AS period_start, coalesce(ap.closed, false) AS period_closed,
        coalesce(e.item_count, 0) AS item_count, coalesce(e.item_count, 0) AS line_count,
        e.item_amount_sum,
        coalesce(e.items_without_product, 0) AS items_without_product,
        e.first_item_without_product, e.first_item_without_product_desc,
+       0 AS items_product_missing, NULL::BIGINT AS first_item_product_missing,
+       NULL::INTEGER AS first_missing_product_id,
        coalesce(e.items_out_of_sync, 0) AS items_out_of_sync,
        e.first_item_out_of_sync, e.first_item_out_of_sync_source,
        coalesce(e.items_on_hold, 0) AS items_on_hold,
        e.first_item_on_hold, e.first_item_on_hold_desc,
-       cl.run_id AS claimed_by_run
+       cl.run_id AS claimed_by_run,
+       e.min_product_id IS NOT NULL AND (pmin.id IS NULL OR pmax.id IS NULL
+           OR pmax.rk - pmin.rk <> e.max_product_id - e.min_product_id) AS product_check
 FROM ev e
-JOIN projects p ON p.id = e.project_id
+LEFT JOIN projects p ON p.id = e.project_id
 LEFT JOIN accounts a ON a.id = e.account_id
 LEFT JOIN companies c ON c.id = e.company_id
 LEFT JOIN company_currencies cc ON cc.company_id = e.company_id AND cc.currency = e.currency
+LEFT JOIN periodic hp ON hp.company_id = e.company_id
+LEFT JOIN prod pmin ON pmin.id = e.min_product_id
+LEFT JOIN prod pmax ON pmax.id = e.max_product_id
 LEFT JOIN days ap ON ap.company_id = e.company_id AND ap.day = e.document_date
 LEFT JOIN proj pr ON pr.project_id = e.project_id
 LEFT JOIN pending pd ON pd.id = e.id
 LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
+"""
+
+# The items of the events flagged ``product_check`` whose product row is gone, counted exactly.
+_MISSING_PRODUCTS_SQL = """
+UPDATE _batch_core b
+SET items_product_missing = g.n, first_item_product_missing = g.first_item,
+    first_missing_product_id = g.product_id
+FROM (
+    SELECT i.billing_event_id, count(*)::INTEGER AS n, min(i.id) AS first_item,
+           arg_min(i.product_id, i.id) AS product_id
+    FROM billing_event_items i
+    WHERE i.billing_event_id IN (SELECT billing_event_id FROM _batch_core WHERE product_check)
+      AND i.product_id IS NOT NULL AND i.product_id NOT IN (SELECT id FROM products)
+    GROUP BY 1
+) g
+WHERE b.billing_event_id = g.billing_event_id
 """
 
 
@@ -177,6 +220,9 @@ def build_batch(
             "require_approval": require_approval,
         },
     )
+    # Usually no event needs it (every product id in range exists): one cheap count.
+    if cur.execute("SELECT count(*) FROM _batch_core WHERE product_check").fetchall()[0][0]:
+        cur.execute(_MISSING_PRODUCTS_SQL)
     cur.execute(_VIEW_SQL)
     return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 

@@ -1,4 +1,11 @@
-"""Built-in invoice rules: can this released event become a sales invoice or credit note?"""
+"""Built-in invoice rules: can this released event become a sales invoice or credit note?
+
+Each predicate is true exactly when no document may be created, and a NULL that means
+"unknown" counts as failing (``IS NOT TRUE`` / ``IS DISTINCT FROM``): an unknown is never a
+pass. A referenced row that is gone (project, account, company, product) has its own rule
+naming it; the rules about that row's attributes leave it to that one, so the process log
+gives one reason, not several.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             id="invoice.account_inactive",
             stage="invoice",
             description="The customer account is inactive.",
-            fail_when="account_id IS NOT NULL AND NOT account_active",
+            fail_when="account_exists AND account_active IS NOT TRUE",
             message="account {account_name} is inactive; reactivate it to invoice {event_name}",
         ),
         SqlRule(
@@ -48,10 +55,51 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             message="{event_name} has no accounting company; set the company on project {project_name}",
         ),
         SqlRule(
+            id="invoice.project_missing",
+            stage="invoice",
+            description="The event's project row no longer exists (deleted outside BEAR): its "
+            "company and customer can no longer be confirmed.",
+            fail_when="NOT project_exists",
+            message="project {project_id} of {event_name} no longer exists; restore the project "
+            "or move the event to an existing one",
+        ),
+        SqlRule(
+            id="invoice.account_missing",
+            stage="invoice",
+            description="The event's customer account row no longer exists.",
+            fail_when="account_id IS NOT NULL AND NOT account_exists",
+            message="account {account_id} of {event_name} no longer exists; restore the account "
+            "or set an existing one on the event's project",
+        ),
+        SqlRule(
+            id="invoice.company_missing",
+            stage="invoice",
+            description="The event's accounting company row no longer exists.",
+            fail_when="company_id IS NOT NULL AND NOT company_exists",
+            message="company {company_id} of {event_name} no longer exists; restore the company "
+            "or set an existing one on the event's project",
+        ),
+        SqlRule(
+            id="invoice.project_company_mismatch",
+            stage="invoice",
+            description="The document is issued by the event's own company, which must still be "
+            "its project's company: when the project's company was cleared or changed after the "
+            "event was generated, which company invoices is uncertain, so no document is created.",
+            fail_when="project_exists AND company_id IS NOT NULL "
+            "AND project_company_id IS DISTINCT FROM company_id",
+            message_sql="CASE WHEN project_company_id IS NULL THEN 'project ' || project_name "
+            "|| ' no longer has an accounting company but ' || event_name || ' carries company ' "
+            "|| coalesce(company_name, company_id::VARCHAR) || '; set the company on the project again "
+            "or regenerate the event' ELSE 'project ' || project_name || ' belongs to company ' "
+            "|| project_company_id || ' but ' || event_name || ' carries company ' "
+            "|| coalesce(company_name, company_id::VARCHAR) || '; regenerate the event or correct the "
+            "project''s company' END",
+        ),
+        SqlRule(
             id="invoice.currency_not_enabled",
             stage="invoice",
             description="The company has no accounting currency for the event's currency.",
-            fail_when="company_id IS NOT NULL AND NOT company_has_currency",
+            fail_when="company_exists AND company_has_currency IS NOT TRUE",
             message="company {company_name} has no accounting currency {currency}; add {currency} "
             "to the company's accounting currencies or change the project currency",
         ),
@@ -62,6 +110,15 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             fail_when="items_without_product > 0",
             message="item {first_item_without_product} ({first_item_without_product_desc}) has no "
             "services product; set one on the item ({items_without_product} item(s) affected)",
+        ),
+        SqlRule(
+            id="invoice.product_missing",
+            stage="invoice",
+            description="Every document line needs a services product that exists.",
+            fail_when="items_product_missing > 0",
+            message="item {first_item_product_missing} refers to product {first_missing_product_id}, "
+            "which no longer exists ({items_product_missing} item(s) affected); restore the product "
+            "or set an existing one on the item",
         ),
         SqlRule(
             id="invoice.zero_total",
@@ -87,10 +144,19 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             "{period_start} of {company_name}; set a later invoice date or reopen the period",
         ),
         SqlRule(
+            id="invoice.period_missing",
+            stage="invoice",
+            description="The company keeps accounting periods but none holds the document date, so "
+            "whether that period is open is unknown.",
+            fail_when="company_has_periods AND period_start IS NULL",
+            message="company {company_name} has no accounting period holding document date "
+            "{document_date}; add the period or set an invoice date inside an existing one",
+        ),
+        SqlRule(
             id="invoice.amount_mismatch",
             stage="invoice",
             description="The summary amount must equal the sum of the items.",
-            fail_when="summary_amount <> coalesce(item_amount_sum, 0)",
+            fail_when="summary_amount IS DISTINCT FROM coalesce(item_amount_sum, 0)",
             message_sql="event_name || ' totals ' || summary_amount || ' ' || currency "
             "|| ' but its items sum to ' || coalesce(item_amount_sum, 0) "
             "|| '; recalculate the event'",
@@ -107,7 +173,7 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             severity="warn",
             stage="invoice",
             description="The account has no billing e-mail (the document must be sent by hand).",
-            fail_when="account_id IS NOT NULL AND account_email IS NULL",
+            fail_when="account_exists AND account_email IS NULL",
             message="account {account_name} has no billing e-mail; the document will have to be sent by hand",
         ),
     ]

@@ -1,4 +1,10 @@
-"""Built-in release rules: can this event be released? Registered like any third-party plugin."""
+"""Built-in release rules: can this event be released? Registered like any third-party plugin.
+
+Each predicate is true exactly when the event must not be released, and a NULL that means
+"unknown" counts as failing (``IS NOT TRUE``): an unknown is never a pass. A row that is gone
+altogether (the project) has its own rule naming it, and the rules about that row's flags
+leave it to that one, so an analyst reads one reason, not four.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             id="release.not_approved",
             stage="release",
             description="Only approved events can be released (setting require_approval).",
-            fail_when=f"{approval} AND NOT approved",
+            fail_when=f"{approval} AND approved IS NOT TRUE",
             message="{event_name} is not approved; approve it on project {project_name} before releasing",
         ),
         SqlRule(
@@ -54,21 +60,21 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             id="release.project_not_billable",
             stage="release",
             description="The project is not billable.",
-            fail_when="NOT project_billable",
+            fail_when="project_exists AND project_billable IS NOT TRUE",
             message="project {project_name} is not billable; mark it billable to release its events",
         ),
         SqlRule(
             id="release.project_excluded",
             stage="release",
             description="The project is excluded from billing.",
-            fail_when="project_excluded",
+            fail_when="project_exists AND project_excluded IS NOT FALSE",
             message="project {project_name} is excluded from billing; clear 'exclude from billing' on it",
         ),
         SqlRule(
             id="release.project_inactive",
             stage="release",
             description="The project is inactive.",
-            fail_when="NOT project_active",
+            fail_when="project_exists AND project_active IS NOT TRUE",
             message="project {project_name} is inactive; reactivate it to release its events",
         ),
         SqlRule(
@@ -83,6 +89,15 @@ def bear_register_rules(settings: Any) -> list[SqlRule]:
             "|| project_name || ' to ' || (project_released_total + project_pending_before + summary_amount) "
             "|| ', above its billing cap of ' || project_billing_cap "
             "|| '; raise the cap or split the event'",
+        ),
+        SqlRule(
+            id="release.project_missing",
+            stage="release",
+            description="The event's project row no longer exists (deleted outside BEAR): whether "
+            "it may be billed is unknown.",
+            fail_when="NOT project_exists",
+            message="project {project_id} of {event_name} no longer exists; restore the project "
+            "or move the event to an existing one",
         ),
         SqlRule(
             id="release.no_account",
