@@ -6,7 +6,7 @@ DB ?= data/bear.duckdb
 PORT ?= 5006
 EVENTS ?= 10000
 
-.PHONY: run test test-all bench lint venv clean
+.PHONY: run test test-all soak bench lint venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(VENV)/.installed $(VENV)/.example
 
 test-all: $(VENV)/.installed $(VENV)/.example
 	$(BIN)/python -m pytest -q
+
+# The crash soak: one run SIGKILLed at 50 or more random moments (marked slow).
+soak: $(VENV)/.installed $(VENV)/.example
+	$(BIN)/python -m pytest -m slow -q tests/test_crash.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_store.py

@@ -88,6 +88,43 @@ def _says(lines: queue.Queue[str], word: str, timeout: float) -> bool:
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
+    _kill_soak(tmp_path, min_kills=20, max_kills=40)
+
+
+@pytest.mark.slow
+def test_soak_fifty_kills_and_more(tmp_path):
+    """The soak: at least 50 kill points over one run (`make soak`)."""
+    _kill_soak(tmp_path, min_kills=50, max_kills=80, seed=20261130)
+
+
+def _corrupt_behind_bears_back(path: Path) -> list[int]:
+    """Two releasable events changed with the duckdb module while BEAR is closed: one item
+    loses its services product, another's amount no longer matches its event. Returns them."""
+    con = duckdb.connect(str(path))
+    try:
+        a, b = (
+            r[0]
+            for r in con.execute(
+                "SELECT id FROM billing_events WHERE NOT released AND id NOT IN "
+                "(SELECT billing_event_id FROM demo_expectations) ORDER BY id LIMIT 2 OFFSET 5000"
+            ).fetchall()
+        )
+        con.execute(
+            "UPDATE billing_event_items SET product_id = NULL WHERE id = "
+            "(SELECT min(id) FROM billing_event_items WHERE billing_event_id = ?)",
+            [a],
+        )
+        con.execute(
+            "UPDATE billing_event_items SET amount = amount + 1000 WHERE id = "
+            "(SELECT min(id) FROM billing_event_items WHERE billing_event_id = ?)",
+            [b],
+        )
+    finally:
+        con.close()
+    return [a, b]
+
+
+def _kill_soak(tmp_path: Path, min_kills: int, max_kills: int, seed: int = 20261126) -> None:
     from aiosmtpd.controller import Controller
 
     path = tmp_path / "crash.duckdb"
@@ -105,13 +142,14 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
                 additional_notification_recipients=["controller@example.com", "cfo@example.com"],
             )
             assert len(ws.awaiting_release()) >= 20_000
+        changed = _corrupt_behind_bears_back(path)
         script = tmp_path / "child.py"
         script.write_text(CHILD)
-        rng = random.Random(20261126)
+        rng = random.Random(seed)
         kills: list[str] = []
         finished = False
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for _life in range(120):
+        for _life in range(max_kills + 80):
             child = subprocess.Popen(
                 [sys.executable, str(script), str(path)],
                 stdout=subprocess.PIPE,
@@ -129,8 +167,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
             if "ready" not in line:
                 child.wait(30)
                 pytest.fail(f"child did not start: {line!r}")
-            if len(kills) < 40 and not (
-                len(kills) >= 20 and {"release", "invoice", "notification"} <= set(kills)
+            if len(kills) < max_kills and not (
+                len(kills) >= min_kills and {"release", "invoice", "notification"} <= set(kills)
             ):
                 # random moments, longer ones while the run lingers in one phase, so kills
                 # land in release, invoicing and notification alike
@@ -165,7 +203,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
 
     # The kills were spread over the whole life of the run.
     print("kill moments:", kills)
-    assert len(kills) >= 20, kills
+    assert len(kills) >= min_kills, kills
     assert {"release", "invoice", "notification"} <= set(kills), kills
 
     with bear.connect(path, resume=False) as ws:
@@ -232,6 +270,14 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
             """
         )
         assert bad_totals["n"][0] == 0
+        # the events changed behind BEAR's back were released, then refused with a reason
+        logs = ws.sql(
+            "SELECT billing_event_id, status, message FROM process_logs "
+            "WHERE billing_event_id IN (SELECT unnest($c::BIGINT[])) ORDER BY 1",
+            c=changed,
+        )
+        assert list(logs.billing_event_id) == sorted(changed), logs
+        assert set(logs.status) == {"ERROR"}
         # every owed e-mail was delivered at least once
         emails = ws.notifications(rid, channel="email")
         assert len(emails) == 3 and set(emails.status) == {"sent"}
