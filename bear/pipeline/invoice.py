@@ -48,12 +48,13 @@ def invoice_stage(
         check_cancel(core, run_id, stopping())
         try:
             more = retrying(_invoice_chunk, core, run_id, judged, size)
-        except duckdb.Error as exc:
-            # One event's data broke the chunk's insert (a constraint the rules did not foresee,
-            # data changed behind BEAR's back): the chunk rolled back whole. Bisect — smaller
-            # chunks until the culprit stands alone — and give it an ERROR log; the others
-            # still get their documents.
-            if core.db.closed or stopping() or isinstance(exc, duckdb.TransactionException):
+        except (duckdb.IntegrityError, duckdb.DataError) as exc:
+            # One event's data broke the chunk's insert (a constraint or a value the rules did
+            # not foresee, data changed behind BEAR's back): the chunk rolled back whole.
+            # Bisect — smaller chunks until the culprit stands alone — and give it an ERROR
+            # log; the others still get their documents. Anything else (a table gone, a full
+            # disk) is no event's fault and stops the run.
+            if core.db.closed or stopping():
                 raise
             if size > 1:
                 size = max(1, size // 2)
