@@ -80,7 +80,8 @@ def _run(tx: Any, sql: str, p: dict[str, Any]) -> None:
     tx.execute(sql, _params(sql, p))
 
 
-def _h(expr: str, stream: str, mod: int) -> str:
+def _h(expr: str, stream: str, mod: int | str) -> str:
+    """SQL of a repeatable hash of ``expr`` in ``[0, mod)``; ``mod`` a number or a ``$param``."""
     return f"((hash({expr}, $seed, '{stream}') % {mod})::BIGINT)"
 
 

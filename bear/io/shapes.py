@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bear.db.schema import CATEGORIES, SQL_TYPES, TABLES
+from bear.db.schema import CATEGORIES, SQL_TYPES, TABLES, ColumnType
 
 __all__ = ["CATEGORIES", "KINDS", "SHAPES", "Check", "Column", "Shape"]
 
@@ -42,7 +42,7 @@ class Column:
     """
 
     name: str
-    type: str
+    type: ColumnType
     required: bool = False
     default: str | None = None
     absent: str | None = None
