@@ -140,3 +140,75 @@ def test_one_event_the_database_refuses_never_fails_the_invoicing_stage(demo_ws,
     ).all()
     docs = demo_ws.documents(res.id)
     assert len(docs) == 38 and not victims & set(docs.billing_event_id)
+
+
+class _HangingRule:
+    """A release rule whose Python code never returns by itself (no DuckDB work to interrupt)."""
+
+    __name__ = "hang"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.calls = 0
+
+    @bear.hookimpl
+    def bear_register_rules(self, settings):
+        plugin = self
+
+        class Hang:
+            id = "acme.hang"
+            stage = "release"
+            severity = "block"
+            description = "never answers"
+
+            def evaluate(self, batch):
+                plugin.calls += 1
+                plugin.release.wait(120)  # plain Python: nothing can interrupt it
+                return batch.relation.filter("false").project("billing_event_id, 'x' AS message")
+
+        return [Hang()]
+
+
+def test_a_rule_that_hangs_costs_one_time_out_and_one_thread_per_run(
+    demo_path, tmp_path, monkeypatch
+):
+    import threading
+    import time
+
+    import bear.pipeline.release as release
+
+    monkeypatch.setattr(release, "JUDGE_WINDOW", 1)  # judge every batch afresh
+    monkeypatch.setattr(release, "JUDGE_WINDOW_MAX", 1)
+    path = tmp_path / "hang.duckdb"
+    shutil.copy(demo_path, path)
+    rule = _HangingRule()
+    with bear.connect(path, plugins=[rule]) as ws:
+        ws.settings.update(rule_timeout_s=0.5, release_batch_size=5, validation_limit=0)
+        ids = [
+            int(i)
+            for i in ws.sql(
+                "SELECT id FROM billing_events WHERE NOT released AND id NOT IN "
+                "(SELECT billing_event_id FROM demo_expectations) ORDER BY id LIMIT 40"
+            )["id"]
+        ]
+        t0 = time.monotonic()
+        res = ws.release(ids, user="ana@example.com", timeout=120)
+        took = time.monotonic() - t0
+        try:
+            assert res.status == "completed" and res.batches == 8
+            assert res.released == 0 and res.failed_batches == 8  # failed closed, every batch
+            assert rule.calls == 1  # never started again while the first call still ran
+            assert took < 8 * 0.5  # no time-out per batch
+            stray = [t for t in threading.enumerate() if t.name == "rule-acme.hang"]
+            assert len(stray) == 1
+            logs = ws.app_logs(res.id)
+            assert logs.message.str.contains("acme.hang").all()
+            assert logs.message.str.contains("still running").any()
+        finally:
+            rule.release.set()
+        stray[0].join(10)
+        # once it has returned, the rule is judged normally again
+        pv = ws.preview(ids[:5], action="release", full=True)
+        assert rule.calls == 2 and pv.eligible == 5

@@ -218,7 +218,7 @@ class PluginHost:
     def reload(self, changed: dict[str, Any]) -> None:
         """Apply changed settings: a new plugins folder reloads the plugins, anything else
         rebuilds the rule registry (keeping the last timings of rules that remain)."""
-        timings = self.registry.timings
+        timings, hung = self.registry.timings, self.registry.hung
         if "plugins_dir" in changed:
             self.pm, self.sources = make_plugin_manager(self.extra, self.settings.plugins_dir)
             self._prepared.clear()
@@ -226,6 +226,7 @@ class PluginHost:
         self.registry.timings.update(
             {k: v for k, v in timings.items() if any(r.id == k for r in self.registry.rules)}
         )
+        self.registry.hung.update(hung)  # a stray thread outlives a rebuilt registry
 
     def check_settings(self, proposed: SettingsSnapshot, changed: dict[str, Any]) -> None:
         """Validator run before settings are saved: a change must leave a working registry."""

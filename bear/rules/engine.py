@@ -71,6 +71,26 @@ class Registry:
     rules: list[RegisteredRule] = field(default_factory=list)
     timings: dict[str, RuleTiming] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Python rules whose evaluation outlived its time limit and is still running (a thread
+    # cannot be killed): rule id -> (thread, when it timed out). While it runs, the rule fails
+    # closed at once instead of starting another thread — one stray thread per rule at most,
+    # and one time-out per run, not one per batch.
+    hung: dict[str, tuple[threading.Thread, float]] = field(default_factory=dict)
+
+    def still_running(self, rule_id: str) -> float | None:
+        """When the rule's last evaluation timed out, if it is still running; else None."""
+        with self.lock:
+            got = self.hung.get(rule_id)
+            if got is None:
+                return None
+            if not got[0].is_alive():
+                del self.hung[rule_id]
+                return None
+            return got[1]
+
+    def mark_hung(self, rule_id: str, thread: threading.Thread) -> None:
+        with self.lock:
+            self.hung[rule_id] = (thread, time.time())
 
     def for_stage(self, stage: str) -> list[RegisteredRule]:
         return [r for r in self.rules if r.stage == stage and r.enabled]
@@ -175,8 +195,15 @@ def _call_python_rule(
     settings: Any,
     new_cursor: Callable[[], duckdb.DuckDBPyConnection],
     timeout: float,
+    registry: Registry | None = None,
 ) -> tuple[pa.Table | None, str | None]:
-    """Run one Python rule in a worker thread; returns (failing rows, error)."""
+    """Run one Python rule in a worker thread; returns (failing rows, error). A rule whose
+    previous evaluation timed out and still runs fails closed at once (no second thread)."""
+    if registry is not None and (since := registry.still_running(rr.id)) is not None:
+        return None, (
+            f"timed out at {time.strftime('%H:%M:%S', time.localtime(since))} and is still "
+            "running; not started again until it returns"
+        )
     fut: Future[pa.Table] = Future()
     holder: dict[str, Any] = {}
 
@@ -197,7 +224,10 @@ def _call_python_rule(
     try:
         return fut.result(timeout=timeout), None
     except TimeoutError:
-        _quietly(holder.get("con"), "interrupt")
+        _quietly(holder.get("con"), "interrupt")  # stops the rule's DuckDB work, if any
+        thread.join(0.2)
+        if registry is not None and thread.is_alive():
+            registry.mark_hung(rr.id, thread)  # its Python code runs on: accounted for
         return None, f"timed out after {timeout:g} s"
     except BaseException as exc:  # noqa: BLE001
         return None, f"{type(exc).__name__}: {exc}"
@@ -329,7 +359,7 @@ def evaluate_stage(
             table = whole
         else:  # just what the rule reads: a few columns export in milliseconds
             table = cur.sql(f"SELECT {', '.join(rr.columns)} FROM _batch").to_arrow_table()
-        out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout)
+        out, err = _call_python_rule(rr, table, stage, settings, new_cursor, timeout, registry)
         if out is not None:
             err = _store_python_output(cur, out, target, stage, rr)
         conclude(rr, t1, err)
