@@ -207,6 +207,25 @@ class Preview:
     def eligible(self) -> int:
         return len(self.eligible_ids)
 
+    @cached_property
+    def releasable(self) -> int:
+        """Selected events no blocking rule of the action's first stage stops: what a run of
+        the whole selection would release (Release, Release and Invoice) or invoice (Invoice).
+        For Release and Invoice it counts, beyond ``eligible``, the events that can be
+        released but not invoiced (they end with an ERROR process log)."""
+        if not self.validated:
+            return self.selected
+        first = "invoice" if self.action == "invoice" else "release"
+        t = self.violations_table
+        if t.num_rows == 0:
+            return self.selected
+        import pyarrow.compute as pc
+
+        blocked = t.filter(
+            pc.and_(pc.equal(t.column("stage"), first), pc.equal(t.column("severity"), "block"))
+        ).column("billing_event_id")
+        return self.selected - len(pc.unique(blocked))
+
     @property
     def ineligible(self) -> int:
         return self.selected - len(self.eligible_ids) if self.validated else 0
