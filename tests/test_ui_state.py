@@ -46,7 +46,7 @@ def grid(demo_ws):
 
 
 def offset_ids(ws, kind, sort, start, n=PAGE_SIZE, **filters):
-    sel = Selection(ws, kind, bear.selection.Filters.build(**filters))
+    sel = ws.selection(kind, bear.selection.Filters.build(**filters))
     return [int(i) for i in sel.page(start, n, sort)["id"]]
 
 
@@ -97,7 +97,7 @@ def test_every_filter_is_accepted(demo_ws, grid):
     assert grid.error == ""
     f = fs.filters()
     assert f.min_amount == Decimal("-1000000000.0") and f.category == ("timecard", "expense")
-    assert grid.total == len(Selection(demo_ws, "awaiting_release", f))
+    assert grid.total == len(demo_ws.selection("awaiting_release", f))
 
 
 @pytest.mark.parametrize("kind", ["awaiting_release", "awaiting_invoice"])
