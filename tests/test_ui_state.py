@@ -13,6 +13,7 @@ import warnings
 from decimal import Decimal
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import bear
@@ -662,3 +663,45 @@ def test_csv_bytes_round_trip():
     frame = pd.DataFrame({"a": [Decimal("1.10")], "b": ["x"]})
     assert frame_csv(frame).read().decode().splitlines() == ["a,b", "1.10,x"]
     assert isinstance(frame_xlsx(frame), io.BytesIO)
+
+
+def test_warning_dialog_reaches_every_violation_row(demo_ws, grid, monkeypatch):
+    """40 ineligible events with 3 blocking reasons each: the warning dialog's pager pages the
+    120 violation rows (not the 40 events), so rows 51-120 can be reached."""
+    from bear.models import Preview
+    from bear.ui.views import ActionDialog
+
+    ids = demo_ws.awaiting_release().ids()[:50]
+    bad, good = ids[:40], ids[40:]
+    rows = [
+        (i, "release", f"acme.rule_{k}", "block", f"reason {k} of {i}") for i in bad for k in range(3)
+    ]
+    violations = pa.Table.from_pylist(
+        [dict(zip(("billing_event_id", "stage", "rule_id", "severity", "message"), r)) for r in rows]
+    )
+    pv = Preview(
+        "release_and_invoice",
+        50,
+        True,
+        "",
+        good,
+        violations,
+        pd.DataFrame(columns=["doc_type", "currency", "count", "total"]),
+        pa.table({"billing_event_id": pa.array([], pa.int64())}),
+        pd.DataFrame(columns=["stage", "rule_id", "severity", "events"]),
+    )
+    monkeypatch.setattr(demo_ws, "preview", lambda *a, **k: pv)
+    grid.select_ids(ids)
+    flow = ActionFlow(demo_ws, grid, USER)
+    dialog = ActionDialog(flow, on_started=lambda run_id: None)
+    flow.open("release_and_invoice")
+    assert flow.phase == "warning" and pv.ineligible == 40
+    pager = dialog.vpager._state  # what the dialog's pager bar pages
+    assert pager.total == 120 and pager.pages == 3
+    seen = []
+    for page in range(pager.pages):
+        pager.goto(page)
+        shown = dialog.violations.value
+        seen += list(zip(shown["billing_event_id"], shown["rule_id"], strict=True))
+    assert len(seen) == 120
+    assert set(seen) == {(r[0], r[2]) for r in rows}
