@@ -64,7 +64,9 @@ class Selection:
 
     def _workspace(self) -> Workspace:
         if self.ws is None:
-            raise BearError("this selection is not bound to a workspace: read it with ws.count(sel)")
+            raise BearError(
+                "this selection is not bound to a workspace: read it with ws.count(sel)"
+            )
         return self.ws
 
     # -- short-hands that delegate to the workspace ------------------------------------------

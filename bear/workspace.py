@@ -513,7 +513,7 @@ class Workspace:
     ) -> pd.DataFrame:
         """Every row of ``what`` in order (or the first ``limit``), Decimal kept."""
         listing = self._listing(what, sort=sort, columns=columns)
-        return q_pager.export(self.db.cursor(), listing, limit, nullable_ints=True)
+        return q_pager.export(self.db.cursor(), listing, limit)
 
     def filter_options(self) -> dict[str, Any]:
         """Choices for the filter widgets (labels → values), eligibility rules included."""

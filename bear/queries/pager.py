@@ -238,9 +238,7 @@ class Pager:
             sql, params = listing.keys_sql(self.size, key=self.last_key, after=True)
             method = "keyset-next"
         elif keyset and target == self.page - 1 and self.first_key is not None:
-            sql, params = listing.keys_sql(
-                self.size, key=self.first_key, after=False, reverse=True
-            )
+            sql, params = listing.keys_sql(self.size, key=self.first_key, after=False, reverse=True)
             reverse, method = True, "keyset-previous"
         elif target == pages - 1 and target > 0:
             # the last page read backwards from the end: no deep OFFSET

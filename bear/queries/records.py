@@ -253,7 +253,9 @@ def inbox(
         sql = f"SELECT {cols} {_INBOX} ORDER BY id DESC LIMIT {int(limit)}"
         return frame(cur, sql, {"u": str(user)})
     return frame(
-        cur, f"SELECT {cols} {_INBOX} AND id > $last ORDER BY id", {"u": str(user), "last": after_id}
+        cur,
+        f"SELECT {cols} {_INBOX} AND id > $last ORDER BY id",
+        {"u": str(user), "last": after_id},
     )
 
 
@@ -297,17 +299,14 @@ class ViolationQuery:
         v = self.violations
         if len(v):
             v = v[v["severity"] == "block"]
-        v = v.reindex(columns=[c for c in VIOLATION_COLUMNS if c != "name"])
-        return pa.table(
-            {
-                "_row": pa.array(range(len(v)), pa.int64()),
-                "billing_event_id": pa.array([int(i) for i in v["billing_event_id"]], pa.int64()),
-                **{
-                    c: pa.array([str(x) for x in v[c]], pa.string())
-                    for c in ("stage", "rule_id", "severity", "message")
-                },
-            }
+        cols = [c for c in VIOLATION_COLUMNS if c != "name"]
+        schema = pa.schema(
+            [("billing_event_id", pa.int64())] + [(c, pa.string()) for c in cols[1:]]
         )
+        t = pa.Table.from_pandas(
+            v.reindex(columns=cols).reset_index(drop=True), schema=schema, preserve_index=False
+        )
+        return t.append_column("_row", pa.array(range(len(t)), pa.int64()))
 
 
 def violation_listing(q: ViolationQuery) -> Listing:

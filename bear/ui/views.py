@@ -319,10 +319,11 @@ class ActionDialog(Viewer):
             button_type="light",
             width=160,
         )
-        self.vpager = PagerBar(_ViolationPages(flow), noun="ineligible events")
+        # one row per event and reason: the pager counts rows, as the table shows them
+        self.vpager = PagerBar(flow.violations, noun="reasons")
         self.modal.param.watch(self._closed, "open")
         flow.param.watch(self._render, ["phase", "preview"])
-        flow.param.watch(self._page, "violations_page")
+        flow.violations.param.watch(self._page, "rows")
 
     def show(self, action: str, preview_only: bool = False) -> None:
         self.body.objects = [self._working(action)]
@@ -344,8 +345,7 @@ class ActionDialog(Viewer):
         )
 
     def _page(self, *_: Any) -> None:
-        rows, _pages = self.flow.violations_rows()
-        set_frame(self.violations, rows)
+        set_frame(self.violations, self.flow.violations.rows)
 
     def _buttons(self, *buttons: pn.widgets.Button) -> pn.Row:
         close = _button("Cancel", "light", width=100)
@@ -477,29 +477,6 @@ class ActionDialog(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.modal
-
-
-class _ViolationPages(param.Parameterized):
-    """Adapts ActionFlow's violations paging to the PagerBar protocol."""
-
-    page = param.Integer(default=0)
-    pages = param.Integer(default=1)
-    total = param.Integer(default=0)
-
-    def __init__(self, flow: ActionFlow, **params: Any) -> None:
-        super().__init__(**params)
-        self.flow = flow
-        flow.param.watch(self._sync, ["preview", "violations_page"])
-
-    def _sync(self, *_: Any) -> None:
-        pv = self.flow.preview
-        total = 0 if pv is None else int(pv.ineligible)
-        self.param.update(
-            total=total, pages=max(1, -(-total // 50)), page=self.flow.violations_page
-        )
-
-    def goto(self, page: int) -> None:
-        self.flow.violations_page = max(0, min(int(page), self.pages - 1))
 
 
 # -- the event grids ---------------------------------------------------------------------------
@@ -709,8 +686,8 @@ class RunDetail(Viewer):
         self.status = pn.widgets.RadioButtonGroup.from_param(
             state.param.log_status, name="Status", options=["all", "OK", "ERROR"]
         )
-        self.app_pager = PagerBar(_Paging(state, "app"), noun="log records")
-        self.process_pager = PagerBar(_Paging(state, "process"), noun="events")
+        self.app_pager = PagerBar(state.app, noun="log records")
+        self.process_pager = PagerBar(state.process, noun="events")
         self.downloads: dict[tuple[str, str], pn.widgets.FileDownload] = {}
         for what in ("batches", "app_logs", "process_logs", "documents"):
             for fmt in ("csv", "xlsx"):
@@ -727,8 +704,8 @@ class RunDetail(Viewer):
         self.body = pn.Column(sizing_mode="stretch_width")
         state.param.watch(self._render, ["result"])
         state.param.watch(lambda e: set_frame(self.batches, e.new), "batches")
-        state.param.watch(lambda e: set_frame(self.app_table, e.new), "app_rows")
-        state.param.watch(lambda e: set_frame(self.process_table, e.new), "process_rows")
+        state.app.param.watch(lambda e: set_frame(self.app_table, e.new), "rows")
+        state.process.param.watch(lambda e: set_frame(self.process_table, e.new), "rows")
         self._render()
 
     def _dl(self, what: str) -> pn.Row:
@@ -834,36 +811,6 @@ class RunDetail(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.body
-
-
-class _Paging(param.Parameterized):
-    """Adapts RunsState's two paged logs to the PagerBar protocol."""
-
-    page = param.Integer(default=0)
-    pages = param.Integer(default=1)
-    total = param.Integer(default=0)
-
-    def __init__(self, state: RunsState, which: str, **params: Any) -> None:
-        super().__init__(**params)
-        self.state = state
-        self.which = which
-        names = [f"{which}_page", f"{which}_pages", f"{which}_total"]
-        state.param.watch(self._sync, names)
-        self._sync()
-
-    def _sync(self, *_: Any) -> None:
-        w = self.which
-        self.param.update(
-            page=getattr(self.state, f"{w}_page"),
-            pages=getattr(self.state, f"{w}_pages"),
-            total=getattr(self.state, f"{w}_total"),
-        )
-
-    def goto(self, page: int) -> None:
-        if self.which == "app":
-            self.state.load_app_logs(int(page))
-        else:
-            self.state.load_process_logs(int(page))
 
 
 class RunsView(Viewer):
