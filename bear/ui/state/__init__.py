@@ -17,8 +17,10 @@ from bear.ui.downloads import EXCEL_MAX_ROWS, frame_csv, frame_xlsx
 from bear.ui.state.action import PHASES, ActionFlow
 from bear.ui.state.common import (
     ACTION_LABEL,
+    GRID_COLUMNS,
     KIND_ACTION,
     KINDS,
+    TITLES,
     Background,
     PagedRows,
     display_frame,
@@ -27,7 +29,7 @@ from bear.ui.state.common import (
 )
 from bear.ui.state.documents import DocumentsState
 from bear.ui.state.filters import FilterState, filter_options
-from bear.ui.state.grid import GRID_COLUMNS, TITLES, GridState, eligibility_ready
+from bear.ui.state.grid import GridState, eligibility_ready
 from bear.ui.state.notifications import NotificationState
 from bear.ui.state.progress import RunProgress
 from bear.ui.state.runs import RunsState

@@ -35,8 +35,52 @@ ACTION_LABEL = {
     "invoice": "Create Sales Invoices and Credit Notes",
 }
 
+# Columns each grid shows (all of them sortable: they are keys of selection.COLUMNS).
+_COMMON = ("id", "name", "account", "project", "currency", "summary_amount", "event_date")
+GRID_COLUMNS: dict[str, tuple[str, ...]] = {
+    "awaiting_release": (
+        *_COMMON,
+        "invoice_date",
+        "company",
+        "region",
+        "practice",
+        "grp",
+        "approved",
+    ),
+    "awaiting_invoice": (
+        *_COMMON,
+        "invoice_date",
+        "released_at",
+        "company",
+        "region",
+        "practice",
+        "grp",
+    ),
+}
+TITLES = {
+    "id": "Event",
+    "name": "Name",
+    "account": "Account",
+    "project": "Project",
+    "company": "Company",
+    "region": "Region",
+    "practice": "Practice",
+    "grp": "Group",
+    "currency": "Currency",
+    "summary_amount": "Amount",
+    "event_date": "Event date",
+    "invoice_date": "Invoice date",
+    "approved": "Approved",
+    "released_at": "Released at",
+    "ok": "OK",
+    "eligibility": "Eligibility",
+    "reasons": "Reasons",
+}
+
 __all__ = [
     "ACTION_LABEL",
+    "GRID_COLUMNS",
+    "TITLES",
     "KINDS",
     "KIND_ACTION",
     "PAGE_SIZE",

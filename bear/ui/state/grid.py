@@ -23,55 +23,20 @@ import param
 from bear.errors import BearError
 from bear.queries import Pager
 from bear.selection import COLUMNS, Filters, Selection
-from bear.ui.state.common import KIND_ACTION, KINDS, Background, Navigation, display_frame
+from bear.ui.state.common import (
+    GRID_COLUMNS,
+    KIND_ACTION,
+    KINDS,
+    Background,
+    Navigation,
+    display_frame,
+)
 from bear.ui.state.filters import FilterState
 
 if TYPE_CHECKING:
     from bear.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-# Columns each grid shows (all of them sortable: they are keys of selection.COLUMNS).
-_COMMON = ("id", "name", "account", "project", "currency", "summary_amount", "event_date")
-GRID_COLUMNS: dict[str, tuple[str, ...]] = {
-    "awaiting_release": (
-        *_COMMON,
-        "invoice_date",
-        "company",
-        "region",
-        "practice",
-        "grp",
-        "approved",
-    ),
-    "awaiting_invoice": (
-        *_COMMON,
-        "invoice_date",
-        "released_at",
-        "company",
-        "region",
-        "practice",
-        "grp",
-    ),
-}
-TITLES = {
-    "id": "Event",
-    "name": "Name",
-    "account": "Account",
-    "project": "Project",
-    "company": "Company",
-    "region": "Region",
-    "practice": "Practice",
-    "grp": "Group",
-    "currency": "Currency",
-    "summary_amount": "Amount",
-    "event_date": "Event date",
-    "invoice_date": "Invoice date",
-    "approved": "Approved",
-    "released_at": "Released at",
-    "ok": "OK",
-    "eligibility": "Eligibility",
-    "reasons": "Reasons",
-}
 
 
 def eligibility_ready(ws: Workspace, kind: str) -> bool:
