@@ -465,11 +465,16 @@ class Workspace:
             return q_events.count(cur, self._condition(what, cached=cached))
         return q_pager.count(cur, self._listing(what))
 
-    def totals(self, sel: Selection, *, cached: bool = False) -> pd.DataFrame:
-        """Per currency: ``currency, events, amount, sales_invoices, credit_notes, projects``
-        (amount in Decimal), and ``all_projects`` (distinct projects over every currency)."""
+    def totals(
+        self, sel: Selection, *, cached: bool = False, projects: str = "per_currency"
+    ) -> pd.DataFrame:
+        """Per currency: ``currency, events, amount, sales_invoices, credit_notes`` (amount in
+        Decimal) and ``projects``, the distinct projects of the currency; with
+        ``projects="overall"``, ``all_projects`` instead: the distinct projects of every
+        currency together."""
         self._own(sel)
-        return q_events.totals(self.db.cursor(), self._condition(sel, cached=cached))
+        cond = self._condition(sel, cached=cached)
+        return q_events.totals(self.db.cursor(), cond, projects=projects)
 
     def page(
         self,

@@ -77,6 +77,16 @@ def test_cached_reads_equal_plain_reads(demo_ws):
         sel = demo_ws.awaiting_release(**filters)
         assert demo_ws.count(sel, cached=True) == len(sel)
         pd.testing.assert_frame_equal(demo_ws.totals(sel, cached=True), sel.totals())
+        overall = demo_ws.totals(sel, cached=True, projects="overall")
+        assert list(overall["events"]) == list(sel.totals()["events"])
+        projects = demo_ws.sql(
+            "SELECT count(DISTINCT project_id) AS n FROM billing_events "
+            "WHERE id IN (SELECT unnest($ids))",
+            ids=sel.ids(),
+        )["n"][0]
+        assert set(overall["all_projects"]) == ({projects} if len(overall) else set())
+    with pytest.raises(QueryError, match="projects"):
+        demo_ws.totals(sel, projects="some")
 
 
 # -- the one pager ---------------------------------------------------------------------------

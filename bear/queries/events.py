@@ -165,24 +165,36 @@ def ids(cur: duckdb.DuckDBPyConnection, cond: Condition) -> list[int]:
     return [r[0] for r in cur.execute(sql + " ORDER BY 1", params).fetchall()]
 
 
-def totals(cur: duckdb.DuckDBPyConnection, cond: Condition) -> pd.DataFrame:
-    """Per currency: events, amount (Decimal), expected sales invoices and credit notes,
-    projects; and ``all_projects``, the distinct projects of every currency together."""
+def totals(
+    cur: duckdb.DuckDBPyConnection, cond: Condition, *, projects: str = "per_currency"
+) -> pd.DataFrame:
+    """Per currency: events, amount (Decimal), expected sales invoices and credit notes, and
+    the distinct projects — of that currency (``projects="per_currency"``: column
+    ``projects``) or of every currency together (``projects="overall"``: column
+    ``all_projects``, the same on each row, as the grid's summary card shows it). Each form
+    counts distinct projects once; asking for both would double the cost at a million rows."""
+    if projects not in ("per_currency", "overall"):
+        raise QueryError(f"totals: projects must be 'per_currency' or 'overall', not {projects!r}")
     cond.register(cur)
-    # One statement: DuckDB reuses the filtered rows for the distinct project count.
-    return frame(
-        cur,
-        f"""
-        WITH s AS (SELECT e.currency, e.project_id, e.summary_amount {cond.source()})
-        SELECT currency, count(*) AS events, sum(summary_amount) AS amount,
-               count(*) FILTER (summary_amount > 0) AS sales_invoices,
-               count(*) FILTER (summary_amount < 0) AS credit_notes,
-               count(DISTINCT project_id) AS projects,
-               (SELECT count(DISTINCT project_id) FROM s) AS all_projects
-        FROM s GROUP BY currency ORDER BY currency
-        """,
-        cond.params,
-    )
+    if projects == "per_currency":
+        sql = f"""
+            SELECT e.currency, count(*) AS events, sum(e.summary_amount) AS amount,
+                   count(*) FILTER (e.summary_amount > 0) AS sales_invoices,
+                   count(*) FILTER (e.summary_amount < 0) AS credit_notes,
+                   count(DISTINCT e.project_id) AS projects
+            {cond.source()} GROUP BY ALL ORDER BY e.currency
+        """
+    else:
+        # One statement: DuckDB reuses the filtered rows for the distinct project count.
+        sql = f"""
+            WITH s AS (SELECT e.currency, e.project_id, e.summary_amount {cond.source()})
+            SELECT currency, count(*) AS events, sum(summary_amount) AS amount,
+                   count(*) FILTER (summary_amount > 0) AS sales_invoices,
+                   count(*) FILTER (summary_amount < 0) AS credit_notes,
+                   (SELECT count(DISTINCT project_id) FROM s) AS all_projects
+            FROM s GROUP BY currency ORDER BY currency
+        """
+    return frame(cur, sql, cond.params)
 
 
 def sort_keys(sort: Sequence[tuple[str, str]] | None) -> tuple[tuple[str, bool], ...]:

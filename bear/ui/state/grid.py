@@ -171,7 +171,7 @@ class GridState(Navigation, param.Parameterized):
         self.ws.eligibility(self.kind)
 
     def _summary(self, sel: Selection) -> None:
-        totals = self.ws.totals(sel, cached=True)
+        totals = self.ws.totals(sel, cached=True, projects="overall")
         self.total = int(totals["events"].sum()) if len(totals) else 0
         self.pager.total = self.total
         self.pages = self.pager.pages
