@@ -13,6 +13,7 @@ import warnings
 from decimal import Decimal
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import bear
@@ -46,7 +47,7 @@ def grid(demo_ws):
 
 
 def offset_ids(ws, kind, sort, start, n=PAGE_SIZE, **filters):
-    sel = Selection(ws, kind, bear.selection.Filters.build(**filters))
+    sel = ws.selection(kind, bear.selection.Filters.build(**filters))
     return [int(i) for i in sel.page(start, n, sort)["id"]]
 
 
@@ -97,7 +98,7 @@ def test_every_filter_is_accepted(demo_ws, grid):
     assert grid.error == ""
     f = fs.filters()
     assert f.min_amount == Decimal("-1000000000.0") and f.category == ("timecard", "expense")
-    assert grid.total == len(Selection(demo_ws, "awaiting_release", f))
+    assert grid.total == len(demo_ws.selection("awaiting_release", f))
 
 
 @pytest.mark.parametrize("kind", ["awaiting_release", "awaiting_invoice"])
@@ -283,10 +284,10 @@ def test_warning_then_continue_runs_only_the_eligible(demo_ws, grid):
     flow.open("release_and_invoice")
     pv = flow.preview
     assert flow.phase == "warning" and pv.validated and pv.ineligible > 0
-    rows, pages = flow.violations_rows()
-    assert pages == 1 and set(rows["billing_event_id"]) == set(
-        pv.violations[pv.violations.severity == "block"].billing_event_id
-    )
+    block = pv.violations[pv.violations.severity == "block"]
+    rows = flow.violations.rows
+    assert flow.violations.total == len(block) and flow.violations.pages == 1
+    assert set(rows["billing_event_id"]) == set(block.billing_event_id)
     csv = pd.read_csv(flow.violations_csv())
     assert {"billing_event_id", "rule_id", "message"} <= set(csv.columns) and len(csv) == len(rows)
     run_id = flow.proceed()
@@ -480,19 +481,19 @@ def test_runs_list_detail_logs_and_downloads(demo_ws, finished_run):
     assert len(runs.batches) == finished_run.batches
     # the invoicing stage processes the released events: a document or an ERROR log each
     processed = finished_run.released
-    assert runs.process_total == processed
-    assert len(runs.process_rows) == min(PAGE_SIZE, processed)
+    assert runs.process.total == processed
+    assert len(runs.process.rows) == min(PAGE_SIZE, processed)
     runs.log_status = "ERROR"
-    assert runs.process_total == finished_run.not_passed - finished_run.not_released
-    assert set(runs.process_rows["status"]) <= {"ERROR"}
+    assert runs.process.total == finished_run.not_passed - finished_run.not_released
+    assert set(runs.process.rows["status"]) <= {"ERROR"}
     runs.log_status = "all"
-    runs.load_process_logs(1)
-    assert runs.process_page == 1
-    assert runs.app_total == len(demo_ws.app_logs(run_id=finished_run.id))
+    runs.process.goto(1)
+    assert runs.process.page == 1 and runs.process.pager.last_method == "keyset-next"
+    assert runs.app.total == len(demo_ws.app_logs(run_id=finished_run.id))
     csv = pd.read_csv(runs.download("process_logs", "csv"))
     assert len(csv) == processed
     xlsx = pd.read_excel(runs.download("app_logs", "xlsx"), engine="openpyxl")
-    assert len(xlsx) == runs.app_total
+    assert len(xlsx) == runs.app.total
     docs = pd.read_csv(runs.download("documents", "csv"))
     assert len(docs) == finished_run.sales_invoices + finished_run.credit_notes
     assert runs.filename("process_logs", "csv") == f"bear-run-{finished_run.id}-process-logs.csv"
@@ -662,3 +663,52 @@ def test_csv_bytes_round_trip():
     frame = pd.DataFrame({"a": [Decimal("1.10")], "b": ["x"]})
     assert frame_csv(frame).read().decode().splitlines() == ["a,b", "1.10,x"]
     assert isinstance(frame_xlsx(frame), io.BytesIO)
+
+
+def test_warning_dialog_reaches_every_violation_row(demo_ws, grid, monkeypatch):
+    """40 ineligible events with 3 blocking reasons each: the warning dialog's pager pages the
+    120 violation rows (not the 40 events), so rows 51-120 can be reached."""
+    from bear.models import Preview
+    from bear.ui.views import ActionDialog
+
+    ids = demo_ws.awaiting_release().ids()[:50]
+    bad, good = ids[:40], ids[40:]
+    rows = [
+        (i, "release", f"acme.rule_{k}", "block", f"reason {k} of {i}")
+        for i in bad
+        for k in range(3)
+    ]
+    violations = pa.Table.from_pylist(
+        [
+            dict(
+                zip(("billing_event_id", "stage", "rule_id", "severity", "message"), r, strict=True)
+            )
+            for r in rows
+        ]
+    )
+    pv = Preview(
+        "release_and_invoice",
+        50,
+        True,
+        "",
+        good,
+        violations,
+        pd.DataFrame(columns=["doc_type", "currency", "count", "total"]),
+        pa.table({"billing_event_id": pa.array([], pa.int64())}),
+        pd.DataFrame(columns=["stage", "rule_id", "severity", "events"]),
+    )
+    monkeypatch.setattr(demo_ws, "preview", lambda *a, **k: pv)
+    grid.select_ids(ids)
+    flow = ActionFlow(demo_ws, grid, USER)
+    dialog = ActionDialog(flow, on_started=lambda run_id: None)
+    flow.open("release_and_invoice")
+    assert flow.phase == "warning" and pv.ineligible == 40
+    pager = dialog.vpager._state  # what the dialog's pager bar pages
+    assert pager.total == 120 and pager.pages == 3
+    seen = []
+    for page in range(pager.pages):
+        pager.goto(page)
+        shown = dialog.violations.value
+        seen += list(zip(shown["billing_event_id"], shown["rule_id"], strict=True))
+    assert len(seen) == 120
+    assert set(seen) == {(r[0], r[2]) for r in rows}

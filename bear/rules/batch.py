@@ -126,10 +126,6 @@ WITH ids AS (
     FROM ev e
     JOIN projects p ON p.id = e.project_id AND p.billing_cap IS NOT NULL
     LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
-), prod AS (
-    -- products ranked by id: an event whose product id range [min, max] holds as many
-    -- products as integers has every product; only the others are looked up item by item
-    SELECT id, row_number() OVER (ORDER BY id) AS rk FROM products
 ), periodic AS (
     SELECT DISTINCT company_id FROM accounting_periods
 ), days AS (
@@ -163,21 +159,36 @@ SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id,
        coalesce(e.items_on_hold, 0) AS items_on_hold,
        e.first_item_on_hold, e.first_item_on_hold_desc,
        cl.run_id AS claimed_by_run,
-       e.min_product_id IS NOT NULL AND (pmin.id IS NULL OR pmax.id IS NULL
-           OR pmax.rk - pmin.rk <> e.max_product_id - e.min_product_id) AS product_check
+       {product_check} AS product_check
 FROM ev e
 LEFT JOIN projects p ON p.id = e.project_id
 LEFT JOIN accounts a ON a.id = e.account_id
 LEFT JOIN companies c ON c.id = e.company_id
 LEFT JOIN company_currencies cc ON cc.company_id = e.company_id AND cc.currency = e.currency
 LEFT JOIN periodic hp ON hp.company_id = e.company_id
-LEFT JOIN prod pmin ON pmin.id = e.min_product_id
-LEFT JOIN prod pmax ON pmax.id = e.max_product_id
-LEFT JOIN days ap ON ap.company_id = e.company_id AND ap.day = e.document_date
+{product_joins}LEFT JOIN days ap ON ap.company_id = e.company_id AND ap.day = e.document_date
 LEFT JOIN proj pr ON pr.project_id = e.project_id
 LEFT JOIN pending pd ON pd.id = e.id
 LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
 """
+
+# Which events' items must be looked up for a missing product row. When the product ids are
+# one run without holes (the usual case), an event is in doubt only if its product id range
+# leaves that run: two comparisons with constants. Otherwise the products are ranked by id,
+# and an event whose range [min, max] holds as many products as integers has every product.
+_CHECK_DENSE = (
+    "e.min_product_id IS NOT NULL AND NOT coalesce(e.min_product_id >= $product_lo "
+    "AND e.max_product_id <= $product_hi, false)",
+    "",
+)
+_CHECK_RANKED = (
+    "e.min_product_id IS NOT NULL AND (pmin.id IS NULL OR pmax.id IS NULL "
+    "OR pmax.rk - pmin.rk <> e.max_product_id - e.min_product_id)",
+    "LEFT JOIN (SELECT id, row_number() OVER (ORDER BY id) AS rk FROM products) pmin "
+    "ON pmin.id = e.min_product_id\n"
+    "LEFT JOIN (SELECT id, row_number() OVER (ORDER BY id) AS rk FROM products) pmax "
+    "ON pmax.id = e.max_product_id\n",
+)
 
 # The items of the events flagged ``product_check`` whose product row is gone, counted exactly.
 _MISSING_PRODUCTS_SQL = """
@@ -205,21 +216,24 @@ def build_batch(
     require_approval: bool = True,
 ) -> int:
     """(Re)build ``_batch`` on ``cur`` for the ids in table ``source``; returns its row count."""
-    lo, hi = cur.execute(
-        f"SELECT min(billing_event_id), max(billing_event_id) FROM {source}"
+    lo, hi, p_lo, p_hi, p_n = cur.execute(
+        f"SELECT (SELECT min(billing_event_id) FROM {source}), (SELECT max(billing_event_id) FROM {source}),"
+        " min(id), max(id), count(*) FROM products"
     ).fetchall()[0]
     if lo is None:
         lo, hi = 0, -1
-    cur.execute(
-        _BATCH_SQL.format(source=source),
-        {
-            "lo": lo,
-            "hi": hi,
-            "as_released": as_released,
-            "run_id": run_id,
-            "require_approval": require_approval,
-        },
-    )
+    dense = p_n == 0 or p_hi - p_lo + 1 == p_n
+    check, joins = _CHECK_DENSE if dense else _CHECK_RANKED
+    params = {
+        "lo": lo,
+        "hi": hi,
+        "as_released": as_released,
+        "run_id": run_id,
+        "require_approval": require_approval,
+    }
+    if dense:
+        params.update(product_lo=p_lo, product_hi=p_hi)
+    cur.execute(_BATCH_SQL.format(source=source, product_check=check, product_joins=joins), params)
     # Usually no event needs it (every product id in range exists): one cheap count.
     if cur.execute("SELECT count(*) FROM _batch_core WHERE product_check").fetchall()[0][0]:
         cur.execute(_MISSING_PRODUCTS_SQL)

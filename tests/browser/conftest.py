@@ -30,6 +30,10 @@ USER = "ana@example.com"
 XSS_NAME = '<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
+# Assertions wait as long as page actions do: on a busy machine a first render of the grid
+# (count, cards, page, eligibility) can take longer than Playwright's default 5 s.
+expect.set_options(timeout=30_000)
+
 
 def _free_port() -> int:
     with socket.socket() as s:

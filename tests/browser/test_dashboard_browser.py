@@ -20,10 +20,16 @@ TIMEOUT = 30_000
 TABS = ("Awaiting Release", "Awaiting Invoice", "Runs", "Documents", "Settings & Rules")
 
 
+def pager(page: Page, pattern: str):
+    """The first visible pager label matching ``pattern`` (hidden tabs and the closed dialog
+    hold pager labels too)."""
+    return page.get_by_text(re.compile(pattern)).filter(visible=True).first
+
+
 def open_dashboard(page: Page, url: str) -> None:
     page.set_default_timeout(TIMEOUT)
     page.goto(url)
-    expect(page.get_by_text(re.compile(r"Page 1 of")).first).to_be_visible()
+    expect(pager(page, r"Page 1 of")).to_be_visible()
 
 
 def tab(page: Page, name: str) -> None:
@@ -35,7 +41,7 @@ def toast(page: Page, text: str | re.Pattern[str]):
 
 
 def pager_label(page: Page) -> str:
-    return page.get_by_text(re.compile(r"Page \d+ of")).first.inner_text()
+    return pager(page, r"Page \d+ of").inner_text()
 
 
 def search(page: Page, text: str) -> None:
@@ -43,7 +49,7 @@ def search(page: Page, text: str) -> None:
     box = page.get_by_placeholder("event, project or account name, or event id")
     box.fill(text)
     box.press("Enter")
-    expect(page.get_by_text(re.compile(r"Page \d+ of")).first).not_to_have_text(before)
+    expect(pager(page, r"Page \d+ of")).not_to_have_text(before)
 
 
 def test_release_and_invoice_flow(page: Page, served, artifacts):
@@ -84,9 +90,9 @@ def test_release_and_invoice_flow(page: Page, served, artifacts):
     released = page.locator(".bear-card", has_text="Released").first
     expect(released).to_contain_text(f"{eligible:,}")
     expect(page.locator("[tabulator-field=status]", has_text="OK").first).to_be_visible()
-    expect(page.get_by_text(re.compile(rf"\({eligible:,} events\)"))).to_be_visible()
+    expect(pager(page, rf"\({eligible:,} events\)")).to_be_visible()
     page.get_by_role("button", name="ERROR").click()
-    expect(page.get_by_text(re.compile(r"Page 1 of \d+ \(\d+ events\)")).first).to_be_visible()
+    expect(pager(page, r"Page 1 of \d+ \(\d+ events\)")).to_be_visible()
     page.screenshot(path=artifacts / "run-detail.png")
 
 
@@ -99,12 +105,12 @@ def test_selection_is_kept_across_pages(page: Page, served):
     boxes.nth(1).click()
     expect(page.get_by_text("2 selected")).to_be_visible()
     page.get_by_role("button", name="›").first.click()
-    expect(page.get_by_text(re.compile(r"Page 2 of")).first).to_be_visible()
+    expect(pager(page, r"Page 2 of")).to_be_visible()
     expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(0)
     page.locator(".tabulator-row input[type=checkbox]").nth(0).click()
     expect(page.get_by_text("3 selected")).to_be_visible()
     page.get_by_role("button", name="‹").first.click()
-    expect(page.get_by_text(re.compile(r"Page 1 of")).first).to_be_visible()
+    expect(pager(page, r"Page 1 of")).to_be_visible()
     expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(2)
     page.get_by_role("button", name="Clear selection").click()
     expect(page.get_by_text("No events selected", exact=False)).to_be_visible()

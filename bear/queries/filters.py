@@ -1,0 +1,209 @@
+"""Filters of a selection (DESIGN §2.1): validated values, and the SQL conditions they stand for.
+
+``Filters.build(**raw)`` checks every filter an analyst, a notebook or the CLI may pass and
+names the bad one; ``Filters.where()`` turns the validated values into conditions over the
+event query's aliases (``e``, ``p``, ``a``, ``c``), every value bound as a parameter. The
+eligibility filter is not answered here: it needs the preview's verdicts, which the workspace
+resolves and hands to ``bear.queries.events`` as a condition of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bear.db.schema import CATEGORIES
+from bear.errors import BearError
+
+__all__ = ["CATEGORIES", "FILTERS", "ID_FILTERS", "Filters"]  # CATEGORIES: bear.db.schema's
+
+# Filters by event id: set by code (an id list, the unticked rows), not by a filter form.
+ID_FILTERS = ("ids", "exclude_ids")
+
+FILTERS = (
+    "company",
+    "account",
+    "project",
+    "region",
+    "practice",
+    "grp",
+    "currency",
+    "date_from",
+    "date_to",
+    "min_amount",
+    "max_amount",
+    "category",
+    "search",
+    "eligibility",
+    "ids",
+    "exclude_ids",
+)
+
+
+def _as_list(name: str, value: Any) -> list[Any]:
+    if isinstance(value, str | int | Decimal) and not isinstance(value, bool):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, bytes | dict):
+        out = list(value)
+        if all(isinstance(v, str | int) and not isinstance(v, bool) for v in out):
+            return out
+    raise BearError(f"filter {name!r}: expected a value or a list of values, not {value!r}")
+
+
+def _as_ints(name: str, value: Any) -> list[int]:
+    out = []
+    for v in _as_list(name, value):
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            raise BearError(f"filter {name!r}: {v!r} is not a whole-number id") from None
+    return out
+
+
+def _as_date(name: str, value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise BearError(f"filter {name!r}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _as_decimal(name: str, value: Any) -> Decimal:
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BearError(f"filter {name!r}: {value!r} is not an amount") from None
+    if not d.is_finite():
+        raise BearError(f"filter {name!r}: {value!r} is not an amount")
+    return d
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Validated filters of DESIGN §2.1. Empty / None means "any"."""
+
+    company: tuple[int, ...] = ()
+    account: tuple[int, ...] = ()
+    project: tuple[int, ...] = ()
+    region: tuple[str, ...] = ()
+    practice: tuple[str, ...] = ()
+    grp: tuple[str, ...] = ()
+    currency: tuple[str, ...] = ()
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    category: tuple[str, ...] = ()
+    search: str = ""
+    eligibility: str | None = None  # "eligible", "ineligible" or a rule id
+    ids: tuple[int, ...] | None = None
+    exclude_ids: tuple[int, ...] = ()  # e.g. the rows unticked after "select all matching"
+
+    @classmethod
+    def build(cls, **raw: Any) -> Filters:
+        unknown = sorted(set(raw) - set(FILTERS))
+        if unknown:
+            raise BearError(f"unknown filter {unknown[0]!r}; filters are: {', '.join(FILTERS)}")
+        kw: dict[str, Any] = {}
+        for name, value in raw.items():
+            if value is None or (
+                isinstance(value, str | list | tuple | set) and len(value) == 0 and name != "ids"
+            ):
+                continue
+            if name in ("company", "account", "project", *ID_FILTERS):
+                kw[name] = tuple(_as_ints(name, value))
+            elif name in ("region", "practice", "grp"):
+                kw[name] = tuple(str(v) for v in _as_list(name, value))
+            elif name == "currency":
+                cur = tuple(str(v).upper() for v in _as_list(name, value))
+                kw[name] = cur
+            elif name in ("date_from", "date_to"):
+                kw[name] = _as_date(name, value)
+            elif name in ("min_amount", "max_amount"):
+                kw[name] = _as_decimal(name, value)
+            elif name == "category":
+                cats = tuple(str(v) for v in _as_list(name, value))
+                bad = [c for c in cats if c not in CATEGORIES]
+                if bad:
+                    raise BearError(
+                        f"filter 'category': {bad[0]!r} is not one of {', '.join(CATEGORIES)}"
+                    )
+                kw[name] = cats
+            elif name == "search":
+                if not isinstance(value, str):
+                    raise BearError(f"filter 'search': expected text, not {value!r}")
+                if len(value) > 200:
+                    raise BearError("filter 'search': at most 200 characters")
+                kw[name] = value.strip()
+            elif name == "eligibility":
+                kw[name] = str(value)
+        f = cls(**kw)
+        if f.date_from and f.date_to and f.date_from > f.date_to:
+            raise BearError(f"filter dates: date_from {f.date_from} is after date_to {f.date_to}")
+        if f.min_amount is not None and f.max_amount is not None and f.min_amount > f.max_amount:
+            raise BearError(
+                f"filter amounts: min_amount {f.min_amount} is above max_amount {f.max_amount}"
+            )
+        return f
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, (), "")}
+
+    def where(self) -> tuple[list[str], dict[str, Any]]:
+        """SQL conditions (over aliases e, p, a, c) and their parameters."""
+        cond: list[str] = []
+        params: dict[str, Any] = {}
+        for name, col in (
+            ("company", "e.company_id"),
+            ("account", "e.account_id"),
+            ("project", "e.project_id"),
+            ("region", "p.region"),
+            ("practice", "p.practice"),
+            ("grp", "p.grp"),
+            ("currency", "e.currency"),
+        ):
+            values = getattr(self, name)
+            if values:
+                cond.append(f"{col} IN (SELECT unnest(${'f_' + name}))")
+                params["f_" + name] = list(values)
+        if self.ids is not None:
+            cond.append("e.id IN (SELECT unnest($f_ids))")
+            params["f_ids"] = list(self.ids)
+        if self.exclude_ids:
+            cond.append("e.id NOT IN (SELECT unnest($f_exclude_ids))")
+            params["f_exclude_ids"] = list(self.exclude_ids)
+        if self.date_from:
+            cond.append("e.event_date >= $f_date_from")
+            params["f_date_from"] = self.date_from
+        if self.date_to:
+            cond.append("e.event_date <= $f_date_to")
+            params["f_date_to"] = self.date_to
+        if self.min_amount is not None:
+            cond.append("e.summary_amount >= $f_min_amount::DECIMAL(38, 6)")
+            params["f_min_amount"] = str(self.min_amount)
+        if self.max_amount is not None:
+            cond.append("e.summary_amount <= $f_max_amount::DECIMAL(38, 6)")
+            params["f_max_amount"] = str(self.max_amount)
+        if self.category:
+            cond.append(
+                "e.id IN (SELECT i.billing_event_id FROM billing_event_items i "
+                "WHERE i.category IN (SELECT unnest($f_category)))"
+            )
+            params["f_category"] = list(self.category)
+        if self.search:
+            # strpos, not LIKE: the text is matched literally, wildcards and quotes included.
+            cond.append(
+                "(strpos(lower(e.name), lower($f_search)) > 0 OR strpos(lower(p.name), lower($f_search)) > 0"
+                " OR strpos(lower(coalesce(a.name, '')), lower($f_search)) > 0"
+                " OR e.id::VARCHAR = $f_search)"
+            )
+            params["f_search"] = self.search
+        return cond, params

@@ -1,0 +1,325 @@
+"""What runs leave behind, as listings and frames: runs, release batches, process runs, process
+logs, app logs, documents and their lines, notifications, and a preview's violations.
+
+Each paged record type has a small frozen query value (``ProcessLogQuery``, ``AppLogQuery``,
+``DocumentQuery``, ``ViolationQuery``) — plain data a screen or an API call can hold — and a
+function turning it into a ``Listing`` for the pager. Whole listings (API frames, downloads)
+come from the same listings, so a screen, its download and ``ws.process_logs()`` agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from bear.errors import BearError
+from bear.queries.events import joins_for
+from bear.queries.pager import Listing, frame
+
+
+# -- runs --------------------------------------------------------------------------------------
+def runs(cur: duckdb.DuckDBPyConnection, limit: int = 1000) -> pd.DataFrame:
+    """Recent runs, newest first."""
+    return frame(
+        cur,
+        "SELECT id, action, requested_by, status, stage, selected, excluded, released, not_released, "
+        "batches_total AS batches, batches_done, failed_batches, invoice_total, invoice_done, sales_invoices, "
+        "credit_notes, not_passed, process_run_id, error, created_at, started_at, updated_at, finished_at, "
+        "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds "
+        "FROM runs ORDER BY id DESC LIMIT $n",
+        {"n": int(limit)},
+    )
+
+
+def release_batches(cur: duckdb.DuckDBPyConnection, run_id: int) -> pd.DataFrame:
+    return frame(
+        cur,
+        "SELECT run_id, seq, size, status, released, cause, finished_at FROM release_batches "
+        "WHERE run_id = $r ORDER BY seq",
+        {"r": int(run_id)},
+    )
+
+
+def process_runs(cur: duckdb.DuckDBPyConnection, run_id: int | None = None) -> pd.DataFrame:
+    cond = "" if run_id is None else "WHERE run_id = $r"
+    return frame(
+        cur,
+        f"SELECT * FROM process_runs {cond} ORDER BY id DESC",
+        {} if run_id is None else {"r": int(run_id)},
+    )
+
+
+# -- process logs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProcessLogQuery:
+    """The process logs of one process run (``None``: none), optionally of one status."""
+
+    process_run_id: int | None
+    status: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in ("OK", "ERROR"):
+            raise BearError(f"status must be 'OK' or 'ERROR', not {self.status!r}")
+
+
+_PROCESS_JOINS = {
+    "d": "LEFT JOIN documents d ON d.id = l.document_id",
+    "e": "LEFT JOIN billing_events e ON e.id = l.billing_event_id",
+}
+
+
+def process_log_listing(q: ProcessLogQuery) -> Listing:
+    """One row per event the invoicing stage processed, in event order (unique per process run)."""
+    params: dict[str, Any] = {"p": -1 if q.process_run_id is None else int(q.process_run_id)}
+    where = "l.process_run_id = $p"
+    if q.status is not None:
+        where += " AND l.status = $s"
+        params["s"] = q.status
+    cols = {
+        "billing_event_id": "l.billing_event_id",
+        "event": "e.name",
+        "status": "l.status",
+        "message": "l.message",
+        "rule_id": "l.rule_id",
+        "document_id": "l.document_id",
+        "document_number": "d.number",
+        "process_run_id": "l.process_run_id",
+        "created_at": "l.created_at",
+    }
+    return Listing(
+        columns=tuple(cols),
+        select=", ".join(f"{x} AS {n}" for n, x in cols.items()),
+        base="process_logs l",
+        joins=" ".join(_PROCESS_JOINS.values()),
+        lean_joins="",
+        where=where,
+        params=params,
+        # the id is the event: a process run logs each event once (primary key)
+        id_expr="l.billing_event_id",
+    )
+
+
+# -- app logs ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AppLogQuery:
+    """App log records, oldest first: of one run, or all of them (``run_id=None``)."""
+
+    run_id: int | None = None
+
+
+def app_log_listing(q: AppLogQuery) -> Listing:
+    cols = (
+        "id",
+        "created_at",
+        "run_id",
+        "batch_seq",
+        "level",
+        "origin",
+        "record_id",
+        "rule_id",
+        "message",
+        "detail",
+    )
+    if q.run_id is None:
+        where, params = "true", {}
+    else:
+        where, params = "l.run_id = $r", {"r": int(q.run_id)}
+    return Listing(
+        columns=cols,
+        select=", ".join(f"l.{c} AS {c}" for c in cols),
+        base="app_logs l",
+        joins="",
+        lean_joins="",
+        where=where,
+        params=params,
+        id_expr="l.id",
+    )
+
+
+# -- documents ---------------------------------------------------------------------------------
+DOC_COLUMNS: dict[str, str] = {
+    "id": "d.id",
+    "number": "d.number",
+    "doc_type": "d.doc_type",
+    "billing_event_id": "d.billing_event_id",
+    "account_id": "d.account_id",
+    "account": "a.name",
+    "company_id": "d.company_id",
+    "company": "c.name",
+    "currency": "d.currency",
+    "total": "d.total",
+    "document_date": "d.document_date",
+    "process_run_id": "d.process_run_id",
+    "run_id": "pr.run_id",
+}
+_DOC_JOINS = {
+    "pr": "LEFT JOIN process_runs pr ON pr.id = d.process_run_id",
+    "a": "LEFT JOIN accounts a ON a.id = d.account_id",
+    "c": "LEFT JOIN companies c ON c.id = d.company_id",
+}
+
+
+@dataclass(frozen=True)
+class DocumentQuery:
+    """Documents of a type (``all``, ``SIN``, ``SCN``), of a run, matching a number or account."""
+
+    doc_type: str = "all"
+    run_id: int | None = None
+    search: str = ""
+
+
+def document_listing(
+    q: DocumentQuery,
+    sort_by: str = "id",
+    descending: bool = False,
+    columns: Sequence[str] | None = None,
+) -> Listing:
+    if sort_by not in DOC_COLUMNS:
+        raise BearError(f"cannot sort by {sort_by!r}; sortable: {', '.join(DOC_COLUMNS)}")
+    cond, params = ["true"], {}
+    if q.doc_type != "all":
+        cond.append("d.doc_type = $dt")
+        params["dt"] = q.doc_type
+    if q.run_id is not None:
+        cond.append("pr.run_id = $run")
+        params["run"] = int(q.run_id)
+    if q.search.strip():
+        cond.append(
+            "(strpos(lower(d.number), lower($q)) > 0 OR strpos(lower(coalesce(a.name, '')), lower($q)) > 0)"
+        )
+        params["q"] = q.search.strip()
+    where = " AND ".join(cond)
+    sort_expr = DOC_COLUMNS[sort_by]
+    cols = tuple(DOC_COLUMNS) if columns is None else tuple(columns)
+    return Listing(
+        columns=cols,
+        select=", ".join(f"{DOC_COLUMNS[c]} AS {c}" for c in cols),
+        base="documents d",
+        joins=" ".join(_DOC_JOINS.values()),
+        # the joins are one-to-one: only those the filter and the sort use are made
+        lean_joins=joins_for(f"{where} {sort_expr}", _DOC_JOINS),
+        where=where,
+        params=params,
+        id_expr="d.id",
+        sort=((sort_expr, bool(descending)),),
+    )
+
+
+def document_lines(cur: duckdb.DuckDBPyConnection, document_id: int) -> pd.DataFrame:
+    return frame(
+        cur,
+        "SELECT l.*, p.name AS product FROM document_lines l LEFT JOIN products p ON p.id = l.product_id "
+        "WHERE l.document_id = $d ORDER BY l.id",
+        {"d": int(document_id)},
+    )
+
+
+# -- notifications -----------------------------------------------------------------------------
+def notifications(
+    cur: duckdb.DuckDBPyConnection, run_id: int | None = None, channel: str | None = None
+) -> pd.DataFrame:
+    cond, params = [], {}
+    if run_id is not None:
+        cond.append("run_id = $r")
+        params["r"] = int(run_id)
+    if channel is not None:
+        cond.append("channel = $c")
+        params["c"] = channel
+    where = ("WHERE " + " AND ".join(cond)) if cond else ""
+    return frame(
+        cur,
+        "SELECT id, run_id, kind, channel, recipient, subject, body, status, attempts, last_error, created_at, "
+        f"sent_at FROM notifications {where} ORDER BY id",
+        params,
+    )
+
+
+_INBOX = "FROM notifications WHERE channel = 'in_app' AND recipient = $u"
+
+
+def inbox(
+    cur: duckdb.DuckDBPyConnection, user: str, after_id: int | None = None, limit: int = 50
+) -> pd.DataFrame:
+    """A user's in-app notifications: the newest ``limit``, or (``after_id``) every newer one,
+    oldest first."""
+    cols = "id, run_id, kind, subject, body, status, created_at"
+    if after_id is None:
+        sql = f"SELECT {cols} {_INBOX} ORDER BY id DESC LIMIT {int(limit)}"
+        return frame(cur, sql, {"u": str(user)})
+    return frame(
+        cur,
+        f"SELECT {cols} {_INBOX} AND id > $last ORDER BY id",
+        {"u": str(user), "last": after_id},
+    )
+
+
+def inbox_state(cur: duckdb.DuckDBPyConnection, user: str) -> tuple[int, int]:
+    """(newest in-app notification id or 0, unread count) of a user."""
+    row = cur.execute(
+        f"SELECT coalesce(max(id), 0), count(*) FILTER (status = 'sent') {_INBOX}", {"u": str(user)}
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
+
+
+def mark_read(tx: duckdb.DuckDBPyConnection, user: str, ids: Iterable[int] | None = None) -> int:
+    """Mark a user's delivered in-app notifications read (all, or these ids), in ``tx``."""
+    params: dict[str, Any] = {"u": str(user)}
+    cond = ""
+    if ids is not None:
+        cond = " AND id IN (SELECT unnest($ids))"
+        params["ids"] = [int(i) for i in ids]
+    return int(
+        tx.execute(
+            f"UPDATE notifications SET status = 'read' WHERE channel = 'in_app' AND recipient = $u "
+            f"AND status = 'sent'{cond}",
+            params,
+        ).fetchall()[0][0]
+    )
+
+
+# -- a preview's violations --------------------------------------------------------------------
+VIOLATION_COLUMNS = ("billing_event_id", "name", "stage", "rule_id", "severity", "message")
+
+
+@dataclass(frozen=True, eq=False)
+class ViolationQuery:
+    """The blocking violations of a preview (one row per event and rule), with event names.
+    Paged like any listing: the rows, not the events, are what is counted."""
+
+    violations: pd.DataFrame = field(repr=False)
+
+    @cached_property
+    def table(self) -> pa.Table:
+        v = self.violations
+        if len(v):
+            v = v[v["severity"] == "block"]
+        cols = [c for c in VIOLATION_COLUMNS if c != "name"]
+        schema = pa.schema(
+            [("billing_event_id", pa.int64())] + [(c, pa.string()) for c in cols[1:]]
+        )
+        t = pa.Table.from_pandas(
+            v.reindex(columns=cols).reset_index(drop=True), schema=schema, preserve_index=False
+        )
+        return t.append_column("_row", pa.array(range(len(t)), pa.int64()))
+
+
+def violation_listing(q: ViolationQuery) -> Listing:
+    name = f"_bear_violations_{id(q):x}"
+    cols = {c: ("e.name" if c == "name" else f"v.{c}") for c in VIOLATION_COLUMNS}
+    return Listing(
+        columns=VIOLATION_COLUMNS,
+        select=", ".join(f"{x} AS {n}" for n, x in cols.items()),
+        base=f"{name} v",
+        joins="LEFT JOIN billing_events e ON e.id = v.billing_event_id",
+        lean_joins="",
+        where="true",
+        params={},
+        id_expr="v._row",  # the preview's order
+        tables={name: q.table},
+    )

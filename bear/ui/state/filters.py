@@ -1,0 +1,83 @@
+"""The sidebar filters of the awaiting-release and awaiting-invoice grids (DESIGN §2.1).
+
+``FilterState`` holds one value per filter of the core (``bear.selection.FILTERS``, the id
+filters excepted), validates them into ``Filters`` and bumps ``version`` once per change so
+the session's grids refresh once; ``filter_options`` asks the workspace for the choices.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import param
+
+from bear.selection import FILTERS, ID_FILTERS, Filters
+
+if TYPE_CHECKING:
+    from bear.workspace import Workspace
+
+
+def filter_options(ws: Workspace) -> dict[str, Any]:
+    """Choices for the filter widgets: labels (raw text from the data; views escape) → values."""
+    return ws.filter_options()
+
+
+class FilterState(param.Parameterized):
+    """The sidebar filters of DESIGN §2.1, shared by the session's grids."""
+
+    company = param.List(default=[], doc="company ids")
+    account = param.List(default=[], doc="account ids")
+    project = param.List(default=[], doc="project ids")
+    region = param.List(default=[])
+    practice = param.List(default=[])
+    grp = param.List(default=[], doc="project group")
+    currency = param.List(default=[])
+    date_from = param.CalendarDate(default=None, allow_None=True)
+    date_to = param.CalendarDate(default=None, allow_None=True)
+    min_amount = param.Number(default=None, allow_None=True)
+    max_amount = param.Number(default=None, allow_None=True)
+    category = param.List(default=[])
+    eligibility = param.String(default="", doc="'', 'eligible', 'ineligible' or a rule id")
+    search = param.String(default="")
+    error = param.String(default="", doc="why the current filters are refused, if they are")
+    version = param.Integer(default=0, doc="bumped once per change of the filters")
+
+    NAMES = tuple(f for f in FILTERS if f not in ID_FILTERS)  # the core's filters, in order
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._batch = False
+        self.param.watch(self._changed, list(self.NAMES))
+
+    def _changed(self, *events: Any) -> None:
+        if not self._batch:
+            self.version += 1
+
+    def filters(self) -> Filters:
+        """Validated ``Filters``; raises ``BearError`` naming the bad filter."""
+        raw: dict[str, Any] = {name: getattr(self, name) for name in self.NAMES}
+        for name in ("min_amount", "max_amount"):
+            if raw[name] is not None:
+                raw[name] = Decimal(repr(float(raw[name])))
+        return Filters.build(**raw)
+
+    @classmethod
+    def list_names(cls) -> tuple[str, ...]:
+        """The filters that take several values."""
+        return tuple(n for n in cls.NAMES if isinstance(cls.param[n], param.List))
+
+    def reset(self) -> None:
+        """Every filter back to "any", its default (one refresh, not fourteen)."""
+        fresh = {n: self.param[n].default for n in self.NAMES}
+        fresh.update({n: [] for n in self.list_names()})  # a fresh list each, not the shared one
+        self._batch = True
+        try:
+            self.param.update(**fresh)
+        finally:
+            self._batch = False
+        self.version += 1
+
+    def active(self) -> dict[str, Any]:
+        """The filters that are set (for display)."""
+        return {n: getattr(self, n) for n in self.NAMES if getattr(self, n) not in (None, [], "")}

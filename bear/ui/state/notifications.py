@@ -1,0 +1,51 @@
+"""The notification bell: the current user's in-app notifications, unread count, new ones.
+
+``NotificationState.poll`` returns what arrived since the last poll (for toasts) and
+refreshes the bell; everything is read through the workspace's inbox methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import param
+
+if TYPE_CHECKING:
+    from bear.workspace import Workspace
+
+
+class NotificationState(param.Parameterized):
+    """The in-app notifications of the current user: unread count, recent list, new ones."""
+
+    user = param.String(default="analyst")
+    unread = param.Integer(default=0)
+    items = param.DataFrame(default=None, allow_None=True)
+
+    def __init__(self, ws: Workspace, user: str = "analyst", **params: Any) -> None:
+        super().__init__(user=user, **params)
+        self.ws = ws
+        self._last_id = ws.inbox_state(user)[0]
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.items = self.ws.inbox(self.user, limit=50)
+        self.unread = self.ws.inbox_state(self.user)[1]
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Notifications that arrived since the last poll (for toasts); refreshes the bell."""
+        frame = self.ws.inbox(self.user, after_id=self._last_id)
+        new = [
+            {k: r[k] for k in ("id", "run_id", "kind", "subject", "status")}
+            for r in frame.to_dict("records")
+        ]
+        if new:
+            self._last_id = max(int(n["id"]) for n in new)
+        self.refresh()
+        return new
+
+    def mark_read(self, ids: Sequence[int] | None = None) -> int:
+        """Mark delivered notifications read (all of the user's, or these ids)."""
+        n = self.ws.mark_notifications_read(self.user, ids)
+        self.refresh()
+        return n

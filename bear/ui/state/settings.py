@@ -1,0 +1,134 @@
+"""The Settings & Rules screen: every setting with its validation message, the rules list
+with their plugins, rule toggles, and the SMTP test e-mail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import smtplib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import param
+
+from bear.errors import BearError
+
+if TYPE_CHECKING:
+    from bear.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+RULE_SETTINGS = (
+    "disabled_rules",
+    "rules_file",
+    "plugins_dir",
+    "require_approval",
+    "max_lines_per_document",
+)
+
+
+class SettingsState(param.Parameterized):
+    """Every setting with its validation message, the test e-mail, and the rules list."""
+
+    items = param.List(default=[], doc="ws.settings.describe()")
+    messages = param.Dict(default={}, doc="setting name -> (ok, message)")
+    rules = param.DataFrame(default=None, allow_None=True)
+    plugins = param.DataFrame(default=None, allow_None=True)
+    rules_message = param.String(default="")
+    rules_ok = param.Boolean(default=True)
+    test_message = param.String(default="")
+    test_ok = param.Boolean(default=True)
+
+    def __init__(self, ws: Workspace, env: Mapping[str, str] | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self.ws = ws
+        self._env = env
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.items = self.ws.settings.describe()
+        self.refresh_rules()
+
+    def refresh_rules(self) -> None:
+        self.rules = self.ws.rules()
+        try:
+            self.plugins = self.ws.plugin_list()
+        except BearError as exc:  # listing plugins never blocks the settings page
+            log.warning("plugin list failed: %s", exc)
+
+    @property
+    def password_set(self) -> bool:
+        env = os.environ if self._env is None else self._env
+        return bool(env.get("BEAR_SMTP_PASSWORD"))
+
+    def value_text(self, name: str) -> Any:
+        """The current value as a widget shows it (lists as comma-separated text)."""
+        value = getattr(self.ws.settings, name)
+        if isinstance(value, list):
+            return ", ".join(value)
+        return value
+
+    def save(self, name: str, value: Any) -> tuple[bool, str]:
+        """Validate and store one setting; (ok, message) is shown next to the field."""
+        if isinstance(value, str) and name in ("smtp_password", "password"):
+            return False, "the SMTP password is never stored; set $BEAR_SMTP_PASSWORD"
+        try:
+            clean = self.ws.settings.update(**{name: value})
+        except BearError as exc:  # SettingError, and RulesFileError / PluginError from the check
+            result = (False, str(exc))
+        else:
+            shown = clean.get(name, value)
+            if isinstance(shown, list):
+                shown = ", ".join(shown) or "(none)"
+            result = (True, f"saved: {shown}")
+            self.items = self.ws.settings.describe()
+            if name in RULE_SETTINGS:
+                # the workspace rebuilt its rule registry: show the new rules
+                self.refresh_rules()
+        self.messages = {**self.messages, name: result}
+        if name in ("rules_file", "plugins_dir") and not result[0]:
+            # a broken rules file or plugin folder is also shown above the rules list
+            self.param.update(rules_ok=False, rules_message=result[1])
+        elif name in ("rules_file", "plugins_dir"):
+            self.param.update(rules_ok=True, rules_message=f"{name} {result[1]}")
+        return result
+
+    def set_rule_enabled(self, rule_id: str, enabled: bool) -> tuple[bool, str]:
+        """Enable or disable a rule by editing ``disabled_rules``."""
+        disabled = list(self.ws.settings.disabled_rules)
+        if enabled:
+            disabled = [r for r in disabled if r != rule_id]
+        elif rule_id not in disabled:
+            disabled.append(rule_id)
+        ok, msg = self.save("disabled_rules", disabled)
+        self.param.update(
+            rules_ok=ok,
+            rules_message=(f"{rule_id} {'enabled' if enabled else 'disabled'}" if ok else msg),
+        )
+        if not ok:
+            self.refresh_rules()
+        return ok, self.rules_message
+
+    def send_test_email(self, recipient: str) -> tuple[bool, str]:
+        """Send a test e-mail with the current SMTP settings; (ok, message)."""
+        from bear.plugins import notify_email
+
+        recipient = (recipient or "").strip()
+        text = (
+            "This is a test e-mail from BEAR. If you can read it, the SMTP settings work.\n"
+            f"Sent at {dt.datetime.now():%Y-%m-%d %H:%M:%S}.\n"
+        )
+        page = "<html><body><p>This is a test e-mail from BEAR. The SMTP settings work.</p></body></html>"
+        try:
+            notify_email.send(self.ws.settings, recipient, "BEAR test e-mail", text, page)
+        except BearError as exc:
+            ok, msg = False, str(exc)
+        except (smtplib.SMTPException, OSError) as exc:
+            host = f"{self.ws.settings.smtp_host}:{self.ws.settings.smtp_port}"
+            ok, msg = False, f"could not send through {host}: {type(exc).__name__}: {exc}"
+        else:
+            ok, msg = True, f"test e-mail sent to {recipient}"
+        self.param.update(test_ok=ok, test_message=msg)
+        return ok, msg

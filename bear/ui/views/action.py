@@ -1,0 +1,218 @@
+"""The Release and Invoice dialog: the confirmation, the warning with every ineligible
+event and reason (paged by the flow's one pager, downloadable), the validation-skipped notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+from panel.viewable import Viewer
+
+from bear.ui.components import (
+    PagerBar,
+    alert,
+    esc,
+    fmt_num,
+    html_pane,
+    set_frame,
+    table,
+)
+from bear.ui.state import (
+    ACTION_LABEL,
+    ActionFlow,
+)
+from bear.ui.views.common import button
+
+
+class ActionDialog(Viewer):
+    """Confirmation, warning (ineligible events with reasons), validation-skipped notice."""
+
+    def __init__(
+        self,
+        flow: ActionFlow,
+        on_started: Callable[[int], None],
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.flow = flow
+        self._on_started = on_started
+        self.body = pn.Column(sizing_mode="stretch_width", min_height=120)
+        self.modal = pn.Modal(self.body, width=900, background_close=False)
+        self.violations = table(
+            height=300,
+            titles={
+                "billing_event_id": "Event",
+                "name": "Name",
+                "stage": "Stage",
+                "rule_id": "Rule",
+                "severity": "Severity",
+                "message": "Reason",
+            },
+        )
+        self.download = pn.widgets.FileDownload(
+            callback=flow.violations_csv,
+            filename="ineligible-events.csv",
+            label="Download CSV",
+            button_type="light",
+            width=160,
+        )
+        # one row per event and reason: the pager counts rows, as the table shows them
+        self.vpager = PagerBar(flow.violations, noun="reasons")
+        self.modal.param.watch(self._closed, "open")
+        flow.param.watch(self._render, ["phase", "preview"])
+        flow.violations.param.watch(self._page, "rows")
+
+    def show(self, action: str, preview_only: bool = False) -> None:
+        self.body.objects = [self._working(action)]
+        self.modal.open = True
+        self.flow.open(action, preview_only=preview_only)
+
+    def _closed(self, event: Any) -> None:
+        if not event.new and self.flow.phase not in ("idle", "started"):
+            self.flow.close()
+
+    def _working(self, action: str) -> pn.viewable.Viewable:
+        n = self.flow.grid.selected_count
+        return pn.Row(
+            pn.indicators.LoadingSpinner(value=True, size=28, name=""),
+            html_pane(
+                f"<div class='bear-line'>Checking {n:,} selected events against the rules for "
+                f"<b>{esc(ACTION_LABEL[action])}</b>…</div>"
+            ),
+        )
+
+    def _page(self, *_: Any) -> None:
+        set_frame(self.violations, self.flow.violations.rows)
+
+    def _buttons(self, *buttons: pn.widgets.Button) -> pn.Row:
+        close = button("Cancel", "light", width=100)
+        close.on_click(lambda e: self._close())
+        return pn.Row(*buttons, close, margin=(10, 0, 0, 0))
+
+    def _close(self) -> None:
+        self.modal.open = False
+        self.flow.close()
+
+    def _continuebutton(self, label: str) -> pn.widgets.Button:
+        b = button(label, "primary")
+        b.on_click(self._proceed)
+        return b
+
+    def _proceed(self, event: Any) -> None:
+        run_id = self.flow.proceed()
+        if run_id is not None:
+            self.modal.open = False
+            self._on_started(run_id)
+
+    def _docs_html(self) -> str:
+        docs = self.flow.expected_documents()
+        if not len(docs):
+            return "<p class='bear-muted'>No documents would be created.</p>"
+        rows = "".join(
+            f"<tr><td>{'Sales invoices' if r.doc_type == 'SIN' else 'Credit notes'}</td>"
+            f"<td>{esc(r.currency)}</td><td class='n'>{int(r.count):,}</td>"
+            f"<td class='n'>{fmt_num(r.total, 2)}</td></tr>"
+            for r in docs.itertuples()
+        )
+        return (
+            "<table class='bear-kv'><tr><th>Expected</th><th>Currency</th><th>Count</th><th>Total</th></tr>"
+            f"{rows}</table>"
+        )
+
+    def _violations_block(self) -> list[Any]:
+        self._page()
+        return [self.violations, pn.Row(self.vpager, pn.Spacer(), self.download)]
+
+    def _render(self, *_: Any) -> None:
+        f, pv = self.flow, self.flow.preview
+        label = esc(f.label)
+        phase = f.phase
+        if phase in ("idle", "started"):
+            return
+        if phase == "working":
+            self.body.objects = [self._working(f.action)]
+            return
+        head = html_pane(f"<h3 style='margin:4px 0'>{label}</h3>")
+        if phase == "error" or pv is None:
+            close = button("Close", "primary")
+            close.on_click(lambda e: self._close())
+            self.body.objects = [
+                head,
+                html_pane(alert(f.message or "Something went wrong.", "err")),
+                close,
+            ]
+            return
+        intro = (
+            f"{pv.selected:,} events selected · {pv.eligible:,} eligible · "
+            f"{pv.ineligible:,} ineligible · checked in {pv.seconds:.2f} s"
+        )
+        objs: list[Any] = [head, html_pane(f"<p class='bear-line'>{esc(intro)}</p>")]
+        if phase == "unvalidated":
+            validate = button("Validate all", "default")
+            validate.on_click(lambda e: f.validate_all())
+            objs += [
+                html_pane(
+                    alert(
+                        f"Validation was skipped: {pv.selected:,} events is more than the validation "
+                        f"limit of {f.ws.settings.validation_limit:,} events. The rules still run in "
+                        "the background for every batch, so ineligible events will make their "
+                        "batch fail. Validate all to see every reason now (this can take a while)."
+                    )
+                ),
+                self._buttons(validate, self._continuebutton("Continue without validation")),
+            ]
+        elif phase == "confirm":
+            objs += [
+                html_pane(
+                    alert(f"All {pv.eligible:,} selected events are eligible.", "ok")
+                    + self._docs_html()
+                ),
+                self._buttons(self._continuebutton(f"Continue: {f.label} {pv.eligible:,} events")),
+            ]
+        elif phase == "warning":
+            objs += [
+                html_pane(
+                    alert(
+                        f"{pv.ineligible:,} of the {pv.selected:,} selected events cannot be "
+                        "processed; they are listed below with every reason. Continue processes "
+                        f"only the {pv.eligible:,} eligible events."
+                    )
+                ),
+                *self._violations_block(),
+                html_pane(self._docs_html()),
+                self._buttons(self._continuebutton(f"Continue with {pv.eligible:,} eligible")),
+            ]
+        elif phase == "nothing":
+            objs += [
+                html_pane(
+                    alert(f"None of the {pv.selected:,} selected events can be processed.", "err")
+                ),
+                *self._violations_block(),
+                self._buttons(),
+            ]
+        elif phase == "preview":
+            blast = ""
+            if pv.validated and len(pv.blast_radius):
+                blast = alert(
+                    f"Blast radius: {len(pv.blast_radius):,} eligible events share a release batch "
+                    "with an ineligible one and would fail with it if the run were not validated."
+                )
+            objs += [html_pane(self._docs_html() + blast)]
+            if not pv.validated:
+                objs.append(html_pane(alert(pv.reason)))
+            elif pv.ineligible:
+                objs += self._violations_block()
+            buttons = []
+            if pv.eligible:
+                buttons.append(
+                    self._continuebutton(
+                        f"{f.label} {pv.eligible:,} eligible" if pv.validated else f.label
+                    )
+                )
+            objs.append(self._buttons(*buttons))
+        self.body.objects = objs
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.modal

@@ -1,0 +1,12 @@
+"""What the dashboard's views share: the button factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+
+def button(name: str, kind: str = "default", **kw: Any) -> pn.widgets.Button:
+    """A button of a Bokeh button type (``default``, ``primary``, ``light``…)."""
+    return pn.widgets.Button(name=name, button_type=kind, **kw)

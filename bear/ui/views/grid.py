@@ -1,0 +1,220 @@
+"""The awaiting-release and awaiting-invoice grids: cards, sort and pager, the SQL-paged
+table with checkbox selection kept server-side, the selection bar and the action buttons.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from panel.viewable import Viewer
+
+from bear.ui.components import (
+    PagerBar,
+    alert,
+    cards_html,
+    esc,
+    fmt_num,
+    html_pane,
+    set_frame,
+    table,
+)
+from bear.ui.state import (
+    TITLES,
+    ActionFlow,
+    GridState,
+)
+from bear.ui.views.action import ActionDialog
+from bear.ui.views.common import button
+
+log = logging.getLogger(__name__)
+
+
+class EventGrid(Viewer):
+    """Cards, sort and pager, the SQL-paged grid with checkbox selection, selection bar, actions."""
+
+    def __init__(
+        self, grid: GridState, flow: ActionFlow, on_started: Callable[[int], None], **params: Any
+    ):
+        super().__init__(**params)
+        self.grid = grid
+        self.flow = flow
+        self._syncing = False
+        self.cards = html_pane(min_height=90)
+        cols = grid.columns()
+        self.sort_by = pn.widgets.Select(
+            name="Sort by", options={TITLES[c]: c for c in cols}, value=grid.sort_by, width=170
+        )
+        self.sort_dir = pn.widgets.RadioButtonGroup(
+            options=["Ascending", "Descending"],
+            value="Descending" if grid.descending else "Ascending",
+            margin=(26, 5, 5, 5),
+        )
+        self.sort_by.param.watch(lambda e: grid.sort(e.new, grid.descending), "value")
+        self.sort_dir.param.watch(lambda e: grid.sort(grid.sort_by, e.new == "Descending"), "value")
+        self.select_all = button("Select all matching", "default", margin=(26, 5, 5, 5))
+        self.clear = button("Clear selection", "light", margin=(26, 5, 5, 5))
+        self.select_all.on_click(lambda e: grid.select_all_matching())
+        self.clear.on_click(lambda e: grid.clear_selection())
+        self.pager = PagerBar(grid, noun="events")
+        money = ("summary_amount",)
+        self._money = money
+        self.table = table(
+            None,
+            titles=TITLES,
+            money=money,
+            selectable="checkbox",
+            height=560,
+            row_content=self._row_detail,
+            embed_content=False,
+            frozen_columns=["id"],
+            widths={"eligibility": 300, "name": 110},
+        )
+        self.table.param.watch(self._ticked, "selection")
+        self.selection_bar = html_pane()
+        self.error = html_pane()
+        self.dialog = ActionDialog(flow, on_started)
+        if grid.kind == "awaiting_release":
+            specs = [
+                ("Preview", "default", "release_and_invoice", True),
+                ("Release", "default", "release", False),
+                ("Release and Invoice", "primary", "release_and_invoice", False),
+            ]
+        else:
+            specs = [
+                ("Preview", "default", "invoice", True),
+                ("Create Sales Invoices and Credit Notes", "primary", "invoice", False),
+            ]
+        self.buttons = []
+        for label, kind, action, preview_only in specs:
+            b = button(label, kind)
+            b.on_click(partial(self._act, action, preview_only))
+            self.buttons.append(b)
+        grid.param.watch(self._rows, "rows")
+        grid.param.watch(self._selection, ["selected_count", "select_all", "selection_totals"])
+        grid.param.watch(self._cards, ["cards", "ineligible"])
+        grid.param.watch(self._loading, "loading")
+        grid.param.watch(self._error, "error")
+        self._rows()
+        self._cards()
+        self._selection()
+
+    # -- rendering --------------------------------------------------------------------------
+    def _cards(self, *_: Any) -> None:
+        c = self.grid.cards or {}
+        amounts = c.get("amounts", [])
+        amount_lines = "<br>".join(f"{esc(cur)} {fmt_num(a, 2)}" for cur, a in amounts) or "—"
+        inel = self.grid.ineligible
+        cards = [
+            ("Events", fmt_num(c.get("events", 0)), "matching the filters", False),
+            ("Projects", fmt_num(c.get("projects", 0)), "", False),
+            (
+                "Amount",
+                f"{len(amounts)} currenc{'y' if len(amounts) == 1 else 'ies'}",
+                amount_lines,
+                False,
+            ),
+            (
+                "Ineligible",
+                "…" if inel is None else fmt_num(inel),
+                "computing eligibility…" if inel is None else "blocked by a rule",
+                bool(inel),
+            ),
+        ]
+        self.cards.object = cards_html(cards)
+        self.select_all.name = f"Select all {c.get('events', 0):,} matching"
+
+    def _rows(self, *_: Any) -> None:
+        frame = self.grid.rows
+        if frame is None:
+            return
+        self._syncing = True
+        try:
+            set_frame(self.table, frame, money=self._money, integers=("reasons",))
+            self.table.selection = self.grid.page_selection()
+        finally:
+            self._syncing = False
+
+    def _ticked(self, event: Any) -> None:
+        if self._syncing:
+            return
+        self.grid.set_page_selection(event.new)
+
+    def _selection(self, *_: Any) -> None:
+        g = self.grid
+        wanted = g.page_selection()
+        if sorted(self.table.selection) != wanted:
+            self._syncing = True
+            try:
+                self.table.selection = wanted
+            finally:
+                self._syncing = False
+        n = g.selected_count
+        for b in self.buttons:
+            b.disabled = n == 0
+        if n == 0:
+            self.selection_bar.object = (
+                "<div class='bear-line bear-muted'>No events selected — tick rows, or select all "
+                "matching events.</div>"
+            )
+            return
+        totals = g.selection_totals
+        parts = []
+        sin = scn = 0
+        if totals is not None and len(totals):
+            parts = [f"{esc(r.currency)} {fmt_num(r.amount, 2)}" for r in totals.itertuples()]
+            sin, scn = int(totals["sales_invoices"].sum()), int(totals["credit_notes"].sum())
+        self.selection_bar.object = (
+            f"<div class='bear-line'><b>{n:,} selected</b> <span class='bear-muted'>"
+            f"({esc(g.selection_ids_hint())})</span> · {' · '.join(parts)} · expected "
+            f"<b>{sin:,}</b> sales invoices, <b>{scn:,}</b> credit notes</div>"
+        )
+
+    def _loading(self, event: Any) -> None:
+        self.table.loading = event.new
+
+    def _error(self, event: Any) -> None:
+        self.error.object = alert(event.new, "err") if event.new else ""
+
+    def _row_detail(self, row: pd.Series) -> pn.viewable.Viewable:
+        event_id = int(row["id"])
+        reasons = self.grid.reasons(event_id)
+        if not len(reasons):
+            text = "<p class='bear-ok'>Eligible: no rule blocks this event.</p>"
+        else:
+            items = "".join(
+                f"<li><b>{esc(r.rule_id)}</b> ({esc(r.stage)}, {esc(r.severity)}): {esc(r.message)}</li>"
+                for r in reasons.itertuples()
+            )
+            text = (
+                f"<div class='bear-line'>Every reason for event {event_id}:<ul>{items}</ul></div>"
+            )
+        return html_pane(text, margin=(0, 30))
+
+    def _act(self, action: str, preview_only: bool, event: Any) -> None:
+        self.dialog.show(action, preview_only=preview_only)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        toolbar = pn.Row(
+            self.sort_by,
+            self.sort_dir,
+            self.select_all,
+            self.clear,
+            pn.layout.HSpacer(),
+            sizing_mode="stretch_width",
+        )
+        actions = pn.Row(self.selection_bar, *self.buttons, sizing_mode="stretch_width")
+        return pn.Column(
+            self.cards,
+            toolbar,
+            actions,
+            self.error,
+            self.table,
+            self.pager,
+            self.dialog,
+            sizing_mode="stretch_width",
+        )

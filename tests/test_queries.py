@@ -1,0 +1,154 @@
+"""The query layer and the one pager (bear.queries): what it may import, what the dashboard's
+state may not hold, keyset pages equal to OFFSET pages for every listing, and a selection as
+a plain value read through the workspace."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bear
+from bear.errors import BearError, QueryError
+from bear.queries import AppLogQuery, DocumentQuery, Filters, Pager, ProcessLogQuery
+from bear.queries.events import aliases_of, joins_for
+from bear.selection import Selection
+from bear.ui.state import PagedRows
+
+BEAR = Path(bear.__file__).parent
+USER = "ana@example.com"
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((BEAR / "queries").glob("*.py")), ids=lambda p: p.name)
+def test_queries_import_only_the_layers_below(path):
+    allowed = ("bear.queries", "bear.db", "bear.models", "bear.errors", "bear.config")
+    for name in _imports(path):
+        if name == "bear" or name.startswith("bear."):
+            assert name.startswith(allowed), f"{path.name} imports {name}"
+        assert not name.startswith("panel"), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", sorted((BEAR / "ui" / "state").glob("*.py")), ids=lambda p: p.name)
+def test_state_holds_no_sql_and_no_cursor(path):
+    text = path.read_text()
+    for banned in (".cursor(", "ws.db", ".db.", "ws._", "SELECT ", " FROM ", "import panel"):
+        assert banned not in text, f"{path.name} holds {banned!r}"
+    assert len(text.splitlines()) < 420, f"{path.name} wants splitting"
+
+
+def test_one_alias_detector():
+    assert aliases_of("p.name = 1 AND a.id > 2") == {"p", "a"}
+    assert aliases_of("ep.name = $p.x AND coalesce(c.x, 1)") == {"c"}
+    assert joins_for("pr.run_id = 3", {"pr": "JOIN pr", "a": "JOIN a"}) == "JOIN pr"
+
+
+# -- a selection is a value -----------------------------------------------------------------
+def test_selection_is_a_value_read_through_its_workspace(demo_ws):
+    sel = demo_ws.awaiting_release(currency="EUR")
+    same = Selection("awaiting_release", Filters.build(currency="EUR"))
+    assert sel == same and hash(sel) == hash(same) and "ws" not in repr(sel)
+    with pytest.raises(AttributeError):
+        sel.kind = "all"  # type: ignore[misc]
+    assert demo_ws.count(same) == len(sel) > 0
+    assert demo_ws.resolve_ids(same) == sel.ids()
+    pd.testing.assert_frame_equal(demo_ws.page(same, 5, 20), sel.page(5, 20))
+    pd.testing.assert_frame_equal(demo_ws.totals(same), sel.totals())
+    assert sel.refine(min_amount=0).ws is demo_ws
+    with pytest.raises(BearError, match="not bound"):
+        len(same)
+    with pytest.raises(BearError, match="kind"):
+        Selection("bogus", Filters())  # type: ignore[arg-type]
+
+
+def test_cached_reads_equal_plain_reads(demo_ws):
+    for filters in ({"category": ["expense"]}, {"search": "a", "category": ["budget"]}, {}):
+        sel = demo_ws.awaiting_release(**filters)
+        assert demo_ws.count(sel, cached=True) == len(sel)
+        pd.testing.assert_frame_equal(demo_ws.totals(sel, cached=True), sel.totals())
+        overall = demo_ws.totals(sel, cached=True, projects="overall")
+        assert list(overall["events"]) == list(sel.totals()["events"])
+        projects = demo_ws.sql(
+            "SELECT count(DISTINCT project_id) AS n FROM billing_events "
+            "WHERE id IN (SELECT unnest($ids))",
+            ids=sel.ids(),
+        )["n"][0]
+        assert set(overall["all_projects"]) == ({projects} if len(overall) else set())
+    with pytest.raises(QueryError, match="projects"):
+        demo_ws.totals(sel, projects="some")
+
+
+# -- the one pager ---------------------------------------------------------------------------
+def _walk(ws, what, sort=None, size=7, columns=None):
+    """Every page forward by keyset, then back, then jumps: each equals its OFFSET window."""
+    pager = Pager(size=size, total=ws.count(what))
+    window = ws.page(what, 0, 10_000, sort=sort)
+    key = window.columns[0]
+    expected = list(window[key])
+    seen = []
+    for p in range(pager.pages):
+        seen += list(ws.browse(what, pager, p, sort=sort, columns=columns)[key])
+    assert seen == expected
+    for p in range(pager.pages - 2, -1, -1):
+        rows = ws.browse(what, pager, p, sort=sort, columns=columns)
+        assert list(rows[key]) == expected[p * size : (p + 1) * size]
+    return pager
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [None, [("summary_amount", "desc")], [("account", "asc")], [("id", "desc")]],
+    ids=["id", "amount-desc", "account", "id-desc"],
+)
+def test_event_pages_by_keyset_equal_offset_windows(demo_ws, sort):
+    sel = demo_ws.awaiting_release(currency="GBP", max_amount=2000)
+    pager = _walk(demo_ws, sel, sort)
+    assert pager.last_method == "keyset-previous"
+
+
+def test_multi_column_sort_falls_back_to_offset(demo_ws):
+    sel = demo_ws.awaiting_release(currency="GBP", max_amount=2000)
+    sort = [("currency", "asc"), ("summary_amount", "desc")]
+    pager = _walk(demo_ws, sel, sort)
+    assert pager.last_method == "offset"
+    with pytest.raises(QueryError, match="bogus"):
+        demo_ws.page(sel, 0, 10, sort=[("bogus", "asc")])
+
+
+def test_record_listings_page_by_keyset(demo_ws):
+    run = demo_ws.release_and_invoice(demo_ws.awaiting_release(currency="EUR"), user=USER)
+    assert run.status == "completed"
+    docs = DocumentQuery(run_id=run.id)
+    assert demo_ws.count(docs) == run.sales_invoices + run.credit_notes > 20
+    _walk(demo_ws, docs, [("total", "desc")])
+    _walk(demo_ws, docs, [("number", "asc")])
+    logs = ProcessLogQuery(run.process_run_id)
+    assert demo_ws.count(logs) == len(demo_ws.process_logs(run.process_run_id))
+    _walk(demo_ws, logs)
+    _walk(demo_ws, AppLogQuery(run.id))
+    errors = ProcessLogQuery(run.process_run_id, "ERROR")
+    # events left out at release count as not passed but get no process log
+    assert demo_ws.count(errors) == run.not_passed - run.not_released
+    with pytest.raises(BearError, match="status"):
+        ProcessLogQuery(run.process_run_id, "MAYBE")
+    # a screen's listing: the same pager behind a pager bar
+    rows = PagedRows(demo_ws, size=10)
+    rows.show(logs)
+    assert rows.total == demo_ws.count(logs) and rows.page == 0 and len(rows.rows) == 10
+    rows.next_page()
+    assert rows.pager.last_method == "keyset-next" and rows.page == 1
+    rows.last_page()
+    assert rows.page == rows.pages - 1
+    rows.show(None)
+    assert rows.total == 0 and rows.rows.empty
