@@ -18,19 +18,20 @@ from typing import Any, Literal, overload
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from bear import pipeline
 from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
-from bear.errors import BearError, QueryError, UnknownIdsError
+from bear.errors import BearError, QueryError
 from bear.io import ImportReport
 from bear.io import export_files as _export_files
 from bear.io import import_files as _import_files
 from bear.models import Action, Preview, RunResult
 from bear.pipeline import Core, IdQuery, IdSource, Outbox, RunHandle, Runner
 from bear.plugins.manager import PluginHost
+from bear.queries import adhoc
 from bear.queries import events as q_events
+from bear.queries import ids as q_ids
 from bear.queries import pager as q_pager
 from bear.queries import records as q_records
 from bear.queries.events import Condition
@@ -147,32 +148,7 @@ class Workspace:
 
     def sql(self, query: str, **params: Any) -> pd.DataFrame:
         """Run one read-only SQL statement (SELECT, EXPLAIN) with ``$name`` parameters."""
-        if not isinstance(query, str) or not query.strip():
-            raise QueryError("sql: expected a SELECT statement")
-        cur = self.db.cursor()
-        try:
-            statements = cur.extract_statements(query)
-        except duckdb.Error as exc:
-            raise QueryError(f"sql: {exc}") from None
-        if len(statements) != 1:
-            raise QueryError(f"sql: expected exactly one statement, got {len(statements)}")
-        kind = statements[0].type.name
-        if kind not in _READ_ONLY_TYPES or kind == "PRAGMA":
-            raise QueryError(f"sql: only read-only statements are allowed here, not {kind}")
-        if kind == "EXPLAIN":
-            # EXPLAIN ANALYZE executes its statement: only a plain SELECT may be explained.
-            inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", query, flags=re.IGNORECASE)
-            if (
-                re.match(r"^\s*EXPLAIN\s+ANALY[SZ]E", query, re.IGNORECASE)
-                or cur.extract_statements(inner)[0].type.name != "SELECT"
-            ):
-                raise QueryError(
-                    "sql: only EXPLAIN of a SELECT is allowed (EXPLAIN ANALYZE runs its statement)"
-                )
-        if _SIDE_EFFECT_FUNCTIONS.search(query):
-            raise QueryError(
-                "sql: functions with side effects (nextval, setval, setseed) are not allowed here"
-            )
+        adhoc.check_read_only(self.db.cursor(), query)
         try:
             return self._frame(query, params)
         except duckdb.Error as exc:
@@ -211,30 +187,8 @@ class Workspace:
         return self.resolve_id_array(ids_or_selection)
 
     def resolve_id_array(self, ids: Sequence[int] | Iterable[int]) -> np.ndarray:
-        """Sorted, distinct ids of an id list as an int64 array; unknown ids raise, naming them.
-        Whole-number lists and arrays are checked vectorised; anything else id by id."""
-        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-            raise BearError(f"expected a list of billing event ids or a selection, not {ids!r}")
-        arr = _int_array(ids)
-        if arr.size == 0:
-            return arr
-        cur = self.db.cursor()
-        cur.register("_resolve_in", pa.table({"i": arr}))
-        try:
-            missing = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT i FROM _resolve_in WHERE i NOT IN (SELECT id FROM billing_events) ORDER BY i"
-                ).fetchall()
-            ]
-        finally:
-            cur.unregister("_resolve_in")
-        if missing:
-            shown = ", ".join(str(i) for i in missing[:20]) + (" …" if len(missing) > 20 else "")
-            raise UnknownIdsError(
-                f"{len(missing)} unknown billing event id(s): {shown}; nothing was run", ids=missing
-            )
-        return arr
+        """Sorted, distinct ids of an id list as an int64 array; unknown ids raise, naming them."""
+        return q_ids.resolve_id_array(self.db.cursor(), ids)
 
     # -- rules and preview -------------------------------------------------------------------
     def rules(self) -> pd.DataFrame:
@@ -665,26 +619,3 @@ class Workspace:
 
     def _eligibility_condition(self, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
         return pipeline.eligibility_condition(self.core, kind, eligibility)
-
-
-def _int_array(values: Any) -> np.ndarray:
-    """Sorted distinct int64 ids of ``values``; a value that is not a whole number raises."""
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
-        return np.unique(values.astype(np.int64))
-    seq = values if isinstance(values, Sequence) else list(values)
-    if all(type(v) is int for v in seq):  # the common case: plain ints, converted at C speed
-        try:
-            return np.unique(np.fromiter(seq, dtype=np.int64, count=len(seq)))
-        except OverflowError:
-            pass  # named below
-    ids: list[int] = []
-    for v in seq:
-        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-            raise BearError(f"{v!r} is not a billing event id")
-        try:
-            ids.append(int(v))
-        except (TypeError, ValueError):
-            raise BearError(f"{v!r} is not a billing event id") from None
-        if not -(2**63) <= ids[-1] < 2**63:
-            raise BearError(f"{v!r} is not a billing event id")
-    return np.unique(np.array(ids, dtype=np.int64))

@@ -89,3 +89,22 @@ def test_no_import_circle_anywhere():
         if m.startswith("bear")
     }
     assert _cycles(edges) == []
+
+
+# Modules allowed past ~600 lines, each with the reason it stays whole.
+LONG_MODULES: dict[str, str] = {
+    "bear/workspace.py": (
+        "the front door: one short method per public call in docs/api.md, each delegating in "
+        "a few lines (the run actions' typed overloads alone take 70); splitting it would "
+        "scatter the API a reader looks up in one place"
+    ),
+}
+
+
+def test_modules_read_in_a_sitting():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sorted((ROOT / "bear").rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600
+    }
+    assert set(long) <= set(LONG_MODULES), f"split these (or say why not): {long}"

@@ -60,7 +60,7 @@ def test_release_and_invoice_flow(page: Page, served, artifacts):
     page.get_by_role("button", name="Release and Invoice", exact=True).click()
 
     # the warning: ineligible events listed with reasons, downloadable, continue with the rest
-    expect(page.get_by_text("cannot be processed", exact=False)).to_be_visible()
+    expect(page.get_by_text("cannot be fully processed", exact=False)).to_be_visible()
     expect(page.locator("[tabulator-field=rule_id]").nth(1)).to_be_visible()
     page.screenshot(path=artifacts / "dialog-warning.png")
     with page.expect_download() as download:
@@ -68,8 +68,13 @@ def test_release_and_invoice_flow(page: Page, served, artifacts):
     csv = download.value.path().read_text()
     assert csv.startswith("billing_event_id,name,stage,rule_id,severity,message")
     assert len(csv.splitlines()) > 1
-    proceed = page.get_by_role("button", name=re.compile(r"Continue with [\d,]+ eligible"))
-    eligible = int(re.search(r"([\d,]+)", proceed.inner_text()).group(1).replace(",", ""))
+    # Continue runs the whole selection; the run leaves out what cannot be released
+    proceed = page.get_by_role(
+        "button", name=re.compile(r"Continue with all [\d,]+ selected \([\d,]+ to release\)")
+    )
+    eligible = int(  # the events the run will release (each then gets a process log)
+        re.search(r"\(([\d,]+) to release\)", proceed.inner_text()).group(1).replace(",", "")
+    )
     proceed.click()
 
     # toast, live progress to completion, notifications as toasts

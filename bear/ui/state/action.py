@@ -34,7 +34,7 @@ PHASES = (
     "confirm",  # validated, everything eligible
     "warning",  # validated, some events are ineligible
     "unvalidated",  # above validation_limit: validation skipped
-    "nothing",  # validated, nothing is eligible
+    "nothing",  # validated, nothing can even start (every event blocked at the first stage)
     "started",  # the run was submitted
     "error",
 )
@@ -113,7 +113,7 @@ class ActionFlow(param.Parameterized):
                 phase = "preview"
             elif not pv.validated:
                 phase = "unvalidated"
-            elif pv.eligible == 0:
+            elif pv.releasable == 0:
                 phase = "nothing"
             elif pv.ineligible > 0:
                 phase = "warning"
@@ -122,27 +122,22 @@ class ActionFlow(param.Parameterized):
             self.param.update(preview=pv, phase=phase, message=pv.reason)
 
     def proceed(self) -> int | None:
-        """Continue: submit the run (only the eligible events when validated). Returns its id."""
+        """Continue: run the whole selection, as the API and the CLI do — the run itself leaves
+        out the events that cannot be released (an app log each) and gives those released but
+        not invoiceable an ERROR process log; the preview's verdict is never turned into a
+        narrower list of ids. Returns the run's id."""
         with self._lock:
             pv: Preview | None = self.preview
             if self._selection is None or pv is None:
                 self.param.update(phase="error", message="Nothing to run: preview first.")
                 return None
-            target: Any
-            if pv.validated:
-                if pv.eligible == 0:
-                    self.param.update(phase="nothing")
-                    return None
-                target = pv.eligible_ids if pv.ineligible else self._selection
-            else:
-                target = self._selection
-            start = {
-                "release_and_invoice": self.ws.release_and_invoice,
-                "release": self.ws.release,
-                "invoice": self.ws.invoice,
-            }[self.action]
+            if pv.validated and pv.releasable == 0:
+                self.param.update(phase="nothing")
+                return None
             try:
-                handle = start(target, user=self.user, wait=False, full=bool(pv.validated))
+                handle = self.ws.queue(
+                    self.action, self._selection, self.user, full=bool(pv.validated)
+                )
             except BearError as exc:
                 self.param.update(phase="error", message=str(exc))
                 return None

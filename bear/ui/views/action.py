@@ -5,7 +5,7 @@ event and reason (paged by the flow's one pager, downloadable), the validation-s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 from panel.viewable import Viewer
@@ -24,6 +24,9 @@ from bear.ui.state import (
     ActionFlow,
 )
 from bear.ui.views.common import button
+
+if TYPE_CHECKING:
+    from bear.models import Preview
 
 
 class ActionDialog(Viewer):
@@ -173,16 +176,10 @@ class ActionDialog(Viewer):
             ]
         elif phase == "warning":
             objs += [
-                html_pane(
-                    alert(
-                        f"{pv.ineligible:,} of the {pv.selected:,} selected events cannot be "
-                        "processed; they are listed below with every reason. Continue processes "
-                        f"only the {pv.eligible:,} eligible events."
-                    )
-                ),
+                html_pane(alert(_continue_text(pv))),
                 *self._violations_block(),
                 html_pane(self._docs_html()),
-                self._buttons(self._continuebutton(f"Continue with {pv.eligible:,} eligible")),
+                self._buttons(self._continuebutton(_continue_label(pv))),
             ]
         elif phase == "nothing":
             objs += [
@@ -205,10 +202,14 @@ class ActionDialog(Viewer):
             elif pv.ineligible:
                 objs += self._violations_block()
             buttons = []
-            if pv.eligible:
+            if not pv.validated:
+                buttons.append(self._continuebutton(f.label))
+            elif pv.releasable:
                 buttons.append(
                     self._continuebutton(
-                        f"{f.label} {pv.eligible:,} eligible" if pv.validated else f.label
+                        f"{f.label} {pv.eligible:,} eligible"
+                        if pv.releasable == pv.eligible == pv.selected
+                        else _continue_label(pv)
                     )
                 )
             objs.append(self._buttons(*buttons))
@@ -216,3 +217,33 @@ class ActionDialog(Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.modal
+
+
+def _continue_text(pv: Preview) -> str:
+    """What Continue will do with the whole selection, in the run's own terms."""
+    verb = "invoiced" if pv.action == "invoice" else "released"
+    parts = [
+        f"{pv.ineligible:,} of the {pv.selected:,} selected events cannot be fully processed; "
+        "they are listed below with every reason. Continue runs the whole selection:"
+    ]
+    left_out = pv.selected - pv.releasable
+    if pv.action == "invoice":
+        parts.append(
+            f"{pv.eligible:,} become documents and {pv.ineligible:,} get an error in the "
+            "process log."
+        )
+    else:
+        parts.append(f"{left_out:,} are left out at release (an app log each),")
+        if pv.action == "release_and_invoice":
+            parts.append(
+                f"{pv.releasable - pv.eligible:,} are {verb} but cannot be invoiced (an error "
+                f"in the process log), and {pv.eligible:,} become documents."
+            )
+        else:
+            parts.append(f"and {pv.releasable:,} are {verb}.")
+    return " ".join(parts)
+
+
+def _continue_label(pv: Preview) -> str:
+    verb = "invoice" if pv.action == "invoice" else "release"
+    return f"Continue with all {pv.selected:,} selected ({pv.releasable:,} to {verb})"
