@@ -17,6 +17,7 @@ from bear.config import is_email
 from bear.models import RunSummary
 from bear.pipeline.runs import read_run, run_settings
 from bear.pipeline.tx import write
+from bear.pipeline.worker import Worker
 from bear.plugins.messages import compose
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def deliver_pending(
     return {"sent": sent, "failed": failed, "left": left}
 
 
-class Outbox:
+class Outbox(Worker):
     """The delivery thread of the owning process: notifications are sent off the runner, so a
     channel that hangs never holds up a run (each attempt is timed out, failures back off).
 
@@ -184,28 +185,17 @@ class Outbox:
     ``IDLE_SWEEP_S`` for deliveries whose backoff has passed.
     """
 
+    thread_name = "bear-outbox"
+    stop_timeout_s = NOTIFY_TIMEOUT_S + 2  # the attempt in progress is abandoned after that
+
     def __init__(self, core: Core) -> None:
+        super().__init__()
         self.core = core
-        self._cond = threading.Condition()
         self._sweep_lock = threading.Lock()  # one sweep at a time: nothing is sent twice
-        self._thread: threading.Thread | None = None
-        self._stop = False
         self._due = False
 
-    def start(self) -> None:
-        with self._cond:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop = False
-            self._thread = threading.Thread(target=self._loop, name="bear-outbox", daemon=True)
-            self._thread.start()
-
-    def wake(self) -> None:
-        """Something was owed: deliver it now (in the outbox thread)."""
-        self.start()
-        with self._cond:
-            self._due = True
-            self._cond.notify_all()
+    def _woken(self) -> None:
+        self._due = True  # something was owed: deliver it now (in the outbox thread)
 
     def resume(self) -> None:
         """Start the thread when notifications are waiting to be delivered."""
@@ -216,15 +206,6 @@ class Outbox:
         )
         if pending:
             self.start()
-
-    def stop(self, timeout: float = NOTIFY_TIMEOUT_S + 2) -> None:
-        """Stop after the attempt in progress (abandoned after ``timeout`` s; it stays pending)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
 
     def sweep(
         self, run_id: int | None = None, *, force: bool = False, budget_s: float | None = None

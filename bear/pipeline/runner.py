@@ -4,7 +4,6 @@ order (resuming unfinished ones), and retries owed notifications when idle."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from bear.pipeline.runs import (
     run_settings,
 )
 from bear.pipeline.tx import retrying, write
+from bear.pipeline.worker import Worker
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -31,30 +31,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("bear.pipeline")
 
 
-class Runner:
+class Runner(Worker):
     """The one background thread of the owning process that executes queued runs in order."""
 
+    thread_name = "bear-runner"
+
     def __init__(self, core: Core) -> None:
+        super().__init__()
         self.core = core
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stop = False
         self._finished = 0  # runs ended so far: waiters sleep until it moves
         self._idle_retry_s = 5.0
-
-    # -- control ---------------------------------------------------------------------------
-    def start(self) -> None:
-        with self._cond:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop = False
-            self._thread = threading.Thread(target=self._loop, name="bear-runner", daemon=True)
-            self._thread.start()
-
-    def wake(self) -> None:
-        self.start()
-        with self._cond:
-            self._cond.notify_all()
 
     def resume(self) -> None:
         """Start the thread when unfinished runs are waiting."""
@@ -64,18 +50,6 @@ class Runner:
         ).fetchall()[0][0]
         if pending:
             self.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def wait(self, run_id: int, timeout: float | None = None) -> RunResult:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -144,9 +118,6 @@ class Runner:
     def idle(self) -> bool:
         """No queued or unfinished run is waiting."""
         return self._next_run() is None
-
-    def should_stop(self) -> bool:
-        return self._stop
 
 
 def execute_run(core: Core, run_id: int, stopping: Callable[[], bool] = lambda: False) -> RunResult:
