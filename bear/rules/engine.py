@@ -147,18 +147,27 @@ class _Interrupter:
     def __init__(self, cur: duckdb.DuckDBPyConnection, seconds: float) -> None:
         self.fired = False
         self._cur = cur
+        self._lock = threading.Lock()
+        self._done = False
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
 
     def _fire(self) -> None:
-        self.fired = True
-        _quietly(self._cur, "interrupt")
+        # Only while the guarded statement runs: a timer that fires as it returns must not
+        # interrupt whatever the cursor runs next (the batch's commit, the next run).
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            _quietly(self._cur, "interrupt")
 
     def __enter__(self) -> _Interrupter:
         self._timer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
         self._timer.cancel()
 
 
