@@ -1,0 +1,230 @@
+"""Reading the book through the workspace: run records, logs, documents, notifications, and
+counts, pages and totals of selections and listings (one pager for all), each a few lines over
+``bear.queries``. ``Workspace`` inherits these; they use its database, core and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+
+from bear.db import Database
+from bear.errors import BearError
+from bear.pipeline import Core
+from bear.queries import events as q_events
+from bear.queries import pager as q_pager
+from bear.queries import records as q_records
+from bear.queries.events import Condition
+from bear.queries.pager import Listing, Pager
+from bear.queries.records import AppLogQuery, DocumentQuery, ProcessLogQuery, ViolationQuery
+from bear.selection import Selection
+
+_READ_CACHE_SIZE = 16  # free-text matches kept per data version (a few per session)
+Listable = Selection | DocumentQuery | ProcessLogQuery | AppLogQuery | ViolationQuery
+
+
+class Reading:
+    """The reading half of the front door (mixed into ``Workspace``)."""
+
+    db: Database
+    core: Core
+
+    def runs(self, limit: int = 1000) -> pd.DataFrame:
+        """Recent runs, newest first."""
+        return q_records.runs(self.db.cursor(), limit)
+
+    def release_batches(self, run_id: int) -> pd.DataFrame:
+        """The release batches of a run: seq, size, status, released, cause."""
+        return q_records.release_batches(self.db.cursor(), run_id)
+
+    def process_runs(self, run_id: int | None = None) -> pd.DataFrame:
+        return q_records.process_runs(self.db.cursor(), run_id)
+
+    def process_logs(self, process_run_id: int, status: str | None = None) -> pd.DataFrame:
+        """One row per event the invoicing stage processed: status OK (with document) or ERROR."""
+        return self.export(ProcessLogQuery(int(process_run_id), status))
+
+    def app_logs(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Release-stage problems and other background events, oldest first."""
+        return self.export(AppLogQuery(None if run_id is None else int(run_id)), limit=limit)
+
+    def documents(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Sales invoices and credit notes (of one run, or all)."""
+        return self.export(
+            DocumentQuery(run_id=None if run_id is None else int(run_id)), limit=limit
+        )
+
+    def document_lines(self, document_id: int) -> pd.DataFrame:
+        return q_records.document_lines(self.db.cursor(), document_id)
+
+    def notifications(self, run_id: int | None = None, channel: str | None = None) -> pd.DataFrame:
+        """The notification outbox: what was owed, to whom, and whether it was delivered."""
+        return q_records.notifications(self.db.cursor(), run_id, channel)
+
+    def inbox(self, user: str, after_id: int | None = None, limit: int = 50) -> pd.DataFrame:
+        """A user's in-app notifications: the newest ``limit``, or every one newer than
+        ``after_id`` (oldest first)."""
+        return q_records.inbox(self.db.cursor(), user, after_id, limit)
+
+    def inbox_state(self, user: str) -> tuple[int, int]:
+        """(newest in-app notification id or 0, unread count) of a user."""
+        return q_records.inbox_state(self.db.cursor(), user)
+
+    def mark_notifications_read(self, user: str, ids: Iterable[int] | None = None) -> int:
+        """Mark a user's delivered in-app notifications read (all of them, or these ids)."""
+        with self.db.transaction() as tx:
+            return q_records.mark_read(tx, user, ids)
+
+    # -- reading: counts, pages, totals (one pager for every listing) ---------------------------
+    def count(self, what: Listable, *, cached: bool = False) -> int:
+        """How many rows ``what`` (a selection or a record query) has.
+
+        ``cached=True`` (the dashboard) reuses what this data version already computed for
+        costly filters — category masks, free-text matches; data written outside BEAR must
+        then be announced with ``refresh()``."""
+        cur = self.db.cursor()
+        if isinstance(what, Selection):
+            self._own(what)
+            return q_events.count(cur, self._condition(what, cached=cached))
+        return q_pager.count(cur, self._listing(what))
+
+    def totals(
+        self, sel: Selection, *, cached: bool = False, projects: str = "per_currency"
+    ) -> pd.DataFrame:
+        """Per currency: ``currency, events, amount, sales_invoices, credit_notes`` (amount in
+        Decimal) and ``projects``, the distinct projects of the currency; with
+        ``projects="overall"``, ``all_projects`` instead: the distinct projects of every
+        currency together."""
+        self._own(sel)
+        cond = self._condition(sel, cached=cached)
+        return q_events.totals(self.db.cursor(), cond, projects=projects)
+
+    def page(
+        self,
+        what: Listable,
+        offset: int = 0,
+        limit: int = 50,
+        sort: Sequence[tuple[str, str]] | None = None,
+    ) -> pd.DataFrame:
+        """Rows ``offset`` … ``offset+limit`` of a selection (every column of
+        ``bear.selection.COLUMNS``, sorted by whitelisted ``(column, "asc"|"desc")`` pairs, ties
+        broken by id) or of a record query."""
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise BearError(f"page offset must be a whole number ≥ 0, not {offset!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 10_000:
+            raise BearError(f"page limit must be between 1 and 10000, not {limit!r}")
+        listing = self._listing(what, sort=sort)
+        return q_pager.window(self.db.cursor(), listing, offset, limit, nullable_ints=True)
+
+    def browse(
+        self,
+        what: Listable,
+        pager: Pager,
+        page: int,
+        *,
+        sort: Sequence[tuple[str, str]] | None = None,
+        columns: Sequence[str] | None = None,
+        cached: bool = False,
+    ) -> pd.DataFrame:
+        """Page ``page`` of ``what`` for a screen that keeps its place in ``pager`` (set
+        ``pager.total`` first): one page forward or back moves by keyset, not OFFSET."""
+        listing = self._listing(what, sort=sort, columns=columns, cached=cached)
+        return pager.load(self.db.cursor(), listing, page)
+
+    def export(
+        self,
+        what: Listable,
+        *,
+        sort: Sequence[tuple[str, str]] | None = None,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Every row of ``what`` in order (or the first ``limit``), Decimal kept."""
+        listing = self._listing(what, sort=sort, columns=columns)
+        return q_pager.export(self.db.cursor(), listing, limit)
+
+    def filter_options(self) -> dict[str, Any]:
+        """Choices for the filter widgets (labels → values), eligibility rules included."""
+        rules = self.rules()
+        block = [str(r.id) for r in rules.itertuples() if r.severity == "block"]
+        return q_events.filter_options(self.db.cursor(), block)
+
+    def selection_where(self, sel: Selection) -> tuple[str, dict[str, Any]]:
+        """A selection's SQL condition (over aliases e, p, a, c) and its parameters."""
+        self._own(sel)
+        cond = self._condition(sel)
+        return cond.where, dict(cond.params)
+
+    def selection_sql(self, sel: Selection) -> tuple[str, dict[str, Any]]:
+        """A query returning a selection's ids (column ``billing_event_id``), and its
+        parameters, for this thread's cursor."""
+        self._own(sel)
+        return q_events.ids_sql(self._condition(sel))
+
+    def _own(self, sel: Selection) -> None:
+        if sel.ws is not None and sel.ws is not self:
+            raise BearError("the selection belongs to another workspace")
+
+    def _listing(
+        self,
+        what: Listable,
+        *,
+        sort: Sequence[tuple[str, str]] | None = None,
+        columns: Sequence[str] | None = None,
+        cached: bool = False,
+    ) -> Listing:
+        if isinstance(what, Selection):
+            self._own(what)
+            return q_events.listing(self._condition(what, cached=cached), columns, sort)
+        if isinstance(what, DocumentQuery):
+            col, desc = (sort or [("id", "asc")])[0]
+            return q_records.document_listing(what, col, str(desc).lower() == "desc", columns)
+        if isinstance(what, ProcessLogQuery):
+            return q_records.process_log_listing(what)
+        if isinstance(what, AppLogQuery):
+            return q_records.app_log_listing(what)
+        if isinstance(what, ViolationQuery):
+            return q_records.violation_listing(what)
+        raise BearError(f"cannot list {what!r}")
+
+    def _condition(self, sel: Selection, *, cached: bool = False) -> Condition:
+        """The SQL condition of a selection. The eligibility filter needs the preview's
+        verdicts: they are resolved here and handed down as a condition of their own.
+
+        With ``cached``, the item-category filter is answered from per-event category masks
+        and free-text matches are found once per filter and data version."""
+        f = sel.filters
+        rest = replace(f, eligibility=None)
+        if cached and f.category:
+            masks = self._cached(("masks",), lambda: q_events.category_masks(self.db.cursor()))
+            cond = q_events.condition(sel.kind, replace(rest, category=())).and_(
+                q_events.mask_condition(f.category, masks, f"_bear_masks_{self.data_version}")
+            )
+        else:
+            cond = q_events.condition(sel.kind, rest)
+        if cached and f.search:
+            base = cond
+            ids = self._cached(
+                ("matches", sel.kind, rest), lambda: q_events.match_ids(self.db.cursor(), base)
+            )
+            name = f"_bear_match_{abs(hash((sel.kind, rest))):x}"
+            cond = Condition(q_events.KIND_SQL[sel.kind]).and_(q_events.in_ids(ids, name))
+        if f.eligibility:
+            where, params = self._eligibility_condition(sel.kind, f.eligibility)
+            cond = cond.and_(Condition(where, params))
+        return cond
+
+    def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
+        version = self.data_version
+        with self._read_lock:
+            hit = self._read_cache.get(key)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+        value = compute()
+        with self._read_lock:
+            if len(self._read_cache) >= _READ_CACHE_SIZE:
+                self._read_cache.pop(next(iter(self._read_cache)))
+            self._read_cache[key] = (version, value)
+        return value
