@@ -25,14 +25,18 @@ def connect(
     plugins: Iterable[object] = (),
     *,
     resume: bool = True,
+    safe_mode: bool = False,
 ) -> Workspace:
     """Open (creating and migrating) a BEAR database and return its ``Workspace``.
 
     :param path: a DuckDB file, or ``":memory:"``.
     :param plugins: extra plugin objects (modules or instances with ``@bear.hookimpl`` methods).
     :param resume: resume unfinished runs in the background (the owner of a database does).
+    :param safe_mode: open without the stored plugins folder and rules file, without
+        entry-point plugins and without resuming runs — the way back in when a stored setting
+        stops the book from opening (fix it, e.g. ``ws.settings.reset("plugins_dir")``).
     """
-    return Workspace(path, plugins, resume=resume)
+    return Workspace(path, plugins, resume=resume, safe_mode=safe_mode)
 
 
 from bear.rules import SqlRule  # noqa: E402  (after Workspace: rules import nothing of it)

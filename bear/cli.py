@@ -147,7 +147,9 @@ def _selection(ws: Any, a: argparse.Namespace, kind: str) -> Any:
 def _open(a: argparse.Namespace, *, resume: bool = False) -> Any:
     import bear
 
-    return bear.connect(a.db or _default_db(), resume=resume)
+    return bear.connect(
+        a.db or _default_db(), resume=resume, safe_mode=getattr(a, "safe_mode", False)
+    )
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -239,6 +241,11 @@ def cmd_settings(a: argparse.Namespace) -> int:
                 if a.json
                 else (json.dumps(value) if isinstance(value, list) else value)
             )
+        elif a.action == "reset":
+            if not a.name:
+                raise BearError("settings reset: name the settings to put back to their defaults")
+            for k, v in ws.settings.reset(*a.name).items():
+                print(f"{k} = {json.dumps(v)}")
         else:
             if not a.name:
                 raise BearError("settings set: give NAME=VALUE pairs")
@@ -443,7 +450,20 @@ def cmd_notifications(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from bear.ui.server import serve
 
-    serve(a.db or _default_db(), port=a.port, address=a.address, user=a.user, show=False)
+    serve(
+        a.db or _default_db(),
+        port=a.port,
+        address=a.address,
+        user=a.user,
+        show=False,
+        startup={
+            k: v
+            for k, v in (("plugins_dir", a.plugins_dir), ("rules_file", a.rules_file))
+            if v is not None
+        },
+        allow_hosts=a.allow_host or (),
+        safe_mode=a.safe_mode,
+    )
     return 0
 
 
@@ -454,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="BEAR — release billing events, create sales invoices and credit notes.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    p.add_argument(
+        "--safe-mode",
+        action="store_true",
+        help="open the book without its plugins folder, rules file and entry-point plugins "
+        "(to fix a setting that stops it from opening: bear --safe-mode settings reset NAME)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -483,9 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder to write into")
     sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
 
-    sp = cmd("settings", cmd_settings, "list, get or set settings")
-    sp.add_argument("action", choices=["list", "get", "set"])
-    sp.add_argument("name", nargs="*", help="NAME for get; NAME=VALUE pairs for set")
+    sp = cmd("settings", cmd_settings, "list, get, set or reset settings")
+    sp.add_argument("action", choices=["list", "get", "set", "reset"])
+    sp.add_argument(
+        "name", nargs="*", help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset"
+    )
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("events", cmd_events, "list billing events (awaiting release unless --awaiting)")
@@ -550,6 +578,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", default="127.0.0.1")
     sp.add_argument(
         "--user", default=None, help="current user when authentication is off (else $BEAR_USER)"
+    )
+    sp.add_argument(
+        "--plugins-dir", default=None, help="folder of .py plugins to load (stored as plugins_dir)"
+    )
+    sp.add_argument(
+        "--rules-file", default=None, help="TOML rules file to load (stored as rules_file)"
+    )
+    sp.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="another Host name the server answers to, e.g. behind a proxy (repeatable)",
     )
     return p
 

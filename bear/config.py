@@ -40,6 +40,10 @@ class SettingDef:
     # True when a change can change a rule's verdict: the rule registry is rebuilt (and
     # checked before the value is saved) and cached eligibility is dropped.
     affects_rules: bool = False
+    # True for a setting that loads code or files of the server: it is set when BEAR starts
+    # (``bear serve --plugins-dir``, or the CLI / Python API while nothing serves the book),
+    # never by a person using a running server (``Settings.lock_startup``).
+    startup: bool = False
 
     def allowed(self) -> str:
         if self.kind in ("int", "float"):
@@ -220,15 +224,17 @@ SETTINGS: dict[str, SettingDef] = {
             "rules_file",
             "path",
             "",
-            "A TOML file of rules written without code.",
+            "A TOML file of rules written without code (set at start-up).",
             affects_rules=True,
+            startup=True,
         ),
         SettingDef(
             "plugins_dir",
             "path",
             "",
-            "A folder of .py plugin files loaded at start-up.",
+            "A folder of .py plugin files loaded at start-up (set at start-up).",
             affects_rules=True,
+            startup=True,
         ),
         SettingDef(
             "rule_timeout_s",
@@ -242,6 +248,20 @@ SETTINGS: dict[str, SettingDef] = {
 }
 
 RULE_SETTINGS = frozenset(n for n, d in SETTINGS.items() if d.affects_rules)
+STARTUP_SETTINGS = frozenset(n for n, d in SETTINGS.items() if d.startup)
+SMTP_SETTINGS = frozenset(n for n in SETTINGS if n.startswith("smtp_"))
+
+
+def check_combination(proposed: SettingsSnapshot, changed: Mapping[str, Any]) -> None:
+    """Rules across settings, checked before any write: SMTP credentials travel only over TLS."""
+    if proposed.smtp_username and not proposed.smtp_starttls:
+        name = "smtp_starttls" if "smtp_starttls" in changed else "smtp_username"
+        raise SettingError(
+            f"setting {name!r}: an SMTP user name is only sent over TLS; turn smtp_starttls on "
+            "first (or clear smtp_username to send without signing in)",
+            name=name,
+            value=changed.get(name),
+        )
 
 
 @dataclass(frozen=True)
@@ -322,6 +342,7 @@ class Settings:
         object.__setattr__(self, "_listeners", [on_change] if on_change else [])
         object.__setattr__(self, "_validators", [])
         object.__setattr__(self, "_snapshot", None)
+        object.__setattr__(self, "_startup_locked", False)
         self.reload()
 
     def reload(self) -> None:
@@ -348,7 +369,20 @@ class Settings:
         self.update(**{name: value})
 
     def __dir__(self) -> list[str]:
-        return [*SETTINGS, "update", "as_dict", "snapshot", "reload", "validate", "describe"]
+        return [
+            *SETTINGS,
+            *("update", "reset", "as_dict", "snapshot", "reload", "validate", "describe"),
+            "lock_startup",
+        ]
+
+    def lock_startup(self) -> None:
+        """Refuse changes to start-up settings from now on (``bear serve`` calls this once it
+        has applied its own ``--plugins-dir`` / ``--rules-file``)."""
+        object.__setattr__(self, "_startup_locked", True)
+
+    @property
+    def startup_locked(self) -> bool:
+        return bool(self._startup_locked)
 
     def add_listener(self, fn: Callable[[dict[str, Any]], None]) -> None:
         self._listeners.append(fn)
@@ -381,6 +415,8 @@ class Settings:
                 "kind": d.kind,
                 "allowed": d.allowed(),
                 "help": d.help,
+                "startup": d.startup,
+                "editable": not (d.startup and self._startup_locked),
             }
             for d in SETTINGS.values()
         ]
@@ -404,11 +440,20 @@ class Settings:
         clean = self.validate(values)
         if not clean:
             return {}
+        locked = sorted(STARTUP_SETTINGS & set(clean)) if self._startup_locked else []
+        if locked:
+            raise SettingError(
+                f"setting {locked[0]!r} is set when BEAR starts, not while it serves the book: "
+                f"stop the server and run `bear settings set {locked[0]}=…`, or start it with "
+                f"`bear serve --{locked[0].replace('_', '-')} …`",
+                name=locked[0],
+                value=clean[locked[0]],
+            )
         before = self.as_dict()
-        if self._validators:
-            proposed = self.snapshot().with_values(**clean)
-            for check in list(self._validators):
-                check(proposed, clean)
+        proposed = self.snapshot().with_values(**clean)
+        check_combination(proposed, clean)
+        for check in list(self._validators):
+            check(proposed, clean)
         with self._db.transaction() as cur:
             cur.execute(
                 "INSERT OR REPLACE INTO settings (key, value, updated_at) "
@@ -422,3 +467,8 @@ class Settings:
         for fn in list(self._listeners):
             fn(changed)
         return clean
+
+    def reset(self, *names: str) -> dict[str, Any]:
+        """Put ``names`` back to their defaults (validated and stored like ``update``)."""
+        self.validate({n: SETTINGS[n].default if n in SETTINGS else None for n in names})
+        return self.update(**{n: SETTINGS[n].default for n in names})

@@ -43,14 +43,19 @@ class ImportProblemError(BearError):
 
 
 class PluginError(BearError):
-    """A plugin or rule definition is invalid (raised at start-up)."""
+    """A plugin or rule definition is invalid (raised at start-up). ``setting`` names the
+    stored setting that brought it in (``plugins_dir``, ``rules_file``), if one did."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class RulesFileError(PluginError):
     """The declarative rules file is invalid."""
 
     def __init__(self, message: str, *, path: str, rule_id: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, setting="rules_file")
         self.path = path
         self.rule_id = rule_id
 

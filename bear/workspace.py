@@ -20,7 +20,7 @@ import pandas as pd
 from bear import pipeline
 from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
-from bear.errors import BearError, QueryError
+from bear.errors import BearError, PluginError
 from bear.io import ImportReport
 from bear.io import export_files as _export_files
 from bear.io import import_files as _import_files
@@ -45,8 +45,10 @@ class Workspace(Reading):
         plugins: Iterable[object] = (),
         *,
         resume: bool = True,
+        safe_mode: bool = False,
     ) -> None:
         self.path = str(path)
+        self.safe_mode = safe_mode
         self.db: Database = open_database(self.path)
         self._extra_plugins = list(plugins)
         # per data version: category masks, ids matching costly filters (dashboard reads)
@@ -54,7 +56,7 @@ class Workspace(Reading):
         self._read_lock = threading.Lock()
         try:
             self.settings = Settings(self.db)
-            self.plugins = PluginHost(self.db, self.settings, self._extra_plugins)
+            self.plugins = self._plugin_host(safe_mode)
             self.settings.add_validator(self.plugins.check_settings)
             self.settings.add_listener(self._settings_changed)
             # The stages get these collaborators, never the workspace itself.
@@ -62,12 +64,30 @@ class Workspace(Reading):
             self.runner = self.core.runner = Runner(self.core)
             self.outbox = self.core.outbox = Outbox(self.core)
             pipeline.clear_stale_claims(self.core)
-            if resume:
+            if resume and not safe_mode:  # runs resume with the book's own plugins only
                 self.runner.resume()
                 self.outbox.resume()
         except BaseException:
             self.db.close()
             raise
+
+    def _plugin_host(self, safe_mode: bool) -> PluginHost:
+        """The plugins and rules of this book; a stored setting that stops them from loading
+        is named, with the way back in (safe mode)."""
+        try:
+            return PluginHost(self.db, self.settings, self._extra_plugins, safe_mode=safe_mode)
+        except PluginError as exc:
+            name = exc.setting
+            if name is None:
+                raise
+            value = getattr(self.settings, name)
+            raise PluginError(
+                f"{exc}\nThe book's setting {name} = {value!r} stops it from opening. Open it "
+                f"in safe mode to fix it: `bear --safe-mode settings reset {name}` (or "
+                f"`bear --safe-mode settings set {name}=…`; in Python "
+                "`bear.connect(path, safe_mode=True)`).",
+                setting=name,
+            ) from None
 
     @property
     def data_version(self) -> int:
@@ -134,12 +154,12 @@ class Workspace(Reading):
         return self.core.frame(sql, params, nullable_ints=nullable_ints)
 
     def sql(self, query: str, **params: Any) -> pd.DataFrame:
-        """Run one read-only SQL statement (SELECT, EXPLAIN) with ``$name`` parameters."""
-        adhoc.check_read_only(self.db.cursor(), query)
-        try:
-            return self._frame(query, params)
-        except duckdb.Error as exc:
-            raise QueryError(f"sql: {exc}") from None
+        """Run one read-only SQL statement (SELECT, EXPLAIN SELECT) with ``$name`` parameters.
+
+        The statement is sandboxed (``bear.queries.adhoc``): it may read the book's tables and
+        views only, never a file, a setting or a sequence, and whatever it does is rolled back.
+        """
+        return adhoc.run_read_only(self.db.cursor(), query, params).to_pandas()
 
     # -- selections --------------------------------------------------------------------------
     def awaiting_release(self, **filters: Any) -> Selection:

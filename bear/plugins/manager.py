@@ -9,6 +9,7 @@ plugins by name. Nothing else in BEAR touches ``pm.hook``.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +55,11 @@ def _env_list(name: str) -> list[str]:
 
 
 def make_plugin_manager(
-    extra: Iterable[object] = (), plugins_dir: str = ""
+    extra: Iterable[object] = (), plugins_dir: str = "", *, safe_mode: bool = False
 ) -> tuple[pluggy.PluginManager, dict[str, str]]:
-    """Build a plugin manager; returns it and {plugin name: source}."""
+    """Build a plugin manager; returns it and {plugin name: source}. ``safe_mode`` loads no
+    entry points and ignores ``$BEAR_PLUGINS_DIR``: only the built-ins, the plugins passed in
+    and ``plugins_dir`` if one is given."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(rule_specs)
     pm.add_hookspecs(notify_specs)
@@ -67,7 +71,9 @@ def make_plugin_manager(
             continue
         pm.register(importlib.import_module(modname), name=short)
         sources[short] = "built-in"
-    if os.environ.get("BEAR_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0", "false"):
+    if safe_mode:
+        log.warning("safe mode: entry-point plugins and the plugins folder are not loaded")
+    elif os.environ.get("BEAR_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0", "false"):
         log.info("entry-point plugins not loaded: BEAR_DISABLE_PLUGIN_AUTOLOAD is set")
     else:
         before = set(n for n, _ in pm.list_name_plugin())
@@ -84,11 +90,14 @@ def make_plugin_manager(
                 sources[name] = (
                     f"entry point ({d.project_name} {d.version})" if d else "entry point"
                 )
-    folder = plugins_dir or os.environ.get("BEAR_PLUGINS_DIR", "")
+    folder = plugins_dir or ("" if safe_mode else os.environ.get("BEAR_PLUGINS_DIR", ""))
+    setting = "plugins_dir" if plugins_dir else None
     if folder:
         path = Path(folder)
         if not path.is_dir():
-            raise PluginError(f"plugins folder {folder!r} does not exist or is not a folder")
+            raise PluginError(
+                f"plugins folder {folder!r} does not exist or is not a folder", setting=setting
+            )
         for file in sorted(path.glob("*.py")):
             name = file.stem
             if pm.is_blocked(name):
@@ -96,16 +105,17 @@ def make_plugin_manager(
             modname = f"bear_plugin_{name}"
             spec = importlib.util.spec_from_file_location(modname, file)
             if spec is None or spec.loader is None:
-                raise PluginError(f"plugin file {file} cannot be loaded")
+                raise PluginError(f"plugin file {file} cannot be loaded", setting=setting)
             module = importlib.util.module_from_spec(spec)
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:
                 raise PluginError(
-                    f"plugin file {file} failed to import: {type(exc).__name__}: {exc}"
+                    f"plugin file {file} failed to import: {type(exc).__name__}: {exc}",
+                    setting=setting,
                 ) from exc
             sys.modules[modname] = module
-            _register(pm, module, name)
+            _register(pm, module, name, setting)
             sources[name] = f"plugins folder ({file})"
     for obj in extra:
         name = getattr(obj, "__name__", None) or type(obj).__name__
@@ -126,26 +136,56 @@ def make_plugin_manager(
     return pm, sources
 
 
-def _register(pm: pluggy.PluginManager, obj: object, name: str) -> None:
+def _register(pm: pluggy.PluginManager, obj: object, name: str, setting: str | None = None) -> None:
     try:
         pm.register(obj, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r} is invalid: {exc}") from None
+        raise PluginError(f"plugin {name!r} is invalid: {exc}", setting=setting) from None
     except ValueError as exc:
-        raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from None
+        raise PluginError(f"plugin {name!r} cannot be registered: {exc}", setting=setting) from None
+
+
+def changed_startup(changed: dict[str, Any]) -> dict[str, Any]:
+    """The start-up settings among ``changed`` (applied even in safe mode)."""
+    return {k: v for k, v in changed.items() if k in ("plugins_dir", "rules_file")}
 
 
 class PluginHost:
     """The typed facade over the plugin manager, and the workspace's rule registry."""
 
-    def __init__(self, db: Database, settings: Settings, extra: Iterable[object] = ()) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        extra: Iterable[object] = (),
+        *,
+        safe_mode: bool = False,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.extra = list(extra)
-        self.pm, self.sources = make_plugin_manager(self.extra, settings.plugins_dir)
+        self.safe_mode = safe_mode
+        # safe mode: the stored start-up settings not applied (until they are set again)
+        self.skipped = {"plugins_dir", "rules_file"} if safe_mode else set()
+        self.pm, self.sources = make_plugin_manager(
+            self.extra, "" if safe_mode else settings.plugins_dir, safe_mode=safe_mode
+        )
         self._prepared: dict[int, duckdb.DuckDBPyConnection] = {}
         self._lock = threading.Lock()
-        self.registry = self.build_registry(settings.snapshot())
+        self.registry = self.build_registry(self._effective(settings.snapshot()))
+
+    def _effective(self, settings: SettingsSnapshot) -> SettingsSnapshot:
+        """The settings rules are registered with: in safe mode, without the stored plugins
+        folder and rules file (the values stay stored, to be fixed)."""
+        return replace(settings, **dict.fromkeys(self.skipped, "")) if self.skipped else settings
+
+    def _setting_of(self, plugin: str) -> str | None:
+        """The stored setting that brought ``plugin`` in, if one did."""
+        if plugin == "rules_file":
+            return "rules_file"
+        if self.sources.get(plugin, "").startswith("plugins folder"):
+            return "plugins_dir"
+        return None
 
     # -- rules -----------------------------------------------------------------------------
     def build_registry(self, settings: SettingsSnapshot) -> Registry:
@@ -161,19 +201,22 @@ class PluginHost:
                 raise
             except Exception as exc:
                 raise PluginError(
-                    f"plugin {plugin!r} failed to register its rules: {type(exc).__name__}: {exc}"
+                    f"plugin {plugin!r} failed to register its rules: {type(exc).__name__}: {exc}",
+                    setting=self._setting_of(plugin),
                 ) from exc
             for rule in list(got or []):
                 rr = RegisteredRule.of(rule, plugin)
                 rid = rr.id
                 if rid in owner:
                     raise PluginError(
-                        f"rule id {rid!r} is registered twice: by plugin {owner[rid]!r} and by plugin {plugin!r}"
+                        f"rule id {rid!r} is registered twice: by plugin {owner[rid]!r} and by plugin {plugin!r}",
+                        setting=self._setting_of(plugin),
                     )
                 if rid.split(".")[0] in RESERVED_NAMESPACES and plugin not in BUILTIN_NAMES:
                     raise PluginError(
                         f"plugin {plugin!r}: rule id {rid!r} uses the built-in namespace "
-                        f"{rid.split('.')[0]!r}; choose a namespace of your own"
+                        f"{rid.split('.')[0]!r}; choose a namespace of your own",
+                        setting=self._setting_of(plugin),
                     )
                 owner[rid] = plugin
                 rr.enabled = rid not in disabled
@@ -202,27 +245,32 @@ class PluginHost:
                 except duckdb.Error as exc:
                     first = str(exc).splitlines()[0]
                     raise PluginError(
-                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}"
+                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}",
+                        setting=self._setting_of(rr.plugin),
                     ) from None
                 if kinds[0][1] not in ("BOOLEAN", '"NULL"', "NULL"):
                     raise PluginError(
                         f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: its predicate is "
-                        f"{kinds[0][1]}, not a true/false condition"
+                        f"{kinds[0][1]}, not a true/false condition",
+                        setting=self._setting_of(rr.plugin),
                     )
         finally:
             cur.close()
 
     def rebuild(self) -> None:
-        self.registry = self.build_registry(self.settings.snapshot())
+        self.registry = self.build_registry(self._effective(self.settings.snapshot()))
 
     def reload(self, changed: dict[str, Any]) -> None:
         """Apply changed settings: a new plugins folder reloads the plugins, anything else
         rebuilds the rule registry (keeping the last timings of rules that remain)."""
         timings, hung = self.registry.timings, self.registry.hung
+        self.skipped -= set(changed)  # a start-up setting set on purpose applies
         if "plugins_dir" in changed:
-            self.pm, self.sources = make_plugin_manager(self.extra, self.settings.plugins_dir)
+            self.pm, self.sources = make_plugin_manager(
+                self.extra, self.settings.plugins_dir, safe_mode=self.safe_mode
+            )
             self._prepared.clear()
-        self.registry = self.build_registry(self.settings.snapshot())
+        self.registry = self.build_registry(self._effective(self.settings.snapshot()))
         self.registry.timings.update(
             {k: v for k, v in timings.items() if any(r.id == k for r in self.registry.rules)}
         )
@@ -232,9 +280,17 @@ class PluginHost:
         """Validator run before settings are saved: a change must leave a working registry."""
         if not RULE_SETTINGS & set(changed):
             return
-        if changed.get("plugins_dir"):
-            make_plugin_manager((), changed["plugins_dir"])
-        self.build_registry(proposed)
+        if "plugins_dir" not in changed:
+            self.build_registry(replace(self._effective(proposed), **changed_startup(changed)))
+            return
+        # A new plugins folder: load it into a plugin manager of its own and register every
+        # rule with it, so a folder whose plugins fail is refused before anything is stored.
+        probe = copy.copy(self)
+        probe.pm, probe.sources = make_plugin_manager(
+            self.extra, proposed.plugins_dir, safe_mode=self.safe_mode
+        )
+        probe._prepared = {}
+        probe.build_registry(replace(self._effective(proposed), **changed_startup(changed)))
 
     def rules_frame(self) -> pd.DataFrame:
         rows = []

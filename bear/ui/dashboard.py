@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import panel as pn
+from panel.theme.fast import Fast as PanelFast
 from panel.viewable import Viewer
 
 from bear.ui.components import CSS, esc, html_pane, run_in_background, toast
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 TAB_NAMES = ("Awaiting Release", "Awaiting Invoice", "Runs", "Documents", "Settings & Rules")
 POLL_MS = 1000
 ACCENT = "#1f5fa8"
+
+
+class LocalFast(PanelFast):
+    """Panel's Fast design without its web font: the page loads nothing from another site
+    (offline networks, and the server's Content-Security-Policy allows only its own origin).
+    Panel finds a design's files by the lower-cased class name, hence ``__name__``."""
+
+    _resources = {**PanelFast._resources, "font": {}}
+
+
+LocalFast.__name__ = "Fast"
 
 
 class Dashboard(Viewer):
@@ -176,6 +188,8 @@ class Dashboard(Viewer):
             sidebar_width=330,
             theme_toggle=True,
             raw_css=[CSS],
+            design=LocalFast,
+            font_url="",
         )
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,21 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", category=Pandas4Warning)
 
 
-def workspace(path: str | None = None) -> Any:
+def workspace(path: str | None = None, *, safe_mode: bool = False) -> Any:
     """The process's one Workspace (opened on first use from ``path`` or ``$BEAR_DB``);
-    its runner is started, so unfinished runs resume."""
+    its runner is started, so unfinished runs resume. Start-up settings (plugins folder,
+    rules file) cannot be changed through it: it serves people, who must not load code."""
     global _WS
     with _WS_LOCK:
         if _WS is None:
             import bear
 
-            _WS = bear.connect(path or os.environ.get("BEAR_DB") or "data/bear.duckdb", resume=True)
+            _WS = bear.connect(
+                path or os.environ.get("BEAR_DB") or "data/bear.duckdb",
+                resume=True,
+                safe_mode=safe_mode,
+            )
+            _WS.settings.lock_startup()
             _WS.runner.start()
         return _WS
 
@@ -81,35 +88,55 @@ def serve(
     address: str = "127.0.0.1",
     user: str | None = None,
     show: bool = False,
+    *,
+    startup: dict[str, Any] | None = None,
+    allow_hosts: Iterable[str] = (),
+    safe_mode: bool = False,
 ) -> None:
-    """Own the database at ``path``, start the runner and serve the dashboard until stopped."""
+    """Own the database at ``path``, start the runner and serve the dashboard until stopped.
+
+    ``startup`` holds start-up settings given on the command line (``plugins_dir``,
+    ``rules_file``): validated and stored before anything is served, then locked. Requests are
+    answered only for the served address and ``allow_hosts`` (``bear.ui.guard``).
+    """
     import panel as pn
+
+    from bear.ui.guard import allowed_hosts, protect, websocket_origins
 
     if user:
         os.environ["BEAR_USER"] = user
     _quiet_warnings()
-    ws = workspace(path)
-    origins = sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"})
+    if startup:
+        import bear
+
+        with bear.connect(path, resume=False, safe_mode=safe_mode) as owner:
+            owner.settings.update(**startup)  # refused (and not stored) if it fails to load
+    ws = workspace(path, safe_mode=safe_mode)
+    hosts = allowed_hosts(address, allow_hosts)
     # Events from the browser are handled on a small thread pool, so one session's slow
     # callback (a big download, a preview) never holds up the others; each thread reads
     # through its own cursor.
     pn.config.nthreads = SESSION_THREADS
-    log.info("serving %s on http://%s:%s", path, address, port)
+    log.info("serving %s on http://%s:%s (hosts: %s)", path, address, port, ", ".join(hosts))
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # leave the server loop; the finally below closes the database
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        pn.serve(
+        server = pn.serve(
             {"/": lambda: create_app(ws, user)},
             port=port,
             address=address,
             show=show,
-            websocket_origin=origins,
+            websocket_origin=websocket_origins(hosts, port),
             title="BEAR",
             threaded=False,
+            start=False,
         )
+        protect(server._tornado, hosts)
+        server.start()
+        server.io_loop.start()
     except KeyboardInterrupt:
         log.info("stopping: closing %s", path)
     finally:

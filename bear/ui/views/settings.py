@@ -56,9 +56,18 @@ class SettingsView(Viewer):
                     name=label, value="" if value is None else str(value), width=260
                 )
             w.css_classes = [f"bear-setting-{name}"]
-            w.param.watch(partial(self._save, name), "value")
+            if item.get("editable", True):
+                w.param.watch(partial(self._save, name), "value")
+                hint = f"<i>Allowed: {esc(item['allowed'])}.</i>"
+            else:  # loads code or files of the server: set when BEAR starts
+                w.disabled = True
+                flag = name.replace("_", "-")
+                hint = (
+                    f"<i>Set when the server starts (<code>bear serve --{flag} …</code>), "
+                    "not from the dashboard.</i>"
+                )
             note = html_pane(
-                f"<div class='bear-muted'>{esc(item['help'])} <i>Allowed: {esc(item['allowed'])}.</i></div>",
+                f"<div class='bear-muted'>{esc(item['help'])} {hint}</div>",
                 margin=(20, 10, 0, 10),
             )
             self.fields[name] = w
