@@ -81,13 +81,13 @@ class Workspace(Reading):
             if name is None:
                 raise
             value = getattr(self.settings, name)
-            raise PluginError(
+            exc.args = (
                 f"{exc}\nThe book's setting {name} = {value!r} stops it from opening. Open it "
                 f"in safe mode to fix it: `bear --safe-mode settings reset {name}` (or "
                 f"`bear --safe-mode settings set {name}=…`; in Python "
                 "`bear.connect(path, safe_mode=True)`).",
-                setting=name,
-            ) from None
+            )
+            raise
 
     @property
     def data_version(self) -> int:

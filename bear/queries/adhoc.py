@@ -72,6 +72,8 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
 )
 # Volatile built-ins that touch nothing: random numbers and ids.
 _HARMLESS_VOLATILE = {"random", "uuid", "uuidv4", "uuidv7", "gen_random_uuid"}
+# Functions the parser knows that are not in duckdb_functions() (UNNEST in a select list).
+_SYNTAX_FUNCTIONS = {"unnest", "unlist"}
 # Built-ins that are not volatile but reveal the server's configuration or session state.
 _REVEALING = {"current_setting", "getvariable", "current_query", "txid_current"}
 _SYSTEM_SCHEMAS = {"information_schema", "pg_catalog"}
@@ -93,6 +95,7 @@ def _functions(cur: duckdb.DuckDBPyConnection) -> frozenset[str]:
             ).fetchall()
             volatile = {name for name, stability in rows if stability == "VOLATILE"}
             names = {name for name, _ in rows} - (volatile - _HARMLESS_VOLATILE) - _REVEALING
+            names |= _SYNTAX_FUNCTIONS
             _allowed_functions = frozenset(names)
         return _allowed_functions
 
