@@ -210,7 +210,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     with _open(a) as ws:
-        written = ws.export_files(a.out, fmt=a.format)
+        written = ws.export_files(a.out, fmt=a.format, raw=a.raw)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0
@@ -480,8 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("export", cmd_export, "export the book in the import shapes")
-    sp.add_argument("--out", required=True, help="folder to write into")
+    sp.add_argument("--out", required=True, help="folder to write into (not an existing file)")
     sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    sp.add_argument(
+        "--raw",
+        action="store_true",
+        help="write CSV text exactly as stored, for programs and round trips; by default text "
+        "beginning with = + - @, a tab or a carriage return gets a ' before it, so a "
+        "spreadsheet shows it instead of running it (such a file does not import back "
+        "unchanged). Parquet is always exact",
+    )
 
     sp = cmd("settings", cmd_settings, "list, get or set settings")
     sp.add_argument("action", choices=["list", "get", "set"])

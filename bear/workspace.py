@@ -391,10 +391,16 @@ class Workspace(Reading):
         """
         return _import_files(self.db, dry_run=dry_run, after_write=self.refresh, **files)
 
-    def export_files(self, out_dir: str | os.PathLike[str], fmt: str = "csv") -> dict[str, Path]:
+    def export_files(
+        self, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False
+    ) -> dict[str, Path]:
         """Write every import kind's rows to ``out_dir/<kind>.<fmt>`` (``csv`` or ``parquet``)
-        in the import shapes, from one consistent snapshot; returns the path written per kind."""
-        return _export_files(self.db, out_dir, fmt)
+        in the import shapes, from one consistent snapshot; returns the path written per kind.
+
+        A CSV is safe to open in a spreadsheet: text beginning with ``=``, ``+``, ``-``, ``@``,
+        a tab or a carriage return gets a ``'`` before it. ``raw=True`` writes text exactly as
+        stored (for programs and round trips); Parquet is always exact."""
+        return _export_files(self.db, out_dir, fmt, raw=raw)
 
     def dashboard(self, view: str = "runs", **kwargs: Any) -> Any:
         """The dashboard's views inline in a notebook, e.g. ``ws.dashboard("run", run_id=3)``;
