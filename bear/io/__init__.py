@@ -11,6 +11,7 @@ package imports nothing above ``bear.db``.
 from __future__ import annotations
 
 from bear.io.export import FORMATS, FORMULA_START, export_files
+from bear.io.ids_file import MAX_IDS_FILE_BYTES, read_ids_file
 from bear.io.importer import ImportReport, import_files
 from bear.io.shapes import CATEGORIES, KINDS, SHAPES, Check, Column, Shape
 from bear.io.validate import MAX_PROBLEMS
@@ -20,6 +21,7 @@ __all__ = [
     "FORMATS",
     "FORMULA_START",
     "KINDS",
+    "MAX_IDS_FILE_BYTES",
     "MAX_PROBLEMS",
     "SHAPES",
     "Check",
@@ -28,4 +30,5 @@ __all__ = [
     "Shape",
     "export_files",
     "import_files",
+    "read_ids_file",
 ]

@@ -208,6 +208,10 @@ def stage(cur: duckdb.DuckDBPyConnection, f: ImportFile) -> None:
     if path.is_dir():
         f.problem(None, None, "is a folder, not a file")
         return
+    if not path.is_file():
+        # a device or a pipe: reading it could block or never end
+        f.problem(None, None, "not a regular file")
+        return
     if "*" in f.path or "?" in f.path:
         # DuckDB would read every file the name matches as a pattern.
         f.problem(None, None, "file names with * or ? cannot be imported: rename the file")
