@@ -14,12 +14,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bear.errors import BearError, ImportProblemError
+from bear.io import read_ids_file
+from bear.queries import bounds
 from bear.selection import FILTERS, ID_FILTERS
 
 DEFAULT_DB = "data/bear.duckdb"
@@ -79,6 +80,18 @@ def _print_frame(df: pd.DataFrame, as_json: bool) -> None:
 
 
 # -- argument helpers ------------------------------------------------------------------------
+def _whole(name: str, lo: int, hi: int) -> Any:
+    """An argparse ``type``: a whole number from ``lo`` to ``hi`` (``bounds.whole``)."""
+
+    def parse(text: str) -> int:
+        try:
+            return bounds.whole(name, text, lo, hi, text=True)
+        except BearError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help=f"database file (default $BEAR_DB or {DEFAULT_DB})")
 
@@ -100,7 +113,9 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--search", help="free text (event, project or account name)")
     g.add_argument("--eligibility", help="eligible, ineligible, or a rule id")
     g.add_argument(
-        "--ids-file", help="file of billing event ids (one per line, or CSV with an id column)"
+        "--ids-file",
+        help="file of billing event ids (one per line, or CSV with an id column); `events` "
+        "narrows its listing to them, the other commands take them instead of filters",
     )
 
 
@@ -111,28 +126,22 @@ def _filters(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in _FILTER_KEYS if getattr(a, k, None) not in (None, [])}
 
 
-def read_ids_file(path: str) -> list[int]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BearError(f"ids file {path}: cannot be read ({exc.strerror})") from None
-    ids: list[int] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        token = line.split(",")[0].strip()
-        if not token or token.startswith("#"):
-            continue
-        if n == 1 and token.lower() in ("id", "billing_event_id"):
-            continue
-        try:
-            ids.append(int(token))
-        except ValueError:
-            raise BearError(
-                f"ids file {path}, line {n}: {token!r} is not a billing event id"
-            ) from None
-    if not ids:
-        raise BearError(f"ids file {path}: no ids in it")
-    return ids
+def _printable(text: str) -> str:
+    """``text`` with control characters shown escaped (``\\x1b``), so a hostile file name or
+    value cannot drive the terminal it is printed to."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _listed(ws: Any, a: argparse.Namespace) -> Any:
+    """The selection ``bear events`` lists: its filters, and the ids of ``--ids-file``."""
+    f = _filters(a)
+    if getattr(a, "ids_file", None):
+        f["ids"] = read_ids_file(a.ids_file)
+    if a.awaiting == "invoice":
+        return ws.awaiting_invoice(**f)
+    return ws.events(**f) if a.awaiting == "any" else ws.awaiting_release(**f)
 
 
 def _selection(ws: Any, a: argparse.Namespace, kind: str) -> Any:
@@ -195,10 +204,7 @@ def cmd_import(a: argparse.Namespace) -> int:
                         [str(p["file"])]
                         + [f"{k} {p[k]}" for k in ("row", "column") if p.get(k) is not None]
                     )
-                    print(
-                        f"  {where}: {p['problem']}",
-                        file=sys.stderr,
-                    )
+                    print(f"  {_printable(where)}: {_printable(p['problem'])}", file=sys.stderr)
                 if len(exc.problems) > 200:
                     print(f"  … and {len(exc.problems) - 200} more", file=sys.stderr)
             return 2
@@ -212,7 +218,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     with _open(a) as ws:
-        written = ws.export_files(a.out, fmt=a.format)
+        written = ws.export_files(a.out, fmt=a.format, raw=a.raw)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0
@@ -263,15 +269,7 @@ def cmd_settings(a: argparse.Namespace) -> int:
 
 def cmd_events(a: argparse.Namespace) -> int:
     with _open(a) as ws:
-        sel = (
-            ws.awaiting_invoice(**_filters(a))
-            if a.awaiting == "invoice"
-            else (
-                ws.events(**_filters(a))
-                if a.awaiting == "any"
-                else ws.awaiting_release(**_filters(a))
-            )
-        )
+        sel = _listed(ws, a)
         sort = []
         for s in a.sort or []:
             col, _, d = s.partition(":")
@@ -506,8 +504,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("export", cmd_export, "export the book in the import shapes")
-    sp.add_argument("--out", required=True, help="folder to write into")
+    sp.add_argument("--out", required=True, help="folder to write into (not an existing file)")
     sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    sp.add_argument(
+        "--raw",
+        action="store_true",
+        help="write CSV text exactly as stored, for programs and round trips; by default text "
+        "beginning with = + - @, a tab or a carriage return gets a ' before it, so a "
+        "spreadsheet shows it instead of running it (such a file does not import back "
+        "unchanged). Parquet is always exact",
+    )
 
     sp = cmd("settings", cmd_settings, "list, get, set or reset settings")
     sp.add_argument("action", choices=["list", "get", "set", "reset"])
@@ -534,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--full", action="store_true", help="validate even above validation_limit")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--with-ids", action="store_true", help="include eligible ids in --json output")
-    sp.add_argument("--max-violations", type=int, default=1000)
+    sp.add_argument(
+        "--max-violations", type=_whole("max_violations", 0, bounds.BIGINT_MAX), default=1000
+    )
 
     sp = sub.add_parser(
         "run", help="start, show or cancel a run", description="start, show or cancel a run"
@@ -574,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("serve", cmd_serve, "serve the dashboard (owns the database and runs the runner)")
-    sp.add_argument("--port", type=int, default=5006)
+    sp.add_argument("--port", type=_whole("port", 1, 65_535), default=5006)
     sp.add_argument("--address", default="127.0.0.1")
     sp.add_argument(
         "--user", default=None, help="current user when authentication is off (else $BEAR_USER)"
@@ -604,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.fn(a) or 0)
     except BearError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -60,5 +60,14 @@ class RulesFileError(PluginError):
         self.rule_id = rule_id
 
 
+class InputError(BearError):
+    """A filter or argument is malformed or outside its allowed range; ``name`` names it."""
+
+    def __init__(self, message: str, *, name: str, value: object = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
 class QueryError(BearError):
     """A query given by a user was refused (writing statement, unknown sort column, ...)."""

@@ -33,7 +33,7 @@ class _Workspace(Protocol):
     ) -> ImportReport: ...
 
     def export_files(
-        self, out_dir: str | os.PathLike[str], fmt: str = "csv"
+        self, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False
     ) -> dict[str, Path]: ...
 
 
@@ -59,7 +59,7 @@ def import_files(
 
 
 def export_files(
-    ws: _Workspace, out_dir: str | os.PathLike[str], fmt: str = "csv"
+    ws: _Workspace, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False
 ) -> dict[str, Path]:
-    """``ws.export_files(out_dir, fmt=fmt)``."""
-    return ws.export_files(out_dir, fmt=fmt)
+    """``ws.export_files(out_dir, fmt=fmt, raw=raw)``."""
+    return ws.export_files(out_dir, fmt=fmt, raw=raw)

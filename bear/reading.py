@@ -13,6 +13,7 @@ import pandas as pd
 from bear.db import Database
 from bear.errors import BearError
 from bear.pipeline import Core
+from bear.queries import bounds
 from bear.queries import events as q_events
 from bear.queries import pager as q_pager
 from bear.queries import records as q_records
@@ -33,40 +34,45 @@ class Reading:
 
     def runs(self, limit: int = 1000) -> pd.DataFrame:
         """Recent runs, newest first."""
-        return q_records.runs(self.db.cursor(), limit)
+        return q_records.runs(self.db.cursor(), bounds.whole("limit", limit, 0, bounds.BIGINT_MAX))
 
     def release_batches(self, run_id: int) -> pd.DataFrame:
         """The release batches of a run: seq, size, status, released, cause."""
-        return q_records.release_batches(self.db.cursor(), run_id)
+        return q_records.release_batches(self.db.cursor(), bounds.id_("run_id", run_id))
 
     def process_runs(self, run_id: int | None = None) -> pd.DataFrame:
-        return q_records.process_runs(self.db.cursor(), run_id)
+        """The process runs (invoicing stages) of a run, or of every run."""
+        return q_records.process_runs(self.db.cursor(), bounds.optional_id("run_id", run_id))
 
     def process_logs(self, process_run_id: int, status: str | None = None) -> pd.DataFrame:
         """One row per event the invoicing stage processed: status OK (with document) or ERROR."""
-        return self.export(ProcessLogQuery(int(process_run_id), status))
+        return self.export(ProcessLogQuery(bounds.id_("process_run_id", process_run_id), status))
 
     def app_logs(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
         """Release-stage problems and other background events, oldest first."""
-        return self.export(AppLogQuery(None if run_id is None else int(run_id)), limit=limit)
+        return self.export(AppLogQuery(bounds.optional_id("run_id", run_id)), limit=limit)
 
     def documents(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
         """Sales invoices and credit notes (of one run, or all)."""
-        return self.export(
-            DocumentQuery(run_id=None if run_id is None else int(run_id)), limit=limit
-        )
+        return self.export(DocumentQuery(run_id=bounds.optional_id("run_id", run_id)), limit=limit)
 
     def document_lines(self, document_id: int) -> pd.DataFrame:
-        return q_records.document_lines(self.db.cursor(), document_id)
+        """The lines of one sales invoice or credit note, with product names."""
+        return q_records.document_lines(self.db.cursor(), bounds.id_("document_id", document_id))
 
     def notifications(self, run_id: int | None = None, channel: str | None = None) -> pd.DataFrame:
         """The notification outbox: what was owed, to whom, and whether it was delivered."""
-        return q_records.notifications(self.db.cursor(), run_id, channel)
+        run = bounds.optional_id("run_id", run_id)
+        return q_records.notifications(self.db.cursor(), run, channel)
 
     def inbox(self, user: str, after_id: int | None = None, limit: int = 50) -> pd.DataFrame:
         """A user's in-app notifications: the newest ``limit``, or every one newer than
         ``after_id`` (oldest first)."""
-        return q_records.inbox(self.db.cursor(), user, after_id, limit)
+        after = (
+            None if after_id is None else bounds.whole("after_id", after_id, 0, bounds.BIGINT_MAX)
+        )
+        n = bounds.whole("limit", limit, 0, bounds.PAGE_SIZE_MAX)
+        return q_records.inbox(self.db.cursor(), user, after, n)
 
     def inbox_state(self, user: str) -> tuple[int, int]:
         """(newest in-app notification id or 0, unread count) of a user."""
@@ -74,8 +80,9 @@ class Reading:
 
     def mark_notifications_read(self, user: str, ids: Iterable[int] | None = None) -> int:
         """Mark a user's delivered in-app notifications read (all of them, or these ids)."""
+        checked = None if ids is None else bounds.ids("ids", list(ids))
         with self.db.transaction() as tx:
-            return q_records.mark_read(tx, user, ids)
+            return q_records.mark_read(tx, user, checked)
 
     # -- reading: counts, pages, totals (one pager for every listing) ---------------------------
     def count(self, what: Listable, *, cached: bool = False) -> int:
@@ -111,10 +118,8 @@ class Reading:
         """Rows ``offset`` … ``offset+limit`` of a selection (every column of
         ``bear.selection.COLUMNS``, sorted by whitelisted ``(column, "asc"|"desc")`` pairs, ties
         broken by id) or of a record query."""
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise BearError(f"page offset must be a whole number ≥ 0, not {offset!r}")
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 10_000:
-            raise BearError(f"page limit must be between 1 and 10000, not {limit!r}")
+        offset = bounds.whole("offset", offset, 0, bounds.BIGINT_MAX, label="page offset")
+        limit = bounds.whole("limit", limit, 1, bounds.PAGE_SIZE_MAX, label="page limit")
         listing = self._listing(what, sort=sort)
         return q_pager.window(self.db.cursor(), listing, offset, limit, nullable_ints=True)
 
@@ -130,6 +135,7 @@ class Reading:
     ) -> pd.DataFrame:
         """Page ``page`` of ``what`` for a screen that keeps its place in ``pager`` (set
         ``pager.total`` first): one page forward or back moves by keyset, not OFFSET."""
+        page = bounds.whole("page", page, 0, bounds.BIGINT_MAX)
         listing = self._listing(what, sort=sort, columns=columns, cached=cached)
         return pager.load(self.db.cursor(), listing, page)
 
@@ -142,6 +148,8 @@ class Reading:
         limit: int | None = None,
     ) -> pd.DataFrame:
         """Every row of ``what`` in order (or the first ``limit``), Decimal kept."""
+        if limit is not None:
+            limit = bounds.whole("limit", limit, 0, bounds.BIGINT_MAX)
         listing = self._listing(what, sort=sort, columns=columns)
         return q_pager.export(self.db.cursor(), listing, limit)
 

@@ -27,7 +27,7 @@ from bear.io import import_files as _import_files
 from bear.models import Action, Preview, RunResult
 from bear.pipeline import Core, IdQuery, IdSource, Outbox, RunHandle, Runner
 from bear.plugins.manager import PluginHost
-from bear.queries import adhoc
+from bear.queries import adhoc, bounds
 from bear.queries import events as q_events
 from bear.queries import ids as q_ids
 from bear.reading import Reading
@@ -358,15 +358,11 @@ class Workspace(Reading):
 
     def cancel(self, run_id: int) -> RunResult:
         """Ask a run to stop at its next batch boundary."""
-        return pipeline.cancel(self.core, run_id)
+        return pipeline.cancel(self.core, bounds.id_("run_id", run_id))
 
     def run(self, run_id: int) -> RunResult:
         """The ``RunResult`` of a run."""
-        try:
-            rid = int(run_id)
-        except (TypeError, ValueError):
-            raise BearError(f"unknown run id {run_id!r}") from None
-        return pipeline.read_run(self.db.cursor(), rid)
+        return pipeline.read_run(self.db.cursor(), bounds.id_("run_id", run_id))
 
     def eligibility_ready(self, kind: str = "awaiting_release") -> bool:
         """True when the eligibility of every event of ``kind`` is computed for the current data
@@ -383,7 +379,7 @@ class Workspace(Reading):
         """Wait until each notification owed (by run ``run_id``, or by any run) has had a
         delivery attempt — e.g. before a script that ran something exits. True if so within
         ``timeout`` seconds; a failed attempt counts (it stays pending, to be retried)."""
-        return self.outbox.settle(None if run_id is None else int(run_id), timeout)
+        return self.outbox.settle(bounds.optional_id("run_id", run_id), timeout)
 
     def send_test_notification(self, recipient: str, channel: str = "email") -> str:
         """Send a test message through notification ``channel`` (a notifier plugin implementing
@@ -411,10 +407,16 @@ class Workspace(Reading):
         """
         return _import_files(self.db, dry_run=dry_run, after_write=self.refresh, **files)
 
-    def export_files(self, out_dir: str | os.PathLike[str], fmt: str = "csv") -> dict[str, Path]:
+    def export_files(
+        self, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False
+    ) -> dict[str, Path]:
         """Write every import kind's rows to ``out_dir/<kind>.<fmt>`` (``csv`` or ``parquet``)
-        in the import shapes, from one consistent snapshot; returns the path written per kind."""
-        return _export_files(self.db, out_dir, fmt)
+        in the import shapes, from one consistent snapshot; returns the path written per kind.
+
+        A CSV is safe to open in a spreadsheet: text beginning with ``=``, ``+``, ``-``, ``@``,
+        a tab or a carriage return gets a ``'`` before it. ``raw=True`` writes text exactly as
+        stored (for programs and round trips); Parquet is always exact."""
+        return _export_files(self.db, out_dir, fmt, raw=raw)
 
     def dashboard(self, view: str = "runs", **kwargs: Any) -> Any:
         """The dashboard's views inline in a notebook, e.g. ``ws.dashboard("run", run_id=3)``;

@@ -562,7 +562,7 @@ def demo_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_round_trip_is_exact(demo_book: Path, tmp_path: Path, fmt: str) -> None:
     with bear.connect(demo_book) as src:
-        written = src.export_files(tmp_path / "out", fmt=fmt)
+        written = src.export_files(tmp_path / "out", fmt=fmt, raw=True)
         expected = {t: _table_rows(src, t) for t in TABLES}
     assert list(written) == list(bear_io.KINDS)
     assert written["events"].name == f"events.{fmt}"
@@ -582,7 +582,7 @@ def test_round_trip_through_the_cli(demo_book: Path, tmp_path: Path) -> None:
     src = tmp_path / "src.duckdb"
     shutil.copy(demo_book, src)
     out = tmp_path / "out"
-    proc = _bear("export", "--db", str(src), "--out", str(out))
+    proc = _bear("export", "--db", str(src), "--out", str(out), "--raw")
     assert proc.returncode == 0, proc.stderr
     assert f"events: {out / 'events.csv'}" in proc.stdout
     header = (out / "events.csv").read_text(encoding="utf-8").splitlines()[0]

@@ -5,7 +5,10 @@ dialect; Parquet values cast to text), so nothing about a value is lost before v
 A row's number is its position in the file (1-based, header excluded). File-level problems —
 not found, wrong type, empty, unknown or missing columns, and malformed CSV rows (ragged,
 unterminated quote, bad encoding, listed from DuckDB's rejects table) — are noted on the
-``ImportFile``; row values are checked later (``bear.io.validate``).
+``ImportFile``; row values are checked later (``bear.io.validate``). Two kinds of value are
+refused right after staging, row by row in SQL, before anything is typed: text holding a NUL
+byte, and a Parquet value that is not a single value (a list, struct, map, union or array);
+a file holding either is not checked further (``refuse_unsafe``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class ImportFile:
     stage: str | None = None  # temp table of staged text values, when the rows could be read
     typed: str | None = None  # temp table of typed values
     rows: int = 0
-    malformed: bool = False  # CSV structure broken: row numbers cannot be trusted
+    malformed: bool = False  # structure broken (CSV) or unsafe values: not checked further
+    nested: dict[str, str] = field(default_factory=dict)  # known column -> its nested type
+    refused: str | None = None  # temp table of (row, o, col, problem): NUL bytes, nested values
 
     @property
     def shape(self) -> Shape:
@@ -158,19 +163,26 @@ def _stage_rejects(
     f.problem(None, None, "the file's values were not checked further: fix its structure first")
 
 
+_NESTED = {"list": "list", "array": "array", "struct": "struct", "map": "map", "union": "union"}
+"""DuckDB type ids of values that are not a single value, and what a message calls them."""
+
+
 def _stage_parquet(cur: duckdb.DuckDBPyConnection, f: ImportFile, table: str) -> None:
     try:
         described = cur.execute(
-            "DESCRIBE SELECT * FROM read_parquet($path)", {"path": f.path}
-        ).fetchall()
+            "SELECT * FROM read_parquet($path) LIMIT 0", {"path": f.path}
+        ).description
     except duckdb.Error as exc:
         f.problem(None, None, f"not a readable Parquet file: {first_line(exc)}")
         return
-    names = [row[0] for row in described]
+    names = [row[0] for row in described or ()]
     if not names:
         f.problem(None, None, "empty file: no columns")
         return
     staged = map_header(f, names)
+    for (_, dtype, *_), name in zip(described, staged, strict=True):
+        if getattr(dtype, "id", None) in _NESTED and name in f.shape.names:
+            f.nested[name] = f"{_NESTED[dtype.id]} ({dtype})"
     select = ", ".join(
         f"CAST({ident(orig)} AS VARCHAR) AS {ident(name)}"
         for orig, name in zip(names, staged, strict=True)
@@ -195,6 +207,10 @@ def stage(cur: duckdb.DuckDBPyConnection, f: ImportFile) -> None:
         return
     if path.is_dir():
         f.problem(None, None, "is a folder, not a file")
+        return
+    if not path.is_file():
+        # a device or a pipe: reading it could block or never end
+        f.problem(None, None, "not a regular file")
         return
     if "*" in f.path or "?" in f.path:
         # DuckDB would read every file the name matches as a pattern.
@@ -224,3 +240,46 @@ def stage(cur: duckdb.DuckDBPyConnection, f: ImportFile) -> None:
         _stage_parquet(cur, f, table)
     if f.stage is not None:
         f.rows = int(cur.execute(f"SELECT count(*) FROM {f.stage}").fetchall()[0][0])
+        refuse_unsafe(cur, f)
+
+
+def refuse_unsafe(cur: duckdb.DuckDBPyConnection, f: ImportFile) -> None:
+    """Every staged value BEAR refuses to store, one problem per row and column, in SQL: text
+    holding a NUL byte (it would cut the text short in other programs), and any value of a
+    nested Parquet column (only single values are imported). A file with any is not checked
+    further; its problems are in temp table ``f.refused``."""
+    assert f.stage is not None
+    checks = []
+    for name in f.shape.names:
+        if name not in f.present:
+            continue
+        c, o = ident(name), f.shape.names.index(name)
+        if name in f.nested:
+            what = lit(
+                f"a {f.nested[name]} value, not a single value: lists, structs, maps and "
+                "unions cannot be imported"
+            )
+            checks.append((o, name, f"{c} IS NOT NULL", what))
+        else:
+            at = f"strpos({c}, chr(0))"
+            what = (
+                f"'contains a NUL byte (character ' || {at}::VARCHAR || '); "
+                "text cannot hold NUL bytes'"
+            )
+            checks.append((o, name, f"{at} > 0", what))
+    if not checks:
+        return
+    structs = ", ".join(
+        f"{{'o': {o}, 'c': {lit(name)}, 'p': CASE WHEN {pred} THEN {what} END}}"
+        for o, name, pred, what in checks
+    )
+    any_bad = " OR ".join(f"coalesce({pred}, false)" for _, _, pred, _ in checks)
+    table = f"{PREFIX}r_{f.kind}"
+    cur.execute(f"DROP TABLE IF EXISTS {table}")
+    cur.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT _row, x.o, x.c, x.p FROM (SELECT rowid + 1 AS _row, "
+        f"unnest([{structs}]) AS x FROM {f.stage} WHERE {any_bad}) WHERE x.p IS NOT NULL"
+    )
+    if cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+        f.refused, f.malformed = table, True
+        f.problem(None, None, "the file's values were not checked further: fix these values first")

@@ -234,6 +234,11 @@ def validate(
                 f"INSERT INTO {table} SELECT $k, $file, unnest($r), unnest($o), unnest($c), unnest($p)",
                 {"k": f.order, "file": f.path, "r": rows, "o": orders, "c": cols, "p": texts},
             )
+        if f.refused is not None:
+            cur.execute(
+                f"INSERT INTO {table} SELECT $k, $file, _row, o, c, p FROM {f.refused}",
+                {"k": f.order, "file": f.path},
+            )
         if f.typed is None:
             continue
         selects = _checks_sql(f, files)

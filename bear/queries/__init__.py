@@ -4,7 +4,8 @@
 the event kinds, columns, joins (made only when used), counts, ids, totals per currency,
 category masks and filter options; ``records`` the runs, logs, documents, notifications and a
 preview's violations; ``pager`` the one pager every listing is paged with (keyset where the
-sort allows it, OFFSET otherwise, ties broken by id). Functions take a DuckDB cursor
+sort allows it, OFFSET otherwise, ties broken by id); ``bounds`` the allowed range of every
+id, amount, offset and limit a caller hands in. Functions take a DuckDB cursor
 explicitly; this package imports only ``bear.db``, ``bear.models``, ``bear.errors`` and
 ``bear.config`` of BEAR, so it sits below the workspace and the services.
 """

@@ -12,11 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from bear.db.schema import CATEGORIES
 from bear.errors import BearError
+from bear.queries import bounds
 
 __all__ = ["CATEGORIES", "FILTERS", "ID_FILTERS", "Filters"]  # CATEGORIES: bear.db.schema's
 
@@ -53,14 +54,8 @@ def _as_list(name: str, value: Any) -> list[Any]:
     raise BearError(f"filter {name!r}: expected a value or a list of values, not {value!r}")
 
 
-def _as_ints(name: str, value: Any) -> list[int]:
-    out = []
-    for v in _as_list(name, value):
-        try:
-            out.append(int(v))
-        except (TypeError, ValueError):
-            raise BearError(f"filter {name!r}: {v!r} is not a whole-number id") from None
-    return out
+def _as_ids(name: str, value: Any) -> tuple[int, ...]:
+    return bounds.ids(name, _as_list(name, value), label=f"filter {name!r}", text=True)
 
 
 def _as_date(name: str, value: Any) -> dt.date:
@@ -72,18 +67,6 @@ def _as_date(name: str, value: Any) -> dt.date:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise BearError(f"filter {name!r}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _as_decimal(name: str, value: Any) -> Decimal:
-    if isinstance(value, float):
-        value = repr(value)
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise BearError(f"filter {name!r}: {value!r} is not an amount") from None
-    if not d.is_finite():
-        raise BearError(f"filter {name!r}: {value!r} is not an amount")
-    return d
 
 
 @dataclass(frozen=True)
@@ -119,7 +102,7 @@ class Filters:
             ):
                 continue
             if name in ("company", "account", "project", *ID_FILTERS):
-                kw[name] = tuple(_as_ints(name, value))
+                kw[name] = _as_ids(name, value)
             elif name in ("region", "practice", "grp"):
                 kw[name] = tuple(str(v) for v in _as_list(name, value))
             elif name == "currency":
@@ -128,7 +111,7 @@ class Filters:
             elif name in ("date_from", "date_to"):
                 kw[name] = _as_date(name, value)
             elif name in ("min_amount", "max_amount"):
-                kw[name] = _as_decimal(name, value)
+                kw[name] = bounds.amount(name, value, label=f"filter {name!r}")
             elif name == "category":
                 cats = tuple(str(v) for v in _as_list(name, value))
                 bad = [c for c in cats if c not in CATEGORIES]

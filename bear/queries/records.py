@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bear.errors import BearError
+from bear.queries import bounds
 from bear.queries.events import joins_for
 from bear.queries.pager import Listing, frame
 
@@ -64,6 +65,7 @@ class ProcessLogQuery:
     status: str | None = None
 
     def __post_init__(self) -> None:
+        bounds.optional_id("process_run_id", self.process_run_id)
         if self.status is not None and self.status not in ("OK", "ERROR"):
             raise BearError(f"status must be 'OK' or 'ERROR', not {self.status!r}")
 
@@ -111,6 +113,9 @@ class AppLogQuery:
     """App log records, oldest first: of one run, or all of them (``run_id=None``)."""
 
     run_id: int | None = None
+
+    def __post_init__(self) -> None:
+        bounds.optional_id("run_id", self.run_id)
 
 
 def app_log_listing(q: AppLogQuery) -> Listing:
@@ -172,6 +177,9 @@ class DocumentQuery:
     doc_type: str = "all"
     run_id: int | None = None
     search: str = ""
+
+    def __post_init__(self) -> None:
+        bounds.optional_id("run_id", self.run_id)
 
 
 def document_listing(
