@@ -1,0 +1,326 @@
+"""The commands of ``bear``: each opens the book, calls the Workspace API and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import pandas as pd
+
+from bear.cli.common import (
+    default_db,
+    jsonable,
+    listed,
+    open_book,
+    print_frame,
+    print_json,
+    printable,
+    records,
+    selection_of,
+)
+from bear.errors import BearError, ImportProblemError
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        n = ws.sql("SELECT count(*) AS n FROM schema_migrations")["n"][0]
+        print(f"database {ws.path} ready ({n} migration(s) applied)")
+    return 0
+
+
+def cmd_seed(a: argparse.Namespace) -> int:
+    import bear
+
+    with open_book(a) as ws:
+        counts = bear.demo.seed(ws, events=a.events, seed=a.seed)
+    if a.json:
+        print_json(counts)
+    else:
+        print(
+            ", ".join(
+                f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in counts.items()
+            )
+        )
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from bear.io import KINDS
+
+    files = {k: getattr(a, k) for k in KINDS if getattr(a, k, None)}
+    if not files:
+        raise BearError("nothing to import: give --events, --items and/or other files")
+    with open_book(a) as ws:
+        try:
+            report = ws.import_files(dry_run=a.dry_run, **files)
+        except ImportProblemError as exc:
+            if a.json:
+                print_json({"ok": False, "error": str(exc), "problems": exc.problems})
+            else:
+                print(f"error: {exc}", file=sys.stderr)
+                for p in exc.problems[:200]:
+                    where = ", ".join(
+                        [str(p["file"])]
+                        + [f"{k} {p[k]}" for k in ("row", "column") if p.get(k) is not None]
+                    )
+                    print(f"  {printable(where)}: {printable(p['problem'])}", file=sys.stderr)
+                if len(exc.problems) > 200:
+                    print(f"  … and {len(exc.problems) - 200} more", file=sys.stderr)
+            return 2
+    if a.json:
+        print_json({"ok": True, **report})
+    else:
+        verb = "validated (dry run, nothing written)" if a.dry_run else "imported"
+        print(f"{verb}: " + ", ".join(f"{k} {v:,}" for k, v in report["rows"].items()))
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        written = ws.export_files(a.out, fmt=a.format, raw=a.raw)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_settings(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        if a.action == "list":
+            rows = ws.settings.describe()
+            if a.json:
+                print_json(rows)
+            else:
+                print_frame(pd.DataFrame(rows)[["name", "value", "default", "allowed"]], False)
+        elif a.action == "get":
+            if not a.name:
+                raise BearError("settings get: name the setting")
+            from bear.config import SETTINGS
+
+            if a.name[0] not in SETTINGS:
+                raise BearError(
+                    f"unknown setting {a.name[0]!r}; known settings: {', '.join(SETTINGS)}"
+                )
+            value = getattr(ws.settings, a.name[0])
+            print(
+                json.dumps(value)
+                if a.json
+                else (json.dumps(value) if isinstance(value, list) else value)
+            )
+        elif a.action == "reset":
+            if not a.name:
+                raise BearError("settings reset: name the settings to put back to their defaults")
+            for k, v in ws.settings.reset(*a.name).items():
+                print(f"{k} = {json.dumps(v)}")
+        else:
+            if not a.name:
+                raise BearError("settings set: give NAME=VALUE pairs")
+            values = {}
+            for pair in a.name:
+                if "=" not in pair:
+                    raise BearError(f"settings set: {pair!r} is not NAME=VALUE")
+                k, v = pair.split("=", 1)
+                values[k.strip()] = v
+            clean = ws.settings.update(**values)
+            for k, v in clean.items():
+                print(f"{k} = {json.dumps(v)}")
+    return 0
+
+
+def cmd_events(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        sel = listed(ws, a)
+        sort = []
+        for s in a.sort or []:
+            col, _, d = s.partition(":")
+            sort.append((col, d or "asc"))
+        page = sel.page(a.offset, a.limit, sort=sort)
+        if a.json:
+            print_json(
+                {
+                    "count": len(sel),
+                    "offset": a.offset,
+                    "events": records(page),
+                    "totals": records(sel.totals()),
+                }
+            )
+        else:
+            print_frame(
+                page[
+                    ["id", "name", "event_date", "account", "project", "currency", "summary_amount"]
+                ],
+                False,
+            )
+            print(f"\n{len(sel):,} matching; showing {len(page)} from {a.offset}")
+    return 0
+
+
+def cmd_preview(a: argparse.Namespace) -> int:
+    action = a.action.replace("-", "_")
+    with open_book(a) as ws:
+        sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
+        pv = ws.preview(sel, action=action, full=a.full)
+        if a.json:
+            print_json(
+                {
+                    "action": pv.action,
+                    "selected": pv.selected,
+                    "validated": pv.validated,
+                    "reason": pv.reason,
+                    "eligible": pv.eligible,
+                    "ineligible": pv.ineligible,
+                    "seconds": round(pv.seconds, 3),
+                    "expected_documents": records(pv.expected_documents),
+                    "by_rule": records(pv.by_rule),
+                    "blast_radius": len(pv.blast_radius),
+                    "violations": records(pv.violations.head(a.max_violations)),
+                    "eligible_ids": pv.eligible_ids if a.with_ids else None,
+                }
+            )
+            return 0
+        print(
+            f"{pv.action}: {pv.selected:,} selected, {pv.eligible:,} eligible"
+            + (f", {pv.ineligible:,} ineligible" if pv.validated else f" — {pv.reason}")
+        )
+        if len(pv.expected_documents):
+            print("\nExpected documents:")
+            print_frame(pv.expected_documents, False)
+        if len(pv.by_rule):
+            print("\nReasons:")
+            print_frame(pv.by_rule, False)
+        if len(pv.blast_radius):
+            print(
+                f"\nBlast radius: {len(pv.blast_radius):,} releasable events share a batch with an unreleasable "
+                "one (they would fail with it without validation)."
+            )
+    return 0
+
+
+def _show_run(res: Any, as_json: bool) -> None:
+    if as_json:
+        print_json({k: jsonable(v) for k, v in res.__dict__.items()})
+        return
+    print(f"run {res.id} ({res.action}) by {res.requested_by}: {res.status} [{res.stage}]")
+    print(f"  selected {res.selected:,}, left out up front {res.excluded:,}")
+    print(f"  batches {res.batches_done:,}/{res.batches:,}, failed {res.failed_batches:,}")
+    print(f"  released {res.released:,}, not released {res.not_released:,}")
+    print(
+        f"  sales invoices {res.sales_invoices:,}, credit notes {res.credit_notes:,}, "
+        f"not passed to accounting {res.not_passed:,}"
+    )
+    if res.process_run_id is not None:
+        print(f"  process run {res.process_run_id}")
+    if res.error:
+        print(f"  error: {res.error}")
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    if a.run_command in ("show", "cancel"):
+        with open_book(a) as ws:
+            res = ws.run(a.run_id) if a.run_command == "show" else ws.cancel(a.run_id)
+            _show_run(res, a.json)
+        return 0
+    action = a.run_command.replace("-", "_")
+    # --no-wait only queues: this process must not start executing anything before it exits.
+    with open_book(a, resume=not a.no_wait) as ws:
+        sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
+        handle = ws.queue(action, sel, a.user, full=a.full, start=not a.no_wait)
+        run_id = handle.id
+        if a.no_wait:
+            # The run is queued in the database; `bear worker` (or any owner) executes it.
+            if a.json:
+                print_json({"id": run_id, "status": "queued"})
+            else:
+                print(
+                    f"run {run_id} queued; `bear worker --db {ws.path}` or the dashboard will execute it"
+                )
+            return 0
+        res = handle.wait()
+        # The e-mails are sent by this process's outbox thread: give them their first attempt
+        # before the process exits (a failure stays in the outbox for the next owner).
+        ws.wait_notifications(res.id, timeout=30)
+        _show_run(res, a.json)
+    return 0 if res.status == "completed" else 1
+
+
+def cmd_runs(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        df = ws.runs(limit=a.limit)
+        cols = [
+            "id",
+            "action",
+            "requested_by",
+            "status",
+            "released",
+            "not_released",
+            "sales_invoices",
+            "credit_notes",
+            "not_passed",
+            "process_run_id",
+            "created_at",
+        ]
+        print_frame(df if a.json else df[cols], a.json)
+    return 0
+
+
+def cmd_plugins(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        plugins, rules = ws.plugin_list(), ws.rules()
+        if a.json:
+            print_json({"plugins": records(plugins), "rules": records(rules)})
+        else:
+            print("Plugins:")
+            print_frame(plugins, False)
+            print("\nRules:")
+            print_frame(rules[["id", "stage", "severity", "plugin", "enabled"]], False)
+    return 0
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    import time
+
+    with open_book(a, resume=True) as ws:
+        ws.runner.start()
+        print(f"worker on {ws.path}: running queued runs (Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                if a.once and ws.runner.idle():
+                    ws.wait_notifications(timeout=30)  # their first attempt, before exiting
+                    break
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_notifications(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        if a.action == "retry":
+            res = ws.retry_notifications()
+            print(f"sent {res['sent']}, still failing {res['failed']}")
+            return 0 if res["failed"] == 0 else 1
+        df = ws.notifications(run_id=a.run)
+        cols = ["id", "run_id", "kind", "channel", "recipient", "status", "attempts", "last_error"]
+        print_frame(df if a.json else df[cols], a.json)
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from bear.ui.server import serve
+
+    serve(
+        a.db or default_db(),
+        port=a.port,
+        address=a.address,
+        user=a.user,
+        show=False,
+        startup={
+            k: v
+            for k, v in (("plugins_dir", a.plugins_dir), ("rules_file", a.rules_file))
+            if v is not None
+        },
+        allow_hosts=a.allow_host or (),
+        safe_mode=a.safe_mode,
+    )
+    return 0

@@ -1,0 +1,154 @@
+"""What every command shares: the book to open, filters and ids, printing tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import json
+import os
+from typing import Any
+
+import pandas as pd
+
+from bear.errors import BearError
+from bear.io import read_ids_file
+from bear.queries import bounds
+from bear.selection import FILTERS, ID_FILTERS
+
+DEFAULT_DB = "data/bear.duckdb"
+
+
+def default_db() -> str:
+    return os.environ.get("BEAR_DB") or DEFAULT_DB
+
+
+def jsonable(v: Any) -> Any:
+    if isinstance(v, decimal.Decimal):
+        return str(v)
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    if isinstance(v, float) and v != v:
+        return None
+    if v is pd.NaT:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for row in df.to_dict(orient="records"):
+        out.append(
+            {
+                k: (None if (not isinstance(v, list | tuple) and pd.isna(v)) else jsonable(v))
+                for k, v in row.items()
+            }
+        )
+    return out
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=jsonable))
+
+
+def print_frame(df: pd.DataFrame, as_json: bool) -> None:
+    if as_json:
+        print_json(records(df))
+    elif df.empty:
+        print("(none)")
+    else:
+        with pd.option_context(
+            "display.max_rows",
+            500,
+            "display.max_columns",
+            50,
+            "display.width",
+            200,
+            "display.max_colwidth",
+            80,
+        ):
+            print(df.to_string(index=False))
+
+
+# -- argument helpers ------------------------------------------------------------------------
+def whole(name: str, lo: int, hi: int) -> Any:
+    """An argparse ``type``: a whole number from ``lo`` to ``hi`` (``bounds.whole``)."""
+
+    def parse(text: str) -> int:
+        try:
+            return bounds.whole(name, text, lo, hi, text=True)
+        except BearError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help=f"database file (default $BEAR_DB or {DEFAULT_DB})")
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection (filters, or --ids-file)")
+    g.add_argument("--company", type=int, action="append", help="company id (repeatable)")
+    g.add_argument("--account", type=int, action="append", help="account id (repeatable)")
+    g.add_argument("--project", type=int, action="append", help="project id (repeatable)")
+    g.add_argument("--region", action="append")
+    g.add_argument("--practice", action="append")
+    g.add_argument("--group", dest="grp", action="append")
+    g.add_argument("--currency", action="append")
+    g.add_argument("--from", dest="date_from", help="event date from (YYYY-MM-DD)")
+    g.add_argument("--to", dest="date_to", help="event date to (YYYY-MM-DD)")
+    g.add_argument("--min-amount")
+    g.add_argument("--max-amount")
+    g.add_argument("--category", action="append", help="item category present in the event")
+    g.add_argument("--search", help="free text (event, project or account name)")
+    g.add_argument("--eligibility", help="eligible, ineligible, or a rule id")
+    g.add_argument(
+        "--ids-file",
+        help="file of billing event ids (one per line, or CSV with an id column); `events` "
+        "narrows its listing to them, the other commands take them instead of filters",
+    )
+
+
+_FILTER_KEYS = tuple(f for f in FILTERS if f not in ID_FILTERS)  # ids come from --ids-file
+
+
+def filters_of(a: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(a, k) for k in _FILTER_KEYS if getattr(a, k, None) not in (None, [])}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown escaped (``\\x1b``), so a hostile file name or
+    value cannot drive the terminal it is printed to."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def listed(ws: Any, a: argparse.Namespace) -> Any:
+    """The selection ``bear events`` lists: its filters, and the ids of ``--ids-file``."""
+    f = filters_of(a)
+    if getattr(a, "ids_file", None):
+        f["ids"] = read_ids_file(a.ids_file)
+    if a.awaiting == "invoice":
+        return ws.awaiting_invoice(**f)
+    return ws.events(**f) if a.awaiting == "any" else ws.awaiting_release(**f)
+
+
+def selection_of(ws: Any, a: argparse.Namespace, kind: str) -> Any:
+    f = filters_of(a)
+    if getattr(a, "ids_file", None):
+        if f:
+            raise BearError("give either --ids-file or filters, not both")
+        return read_ids_file(a.ids_file)
+    return ws.awaiting_invoice(**f) if kind == "awaiting_invoice" else ws.awaiting_release(**f)
+
+
+def open_book(a: argparse.Namespace, *, resume: bool = False) -> Any:
+    import bear
+
+    return bear.connect(
+        a.db or default_db(), resume=resume, safe_mode=getattr(a, "safe_mode", False)
+    )

@@ -1,0 +1,185 @@
+"""The parser of ``bear`` and its entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bear.cli.commands import (
+    cmd_events,
+    cmd_export,
+    cmd_import,
+    cmd_init,
+    cmd_notifications,
+    cmd_plugins,
+    cmd_preview,
+    cmd_run,
+    cmd_runs,
+    cmd_seed,
+    cmd_serve,
+    cmd_settings,
+    cmd_worker,
+)
+from bear.cli.common import (
+    add_db,
+    add_filters,
+    printable,
+    whole,
+)
+from bear.errors import BearError
+from bear.queries import bounds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bear",
+        description="BEAR — release billing events, create sales invoices and credit notes.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    p.add_argument(
+        "--safe-mode",
+        action="store_true",
+        help="open the book without its plugins folder, rules file and entry-point plugins "
+        "(to fix a setting that stops it from opening: bear --safe-mode settings reset NAME)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        add_db(sp)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    cmd("init", cmd_init, "create or migrate a database")
+
+    sp = cmd("seed", cmd_seed, "fill an empty database with deterministic demo data")
+    sp.add_argument("--events", type=int, default=10_000)
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--json", action="store_true")
+
+    from bear.io import KINDS
+
+    sp = cmd("import", cmd_import, "import CSV or Parquet files, all or nothing")
+    for kind in KINDS:
+        sp.add_argument(
+            f"--{kind.replace('_', '-')}", dest=kind, help=f"{kind} file (.csv or .parquet)"
+        )
+    sp.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("export", cmd_export, "export the book in the import shapes")
+    sp.add_argument("--out", required=True, help="folder to write into (not an existing file)")
+    sp.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    sp.add_argument(
+        "--raw",
+        action="store_true",
+        help="write CSV text exactly as stored, for programs and round trips; by default text "
+        "beginning with = + - @, a tab or a carriage return gets a ' before it, so a "
+        "spreadsheet shows it instead of running it (such a file does not import back "
+        "unchanged). Parquet is always exact",
+    )
+
+    sp = cmd("settings", cmd_settings, "list, get, set or reset settings")
+    sp.add_argument("action", choices=["list", "get", "set", "reset"])
+    sp.add_argument(
+        "name", nargs="*", help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset"
+    )
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("events", cmd_events, "list billing events (awaiting release unless --awaiting)")
+    add_filters(sp)
+    sp.add_argument("--awaiting", choices=["release", "invoice", "any"], default="release")
+    sp.add_argument("--offset", type=int, default=0)
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--sort", action="append", help="COLUMN[:asc|desc] (repeatable)")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("preview", cmd_preview, "what an action would do to a selection; writes nothing")
+    add_filters(sp)
+    sp.add_argument(
+        "--action",
+        choices=["release-and-invoice", "release", "invoice"],
+        default="release-and-invoice",
+    )
+    sp.add_argument("--full", action="store_true", help="validate even above validation_limit")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--with-ids", action="store_true", help="include eligible ids in --json output")
+    sp.add_argument(
+        "--max-violations", type=whole("max_violations", 0, bounds.BIGINT_MAX), default=1000
+    )
+
+    sp = sub.add_parser(
+        "run", help="start, show or cancel a run", description="start, show or cancel a run"
+    )
+    rsub = sp.add_subparsers(dest="run_command", required=True, metavar="ACTION")
+    for name in ("release-and-invoice", "release", "invoice"):
+        rp = rsub.add_parser(name, help=f"{name.replace('-', ' ')} a selection in the background")
+        add_db(rp)
+        add_filters(rp)
+        rp.add_argument(
+            "--user", required=True, help="who starts the run (an e-mail address gets the e-mail)"
+        )
+        rp.add_argument("--no-wait", action="store_true", help="queue the run and return")
+        rp.add_argument("--full", action="store_true", help="validate even above validation_limit")
+        rp.add_argument("--json", action="store_true")
+        rp.set_defaults(fn=cmd_run)
+    for name in ("show", "cancel"):
+        rp = rsub.add_parser(name, help=f"{name} a run")
+        add_db(rp)
+        rp.add_argument("run_id", type=int)
+        rp.add_argument("--json", action="store_true")
+        rp.set_defaults(fn=cmd_run)
+
+    sp = cmd("runs", cmd_runs, "list runs, newest first")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("plugins", cmd_plugins, "list plugins and rules")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("worker", cmd_worker, "execute queued and unfinished runs without a dashboard")
+    sp.add_argument("--once", action="store_true", help="stop when the queue is empty")
+
+    sp = cmd("notifications", cmd_notifications, "list the notification outbox or retry deliveries")
+    sp.add_argument("action", choices=["list", "retry"], nargs="?", default="list")
+    sp.add_argument("--run", type=int)
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("serve", cmd_serve, "serve the dashboard (owns the database and runs the runner)")
+    sp.add_argument("--port", type=whole("port", 1, 65_535), default=5006)
+    sp.add_argument("--address", default="127.0.0.1")
+    sp.add_argument(
+        "--user", default=None, help="current user when authentication is off (else $BEAR_USER)"
+    )
+    sp.add_argument(
+        "--plugins-dir", default=None, help="folder of .py plugins to load (stored as plugins_dir)"
+    )
+    sp.add_argument(
+        "--rules-file", default=None, help="TOML rules file to load (stored as rules_file)"
+    )
+    sp.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="another Host name the server answers to, e.g. behind a proxy (repeatable)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(a.fn(a) or 0)
+    except BearError as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
