@@ -71,3 +71,19 @@ class InputError(BearError):
 
 class QueryError(BearError):
     """A query given by a user was refused (writing statement, unknown sort column, ...)."""
+
+
+class AuthError(BearError):
+    """Who is asking is not known: no, a wrong or a revoked credential (HTTP 401)."""
+
+
+class PermissionDeniedError(BearError):
+    """The person is known but their role or scopes do not allow this (HTTP 403)."""
+
+
+class ThrottledError(BearError):
+    """Too many failed sign-ins; try again after ``retry_after`` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

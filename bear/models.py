@@ -277,3 +277,45 @@ class Preview:
             + blast
             + "</div>"
         )
+
+
+class Role(StrEnum):
+    """What a person may do: ``viewer`` reads, ``analyst`` also previews and runs,
+    ``admin`` also owns settings, rules, imports, users and tokens."""
+
+    VIEWER = "viewer"
+    ANALYST = "analyst"
+    ADMIN = "admin"
+
+
+SCOPE_KINDS = ("companies", "regions", "practices", "groups")
+
+
+@dataclass(frozen=True)
+class Scopes:
+    """The events a person may see and act on: each non-empty list limits them (an event must
+    match every limited kind); all empty means every event."""
+
+    companies: tuple[int, ...] = ()
+    regions: tuple[str, ...] = ()
+    practices: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    @property
+    def unlimited(self) -> bool:
+        return not (self.companies or self.regions or self.practices or self.groups)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {k: list(getattr(self, k)) for k in SCOPE_KINDS if getattr(self, k)}
+
+
+@dataclass(frozen=True)
+class User:
+    """A person of the team, as BEAR knows them (never with a password or token)."""
+
+    id: int
+    name: str
+    role: Role
+    email: str | None = None
+    scopes: Scopes = Scopes()
+    disabled: bool = False

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bear import pipeline
+from bear.auth import Team
 from bear.config import RULE_SETTINGS, Settings
 from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, PluginError
@@ -56,6 +57,7 @@ class Workspace(Reading):
         self._read_lock = threading.Lock()
         try:
             self.settings = Settings(self.db)
+            self.team = Team(self.db)
             self.plugins = self._plugin_host(safe_mode)
             self.settings.add_validator(self.plugins.check_settings)
             self.settings.add_listener(self._settings_changed)
