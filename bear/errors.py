@@ -87,3 +87,7 @@ class ThrottledError(BearError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotFoundError(BearError):
+    """A run, document, user or token named by its id does not exist (HTTP 404)."""

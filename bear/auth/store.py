@@ -22,7 +22,7 @@ import pandas as pd
 from pwdlib import PasswordHash
 
 from bear.db import Database
-from bear.errors import AuthError, BearError
+from bear.errors import AuthError, BearError, NotFoundError
 from bear.models import SCOPE_KINDS, Role, Scopes, User
 
 TOKEN_CACHE_S = 300.0
@@ -120,7 +120,7 @@ class Team:
             .fetchall()
         )
         if not row:
-            raise BearError(f"no user named {name!r}")
+            raise NotFoundError(f"no user named {name!r}")
         return _user(row[0])
 
     def by_id(self, user_id: int) -> User | None:
@@ -321,7 +321,7 @@ class Team:
         with self.db.transaction() as tx:
             row = tx.execute("SELECT revoked_at FROM api_tokens WHERE id = ?", [tid]).fetchall()
             if not row:
-                raise BearError(f"no token {tid}")
+                raise NotFoundError(f"no token {tid}")
             if row[0][0] is not None:
                 return
             tx.execute(

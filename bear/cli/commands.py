@@ -307,14 +307,13 @@ def cmd_notifications(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from bear.ui.server import serve
+    from bear.server import serve
 
     serve(
         a.db or default_db(),
         port=a.port,
         address=a.address,
         user=a.user,
-        show=False,
         startup={
             k: v
             for k, v in (("plugins_dir", a.plugins_dir), ("rules_file", a.rules_file))

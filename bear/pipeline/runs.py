@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from bear.config import SettingsSnapshot, is_email
-from bear.errors import BearError
+from bear.errors import BearError, NotFoundError
 from bear.models import FINAL_STATUSES, Action, RunResult
 from bear.pipeline.ids import IdSource, action_of, load_ids
 from bear.pipeline.tx import retrying
@@ -32,7 +32,7 @@ def read_run(cur: duckdb.DuckDBPyConnection, run_id: int) -> RunResult:
     rows = cur.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", [run_id]).fetchall()
     row = rows[0] if rows else None
     if row is None:
-        raise BearError(f"unknown run id {run_id!r}")
+        raise NotFoundError(f"unknown run id {run_id!r}")
     return RunResult(*row)  # RUN_COLUMNS lists RunResult's fields in order
 
 

@@ -16,6 +16,7 @@ import panel as pn
 from panel.theme.fast import Fast as PanelFast
 from panel.viewable import Viewer
 
+from bear.models import User
 from bear.ui.components import CSS, esc, html_pane, run_in_background, toast
 from bear.ui.state import (
     ActionFlow,
@@ -67,23 +68,25 @@ class Dashboard(Viewer):
         run_link: int | None = None,
         background: Background | None = run_in_background,
         poll: bool = True,
+        account: User | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.ws = ws
         self.user = user
+        self.account = account  # the signed-in person (None: single-user mode)
         self.filters = FilterState()
         self.release_grid = GridState(ws, self.filters, background, kind="awaiting_release")
         self.invoice_grid = GridState(
             ws, self.filters, background, kind="awaiting_invoice", active=False
         )
-        self.release_flow = ActionFlow(ws, self.release_grid, user, background)
-        self.invoice_flow = ActionFlow(ws, self.invoice_grid, user, background)
+        self.release_flow = ActionFlow(ws, self.release_grid, user, background, account=account)
+        self.invoice_flow = ActionFlow(ws, self.invoice_grid, user, background, account=account)
         self.progress = RunProgress(ws)
         self.notes = NotificationState(ws, user)
         self.runs = RunsState(ws)
         self.docs = DocumentsState(ws)
-        self.settings = SettingsState(ws)
+        self.settings = SettingsState(ws, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
@@ -171,11 +174,19 @@ class Dashboard(Viewer):
         )
 
     def template(self) -> pn.template.BaseTemplate:
+        if self.account is None:
+            who = f"Single-user mode — acting as <b>{esc(self.user)}</b>"
+        else:
+            who = (
+                f"Signed in as <b>{esc(self.user)}</b> ({esc(self.account.role.value)}) "
+                "<form method='post' action='/logout' style='display:inline;margin-left:10px'>"
+                "<button type='submit' class='bear-signout'>Sign out</button></form>"
+            )
         user = html_pane(
             f"<div style='color:white;font-size:14px;margin-top:14px;white-space:nowrap'>"
-            f"Signed in as <b>{esc(self.user)}</b></div>",
+            f"{who}</div>",
             sizing_mode="fixed",
-            width=320,
+            width=420,
         )
         return pn.template.FastListTemplate(
             title="BEAR — Billing Events Awaiting Release",

@@ -102,7 +102,7 @@ def test_autoload_sends_no_cors_with_credentials(served):
     )
     assert "access-control-allow-origin" not in headers
     assert "access-control-allow-credentials" not in headers
-    assert status in (200, 400)
+    assert status in (200, 400, 404)
 
 
 def test_dns_rebinding_websocket_is_refused(served):
@@ -113,7 +113,10 @@ def test_dns_rebinding_websocket_is_refused(served):
     assert _handshake(served, own, f"http://{own}", token) == 101
     token = _token(served)
     # Host = Origin = a foreign name resolving here: what Tornado alone would accept
-    assert _handshake(served, f"evil.example:{port}", f"http://evil.example:{port}", token) == 400
+    assert _handshake(served, f"evil.example:{port}", f"http://evil.example:{port}", token) in (
+        400,
+        403,
+    )
     # the right Host but a foreign page
     assert _handshake(served, own, f"http://evil.example:{port}", token) == 403
 

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import param
 
+from bear.auth import require
 from bear.errors import BearError
+from bear.models import User
 from bear.queries.records import VIOLATION_COLUMNS, ViolationQuery
 from bear.selection import Selection
 from bear.ui.downloads import frame_csv
@@ -55,12 +57,14 @@ class ActionFlow(param.Parameterized):
         grid: GridState,
         user: str = "analyst",
         background: Background | None = None,
+        account: User | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.ws = ws
         self.grid = grid
         self.user = user
+        self.account = account  # the signed-in person; None: the single-user owner
         self.background = background
         self._selection: Selection | list[int] | None = None
         self._lock = threading.RLock()
@@ -105,6 +109,7 @@ class ActionFlow(param.Parameterized):
     def _compute(self, full: bool, preview_only: bool) -> None:
         with self._lock:
             try:
+                require(self.account, "preview")
                 pv = self.ws.preview(self._selection, action=self.action, full=full)
             except BearError as exc:
                 self.param.update(phase="error", message=str(exc))
@@ -135,6 +140,7 @@ class ActionFlow(param.Parameterized):
                 self.param.update(phase="nothing")
                 return None
             try:
+                require(self.account, "run")
                 handle = self.ws.queue(
                     self.action, self._selection, self.user, full=bool(pv.validated)
                 )

@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import param
 
+from bear.auth import allowed, require
+
 # The settings a rule may read (declared once, with ``affects_rules``, in bear.config):
 # saving one rebuilds the workspace's rule registry, so the rules list is shown anew.
 from bear.config import RULE_SETTINGS
 from bear.errors import BearError
+from bear.models import User
 
 if TYPE_CHECKING:
     from bear.workspace import Workspace
@@ -34,11 +37,23 @@ class SettingsState(param.Parameterized):
     test_message = param.String(default="")
     test_ok = param.Boolean(default=True)
 
-    def __init__(self, ws: Workspace, env: Mapping[str, str] | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        env: Mapping[str, str] | None = None,
+        account: User | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.ws = ws
         self._env = env
+        self.account = account  # the signed-in person; None: the single-user owner
         self.refresh()
+
+    @property
+    def editable(self) -> bool:
+        """Whether this person may change settings and rules (the admin role)."""
+        return allowed(self.account, "settings")
 
     def refresh(self) -> None:
         self.items = self.ws.settings.describe()
@@ -68,6 +83,7 @@ class SettingsState(param.Parameterized):
         if isinstance(value, str) and name in ("smtp_password", "password"):
             return False, "the SMTP password is never stored; set $BEAR_SMTP_PASSWORD"
         try:
+            require(self.account, "settings")
             clean = self.ws.settings.update(**{name: value})
         except BearError as exc:  # SettingError, and RulesFileError / PluginError from the check
             result = (False, str(exc))

@@ -13,6 +13,7 @@ import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
+from bear.auth import allowed
 from bear.ui.components import (
     PagerBar,
     alert,
@@ -92,6 +93,8 @@ class EventGrid(Viewer):
         self.buttons = []
         for label, kind, action, preview_only in specs:
             b = button(label, kind)
+            # a viewer sees no action they may not take (the core refuses it anyway)
+            b.visible = allowed(flow.account, "preview" if preview_only else "run")
             b.on_click(partial(self._act, action, preview_only))
             self.buttons.append(b)
         grid.param.watch(self._rows, "rows")

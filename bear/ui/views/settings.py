@@ -56,7 +56,10 @@ class SettingsView(Viewer):
                     name=label, value="" if value is None else str(value), width=260
                 )
             w.css_classes = [f"bear-setting-{name}"]
-            if item.get("editable", True):
+            if not state.editable:  # a viewer or analyst reads the settings
+                w.disabled = True
+                hint = "<i>Only an admin changes settings.</i>"
+            elif item.get("editable", True):
                 w.param.watch(partial(self._save, name), "value")
                 hint = f"<i>Allowed: {esc(item['allowed'])}.</i>"
             else:  # loads code or files of the server: set when BEAR starts

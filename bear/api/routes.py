@@ -1,0 +1,319 @@
+"""The HTTP API, version 1: the third face of the one core.
+
+Every route checks the caller's permission (``bear.auth.permissions``) and calls the same
+``Workspace`` method the dashboard and a notebook call; none holds business logic. Tables come
+back as Arrow IPC when the client accepts ``application/vnd.apache.arrow.stream`` (the remote
+workspace does), else as JSON ``{"columns", "rows"}`` with money as exact decimal text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from bear.api.context import Context, Principal, context, principal
+from bear.errors import InputError
+from bear.selection import FILTERS
+from bear.wire import ARROW, arrow_bytes, preview_json, run_json, table_json
+
+router = APIRouter(prefix="/api/v1")
+
+Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
+ActionName = Literal["release_and_invoice", "release", "invoice"]
+
+
+class TableOut(BaseModel):
+    """A table: column names and rows (money as decimal text)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class SelectionIn(BaseModel):
+    """Which events: a kind and filters (``bear.selection.FILTERS``), or explicit ``ids``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Kind = "awaiting_release"
+    filters: dict[str, Any] = Field(default_factory=dict)
+    ids: list[int] | None = Field(default=None, max_length=10_000_000)
+
+
+class PageIn(SelectionIn):
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=10_000)
+    sort: list[tuple[str, Literal["asc", "desc"]]] | None = None
+
+
+class PreviewIn(SelectionIn):
+    action: ActionName = "release_and_invoice"
+    full: bool = False
+
+
+class RunIn(SelectionIn):
+    action: ActionName = "release_and_invoice"
+    full: bool = False
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    action: str
+    requested_by: str
+    status: str
+    stage: str
+
+
+class QueuedOut(BaseModel):
+    id: int
+    status: str
+
+
+class SqlIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(max_length=100_000)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MeOut(BaseModel):
+    name: str
+    role: str
+    email: str | None = None
+    scopes: dict[str, list[Any]] = Field(default_factory=dict)
+    single_user: bool
+
+
+TABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A table: JSON, or Arrow IPC when asked for with Accept",
+        "content": {ARROW: {}},
+    }
+}
+
+
+def table(request: Request, frame: pd.DataFrame | Any) -> Response:
+    """``frame`` as Arrow IPC or JSON, as the client asked (``Accept``)."""
+    if ARROW in request.headers.get("accept", ""):
+        return Response(arrow_bytes(frame), media_type=ARROW)
+    return JSONResponse(table_json(frame))
+
+
+def selection(ctx: Context, body: SelectionIn) -> Any:
+    """The selection a request names (filters validated by the core)."""
+    ws = ctx.ws
+    unknown = sorted(set(body.filters) - set(FILTERS))
+    if unknown:
+        raise InputError(
+            f"unknown filter {unknown[0]!r}; filters are {', '.join(FILTERS)}", name=unknown[0]
+        )
+    if body.ids is not None:
+        return body.ids
+    builder = {
+        "awaiting_release": ws.awaiting_release,
+        "awaiting_invoice": ws.awaiting_invoice,
+        "all": ws.events,
+    }[body.kind]
+    return builder(**body.filters)
+
+
+def _events(ctx: Context, body: SelectionIn) -> Any:
+    picked = selection(ctx, body)
+    if isinstance(picked, list):  # explicit ids: the events of that kind among them
+        return ctx.ws.selection(body.kind).refine(ids=picked)
+    return picked
+
+
+# -- who am I ---------------------------------------------------------------------------------
+@router.get("/me", response_model=MeOut, tags=["session"])
+def me(who: Principal = Depends(principal), ctx: Context = Depends(context)) -> MeOut:
+    """The person the request acts for."""
+    user = who.user
+    return MeOut(
+        name=who.name,
+        role=user.role.value if user else "admin",
+        email=user.email if user else None,
+        scopes=user.scopes.as_dict() if user else {},
+        single_user=user is None,
+    )
+
+
+# -- events -----------------------------------------------------------------------------------
+@router.post("/events/count", response_model=CountOut, tags=["events"])
+def count(
+    body: SelectionIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> CountOut:
+    """How many events a selection holds."""
+    who.require("read")
+    return CountOut(count=ctx.ws.count(_events(ctx, body)))
+
+
+@router.post("/events/page", responses=TABLE_RESPONSES, response_model=TableOut, tags=["events"])
+def page(
+    body: PageIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """One page of a selection's events, sorted."""
+    who.require("read")
+    rows = ctx.ws.page(_events(ctx, body), body.offset, body.limit, body.sort)
+    return table(request, rows)
+
+
+@router.post("/events/totals", responses=TABLE_RESPONSES, response_model=TableOut, tags=["events"])
+def totals(
+    body: SelectionIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Per currency: events, amount, expected sales invoices and credit notes, projects."""
+    who.require("read")
+    return table(request, ctx.ws.totals(_events(ctx, body)))
+
+
+@router.post("/events/ids", responses=TABLE_RESPONSES, response_model=TableOut, tags=["events"])
+def ids(
+    body: SelectionIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """The ids of a selection's events, in id order."""
+    who.require("read")
+    return table(request, pd.DataFrame({"id": ctx.ws.resolve_ids(_events(ctx, body))}))
+
+
+@router.post("/preview", tags=["runs"])
+def preview(
+    body: PreviewIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    """What an action would do to a selection; writes nothing. Tables are Arrow IPC (base64)."""
+    who.require("preview")
+    return preview_json(ctx.ws.preview(selection(ctx, body), body.action, body.full))
+
+
+# -- runs -------------------------------------------------------------------------------------
+@router.post("/runs", response_model=QueuedOut, status_code=202, tags=["runs"])
+def start_run(
+    body: RunIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> QueuedOut:
+    """Queue a run; it executes in the background (poll ``GET /runs/{id}``)."""
+    who.require("run")
+    handle = ctx.ws.queue(body.action, selection(ctx, body), who.name, full=body.full)
+    return QueuedOut(id=handle.id, status="queued")
+
+
+@router.get("/runs", responses=TABLE_RESPONSES, response_model=TableOut, tags=["runs"])
+def runs(
+    request: Request,
+    limit: int = 1000,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """The latest runs, newest first."""
+    who.require("read")
+    return table(request, ctx.ws.runs(limit))
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
+def run(
+    run_id: int, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    """One run: status, stage and counts."""
+    who.require("read")
+    return run_json(ctx.ws.run(run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunOut, tags=["runs"])
+def cancel(
+    run_id: int, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    """Ask a run to stop at its next batch boundary."""
+    who.require("cancel")
+    ctx.ws.cancel(run_id)
+    return run_json(ctx.ws.run(run_id))
+
+
+def _record_route(path: str, method: str, doc: str, *params: str) -> None:
+    """A GET route returning one of the workspace's record tables."""
+
+    def handler(
+        request: Request,
+        who: Principal = Depends(principal),
+        ctx: Context = Depends(context),
+        **kwargs: Any,
+    ) -> Response:
+        who.require("read")
+        return table(request, getattr(ctx.ws, method)(**kwargs))
+
+    import inspect
+
+    signature = inspect.signature(handler)
+    extra = []
+    for name in params:
+        optional = name.endswith("?")
+        name = name.rstrip("?")
+        extra.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None if optional else inspect.Parameter.empty,
+                annotation=int | None if optional else int,
+            )
+        )
+    handler.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD] + extra
+    )
+    handler.__name__ = method
+    handler.__doc__ = doc
+    router.add_api_route(
+        path,
+        handler,
+        methods=["GET"],
+        responses=TABLE_RESPONSES,
+        response_model=TableOut,
+        tags=["records"],
+    )
+
+
+_record_route("/runs/{run_id}/batches", "release_batches", "A run's release batches.", "run_id")
+_record_route("/process-runs", "process_runs", "Invoicing process runs.", "run_id?")
+_record_route(
+    "/process-runs/{process_run_id}/logs", "process_logs", "Per-event logs.", "process_run_id"
+)
+_record_route("/app-logs", "app_logs", "Application logs of runs.", "run_id?", "limit?")
+_record_route("/documents", "documents", "Sales invoices and credit notes.", "run_id?", "limit?")
+_record_route(
+    "/documents/{document_id}/lines", "document_lines", "A document's lines.", "document_id"
+)
+_record_route("/notifications", "notifications", "Notifications and their delivery.", "run_id?")
+
+
+# -- rules and SQL ----------------------------------------------------------------------------
+@router.get("/rules", responses=TABLE_RESPONSES, response_model=TableOut, tags=["rules"])
+def rules(
+    request: Request, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> Response:
+    """Every rule with its stage, severity, plugin, state and last timing."""
+    who.require("read")
+    return table(request, ctx.ws.rules())
+
+
+@router.post("/sql", responses=TABLE_RESPONSES, response_model=TableOut, tags=["sql"])
+def sql(
+    body: SqlIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """One read-only, sandboxed SQL statement over the book's tables."""
+    who.require("read")
+    return table(request, ctx.ws.sql(body.query, **body.params))

@@ -1,0 +1,128 @@
+"""``bear serve``: one process, one port — the dashboard at ``/``, the HTTP API at ``/api/v1``.
+
+The process owns the book (DuckDB allows one writer process), runs the runner, and serves
+both faces from one FastAPI application under uvicorn: the API routes (``bear.api``), the
+sign-in page (``bear.server.login``) and the Panel dashboard mounted with
+``panel.io.fastapi`` (Bokeh's websocket included), all behind one ``Guard`` (host check,
+sign-in gate, security headers). FastAPI was chosen over Panel's Tornado server because the
+API then gets request validation and its OpenAPI document from the route signatures, and one
+ASGI middleware guards the page, the API and the websocket alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from bear.errors import BearError
+
+log = logging.getLogger(__name__)
+
+SESSION_THREADS = 4
+
+
+def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
+    """The served application over ``ws``: API, sign-in, dashboard, guard."""
+    import panel as pn
+    from panel.io.fastapi import add_applications
+
+    from bear.api import Context, create_api
+    from bear.auth.sessions import COOKIE
+    from bear.server.guard import Guard
+    from bear.server.login import router as login_router
+    from bear.ui.server import create_app, quiet_warnings, websocket_origins
+
+    quiet_warnings()
+    ctx = Context(ws=ws, owner=owner)
+    api = create_api(ws, owner, ctx)
+    api.include_router(login_router)
+
+    def dashboard() -> Any:
+        uid = ctx.sessions.user_id(pn.state.cookies.get(COOKIE))
+        user = ws.team.by_id(uid) if uid is not None else None
+        if user is not None and user.disabled:
+            user = None
+        return create_app(ws, user.name if user else owner, account=user)
+
+    hosts = list(hosts)
+    add_applications(
+        {"/": dashboard},
+        app=api,
+        title="BEAR",
+        websocket_origin=websocket_origins(hosts, port),
+    )
+    guarded = Guard(
+        api,
+        hosts=hosts,
+        signed_in=lambda sid: ctx.sessions.user_id(sid) is not None,
+        team_mode=ctx.team_mode,
+    )
+    guarded.context = ctx  # type: ignore[attr-defined]
+    return guarded
+
+
+def serve(
+    path: str,
+    port: int = 5006,
+    address: str = "127.0.0.1",
+    user: str | None = None,
+    *,
+    startup: dict[str, Any] | None = None,
+    allow_hosts: Iterable[str] = (),
+    safe_mode: bool = False,
+) -> None:
+    """Own the database at ``path``, start the runner and serve until stopped (SIGTERM or
+    Ctrl-C close the book cleanly).
+
+    ``startup`` holds start-up settings given on the command line (``plugins_dir``,
+    ``rules_file``): validated and stored before anything is served, then locked. A
+    non-loopback ``address`` needs an admin user (anyone who can reach it must sign in).
+    """
+    import panel as pn
+    import uvicorn
+
+    import bear
+    from bear.server.guard import allowed_hosts, is_loopback
+    from bear.ui.server import resolve_owner
+
+    if startup:
+        with bear.connect(path, resume=False, safe_mode=safe_mode) as owner_ws:
+            owner_ws.settings.update(**startup)  # refused (and not stored) if it fails to load
+    ws = bear.connect(path, resume=True, safe_mode=safe_mode)
+    try:
+        if not is_loopback(address) and ws.team.count(role="admin") == 0:
+            raise BearError(
+                f"refusing to serve on {address!r}: anyone who can reach it could act on the "
+                "book. Add an admin first (bear users add NAME --role admin), or serve on "
+                "127.0.0.1"
+            )
+        ws.settings.lock_startup()
+        ws.runner.start()
+        hosts = allowed_hosts(address, allow_hosts)
+        owner = resolve_owner(user)
+        app = build_app(ws, owner=owner, hosts=hosts, port=port)
+        # Events from the browser are handled on a small thread pool, so one session's slow
+        # callback (a big download, a preview) never holds up the others.
+        pn.config.nthreads = SESSION_THREADS
+        mode = "sign-in required" if ws.team.count() else f"single-user mode as {owner}"
+        log.info("serving %s on http://%s:%s (%s)", path, address, port, mode)
+        print(f"BEAR serving {path} on http://{address}:{port} ({mode})", flush=True)
+        config = uvicorn.Config(
+            app,
+            host=address,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            server.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        log.info("stopping: closing %s", path)
+        ws.close()

@@ -1,0 +1,135 @@
+"""How BEAR's values cross the network: tables as Arrow IPC (or JSON), money exact.
+
+Both ends use this module — the HTTP API (``bear.api``) encodes, the remote workspace
+(``bear.remote``) decodes — so a table or a preview read through the server is the same
+``DataFrame`` (``Decimal`` money, integer ids) as one read from a local book.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import decimal
+import io
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from bear.models import Preview, RuleTiming, RunResult
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def to_arrow(table: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(table, pa.Table):
+        return table
+    return pa.Table.from_pandas(table, preserve_index=False)
+
+
+def arrow_bytes(table: pd.DataFrame | pa.Table) -> bytes:
+    """A table as an Arrow IPC stream."""
+    t = to_arrow(table)
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, t.schema) as writer:
+        writer.write_table(t)
+    return sink.getvalue()
+
+
+def from_arrow_bytes(raw: bytes) -> pd.DataFrame:
+    """The DataFrame of an Arrow IPC stream (DECIMAL as ``Decimal``)."""
+    return ipc.open_stream(raw).read_all().to_pandas()
+
+
+def jsonable(value: Any) -> Any:
+    """A value JSON can carry exactly: ``Decimal`` as its text, dates as ISO text."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            return str(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return value
+
+
+def table_json(table: pd.DataFrame | pa.Table) -> dict[str, Any]:
+    """``{"columns": [...], "rows": [[...], ...]}`` with exact money (as text)."""
+    frame = table.to_pandas() if isinstance(table, pa.Table) else table
+    columns = [str(c) for c in frame.columns]
+    rows = [[jsonable(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    return {"columns": columns, "rows": rows}
+
+
+def encode_table(table: pd.DataFrame | pa.Table) -> str:
+    """A table inside a JSON document: base64 of its Arrow IPC stream."""
+    return base64.b64encode(arrow_bytes(table)).decode("ascii")
+
+
+def decode_table(text: str) -> pd.DataFrame:
+    return from_arrow_bytes(base64.b64decode(text))
+
+
+def run_json(run: RunResult) -> dict[str, Any]:
+    return {f.name: jsonable(getattr(run, f.name)) for f in dataclasses.fields(run)}
+
+
+def run_of(data: dict[str, Any]) -> RunResult:
+    names = {f.name for f in dataclasses.fields(RunResult)}
+    return RunResult(**{k: v for k, v in data.items() if k in names})
+
+
+def preview_json(pv: Preview) -> dict[str, Any]:
+    """A preview with every table as Arrow (base64): the remote workspace rebuilds it whole."""
+    return {
+        "action": pv.action,
+        "selected": pv.selected,
+        "validated": pv.validated,
+        "reason": pv.reason,
+        "eligible": pv.eligible,
+        "ineligible": pv.ineligible,
+        "releasable": pv.releasable,
+        "seconds": pv.seconds,
+        "eligible_ids": encode_table(pa.table({"id": pa.array(pv.eligible_ids, pa.int64())})),
+        "violations": encode_table(pv.violations_table),
+        "expected_documents": encode_table(pv.expected_documents),
+        "blast_radius": encode_table(pv.blast_radius_table),
+        "by_rule": encode_table(pv.by_rule),
+        "timings": [jsonable(dataclasses.asdict(t)) for t in pv.timings],
+    }
+
+
+def preview_of(data: dict[str, Any]) -> Preview:
+    def arrow(name: str) -> pa.Table:
+        return ipc.open_stream(base64.b64decode(data[name])).read_all()
+
+    fields = {f.name for f in dataclasses.fields(RuleTiming)}
+    return Preview(
+        action=data["action"],
+        selected=int(data["selected"]),
+        validated=bool(data["validated"]),
+        reason=data["reason"],
+        eligible_ids=arrow("eligible_ids").column("id").to_pylist(),
+        violations_table=arrow("violations"),
+        expected_documents=arrow("expected_documents").to_pandas(),
+        blast_radius_table=arrow("blast_radius"),
+        by_rule=arrow("by_rule").to_pandas(),
+        timings=tuple(
+            RuleTiming(**{k: v for k, v in t.items() if k in fields}) for t in data["timings"]
+        ),
+        seconds=float(data["seconds"]),
+    )
