@@ -22,7 +22,9 @@ class Context:
     ws: Any
     owner: str
     sessions: Sessions = field(default_factory=Sessions)
-    throttle: Throttle = field(default_factory=Throttle)
+    # failed sign-ins: 5 a minute per user name, 20 a minute per client address
+    throttle_user: Throttle = field(default_factory=lambda: Throttle(5, 60.0))
+    throttle_address: Throttle = field(default_factory=lambda: Throttle(20, 60.0))
     _team_until: float = 0.0
     _team: bool = False
 

@@ -1,7 +1,7 @@
 """The sign-in page, sign-in and sign-out (a session in an HttpOnly, SameSite cookie).
 
-Failed sign-ins are throttled per user name and per client address (``Throttle``: 5 a
-minute, then ``429`` with ``Retry-After``); the page never says whether the name or the
+Failed sign-ins are throttled per user name (5 a minute) and per client address (20 a
+minute), then ``429`` with ``Retry-After``; the page never says whether the name or the
 password was wrong.
 """
 
@@ -81,9 +81,10 @@ async def login(request: Request) -> Response:
     password = form.get("password", "")
     target = _safe_next(form.get("next", "/"))
     client = request.client.host if request.client else "unknown"
-    keys = (f"user:{name.lower()}", f"addr:{client}")
+    user_key = name.lower()
     try:
-        ctx.throttle.check(*keys)
+        ctx.throttle_user.check(user_key)
+        ctx.throttle_address.check(client)
     except ThrottledError as exc:
         response = page(target, name, str(exc), status=429)
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -91,9 +92,10 @@ async def login(request: Request) -> Response:
     try:
         user = ctx.ws.team.authenticate(name, password)
     except AuthError as exc:
-        ctx.throttle.failed(*keys)
+        ctx.throttle_user.failed(user_key)
+        ctx.throttle_address.failed(client)
         return page(target, name, str(exc), status=401)
-    ctx.throttle.succeeded(keys[0])
+    ctx.throttle_user.succeeded(user_key)
     sid = ctx.sessions.create(user.id)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,44 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(path: Path, *args: str, timeout: float = 60) -> Iterator[str]:
+    """`bear serve --db path *args` on a free 127.0.0.1 port; yields its URL, stops it after
+    (SIGTERM, then SIGKILL). Its output goes to ``serve.log`` beside the book."""
+    port = _free_port()
+    env = {**os.environ, "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": "ignore"}
+    log_path = path.parent / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bear.cli", "serve", "--db", str(path), "--port", str(port), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"bear serve exited: {log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("bear serve did not start listening in time") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -90,48 +130,8 @@ def served(demo_path, tmp_path_factory):
         ids = ws.awaiting_release(eligibility="eligible", currency="USD").ids()[:30]
         run = ws.release_and_invoice(ids, user=USER, timeout=60)
         assert run.status == "completed"
-    port = _free_port()
-    env = {**os.environ, "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": "ignore"}
-    log = (folder / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bear.cli",
-            "serve",
-            "--db",
-            str(path),
-            "--port",
-            str(port),
-            "--user",
-            USER,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"bear serve exited: {(folder / 'serve.log').read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("bear serve did not start listening in 60 s") from None
-                time.sleep(0.1)
-        yield Served(f"http://127.0.0.1:{port}", path, run.id, run.released)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+    with serving(path, "--user", USER) as url:
+        yield Served(url, path, run.id, run.released)
 
 
 @pytest.fixture

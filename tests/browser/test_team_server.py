@@ -1,0 +1,154 @@
+"""A served book with users: sign-in, roles, tokens, throttling and who acted (issue 14),
+against the real `bear serve` subprocess with httpx and Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import serving
+from playwright.sync_api import expect
+
+import bear
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def team_server(demo_path, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("team")
+    path = folder / "book.duckdb"
+    shutil.copy(demo_path, path)
+    with bear.connect(path) as ws:
+        t = ws.team
+        t.add("admin", "admin", actor="setup", password=PASSWORD)
+        t.add("ana", "analyst", actor="admin", password=PASSWORD, email="ana@example.com")
+        t.add("vic", "viewer", actor="admin", password=PASSWORD)
+        tokens = {name: t.create_token(name, actor="admin")[1] for name in ("admin", "ana", "vic")}
+    with serving(path) as url:
+        yield url, tokens, path
+
+
+def _api(url: str, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=60, follow_redirects=False)
+
+
+def test_the_api_needs_a_valid_token(team_server):
+    url, tokens, _ = team_server
+    for token in (None, "bear_1_" + "x" * 43, "nonsense"):
+        r = _api(url, token).get("/api/v1/me")
+        assert r.status_code == 401
+        body = r.json()
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert body["status"] == 401 and body["type"] == "urn:bear:error:AuthError"
+        assert "Traceback" not in r.text
+    me = _api(url, tokens["ana"]).get("/api/v1/me").json()
+    assert me == {
+        "name": "ana",
+        "role": "analyst",
+        "email": "ana@example.com",
+        "scopes": {},
+        "single_user": False,
+    }
+
+
+def test_roles_decide_what_the_api_allows(team_server):
+    url, tokens, _ = team_server
+    vic, ana, admin = (_api(url, tokens[n]) for n in ("vic", "ana", "admin"))
+    sel = {"kind": "awaiting_release", "filters": {"currency": "GBP", "eligibility": "eligible"}}
+    assert vic.post("/api/v1/events/count", json=sel).json()["count"] > 0
+    refused = vic.post("/api/v1/runs", json={**sel, "action": "release"})
+    assert refused.status_code == 403
+    assert "vic (viewer) may not run" in refused.json()["detail"]
+    assert vic.post("/api/v1/preview", json=sel).status_code == 403
+    assert ana.patch("/api/v1/settings", json={"values": {"release_batch_size": 50}}).status_code == 403
+    assert ana.get("/api/v1/users").status_code == 403
+    ok = admin.patch("/api/v1/settings", json={"values": {"release_batch_size": 50}})
+    assert ok.status_code == 200
+    queued = ana.post("/api/v1/runs", json={**sel, "action": "release"})
+    assert queued.status_code == 202
+    run_id = queued.json()["id"]
+    deadline = time.monotonic() + 60
+    while (run := ana.get(f"/api/v1/runs/{run_id}").json())["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert run["requested_by"] == "ana" and run["status"] == "completed"
+    # the page of runs says so too, with money exact across the wire
+    page = vic.post("/api/v1/events/page", json={"kind": "all", "limit": 3}).json()
+    amount = page["rows"][0][page["columns"].index("summary_amount")]
+    assert isinstance(amount, str) and re.fullmatch(r"-?\d+\.\d{2}", amount)
+
+
+def test_admins_manage_users_and_tokens_through_the_api(team_server):
+    url, tokens, _ = team_server
+    admin = _api(url, tokens["admin"])
+    made = admin.post("/api/v1/users", json={"name": "nia", "role": "viewer"})
+    assert made.status_code == 201
+    token = admin.post("/api/v1/users/nia/tokens", json={"label": "laptop"}).json()
+    nia = _api(url, token["token"])
+    assert nia.get("/api/v1/me").json()["name"] == "nia"
+    assert admin.delete(f"/api/v1/tokens/{token['id']}").status_code == 204
+    assert nia.get("/api/v1/me").status_code == 401
+    listed = admin.get("/api/v1/tokens").json()
+    assert "token_hash" not in listed["columns"]
+    assert admin.post("/api/v1/users", json={"name": "nia", "role": "viewer"}).status_code == 400
+
+
+def test_the_dashboard_needs_sign_in_and_throttles_wrong_passwords(team_server):
+    url, _, _ = team_server
+    client = _api(url)
+    first = client.get("/")
+    assert first.status_code == 303 and first.headers["location"].startswith("/login")
+    for _ in range(5):
+        r = client.post("/login", data={"name": "ana", "password": "wrong password!"})
+        assert r.status_code == 401 and "wrong user name or password" in r.text
+    sixth = client.post("/login", data={"name": "ana", "password": PASSWORD})
+    assert sixth.status_code == 429
+    assert int(sixth.headers["retry-after"]) >= 1
+    # the cookie of a successful sign-in is HttpOnly and SameSite
+    other = client.post("/login", data={"name": "vic", "password": PASSWORD, "next": "/"})
+    cookie = other.headers.get("set-cookie", "")
+    assert other.status_code in (303, 429)
+    if other.status_code == 303:
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+
+
+def _sign_in(page, url: str, name: str) -> None:
+    page.goto(url)
+    expect(page).to_have_url(re.compile("/login"))
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
+
+
+def test_a_viewer_sees_no_action_and_an_analyst_does(team_server, page):
+    url, _, _ = team_server
+    _sign_in(page, url, "admin")  # admin's throttle key is untouched by the test above
+    expect(page.get_by_role("button", name="Release and Invoice")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile("/login"))
+    _sign_in(page, url, "vic")
+    expect(page.get_by_text("Signed in as vic (viewer)")).to_be_visible()
+    expect(page.locator(".tabulator-row").first).to_be_visible()
+    expect(page.get_by_role("button", name="Release and Invoice")).to_have_count(0)
+    expect(page.get_by_role("button", name="Preview")).to_have_count(0)
+
+
+def test_serving_beyond_loopback_needs_an_admin(tmp_path):
+    path = tmp_path / "book.duckdb"
+    bear.connect(path).close()
+    out = subprocess.run(
+        [sys.executable, "-m", "bear.cli", "serve", "--db", str(path), "--address", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "Add an admin first" in out.stderr and "Traceback" not in out.stderr
