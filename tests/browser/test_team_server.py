@@ -67,7 +67,10 @@ def test_roles_decide_what_the_api_allows(team_server):
     assert refused.status_code == 403
     assert "vic (viewer) may not run" in refused.json()["detail"]
     assert vic.post("/api/v1/preview", json=sel).status_code == 403
-    assert ana.patch("/api/v1/settings", json={"values": {"release_batch_size": 50}}).status_code == 403
+    assert (
+        ana.patch("/api/v1/settings", json={"values": {"release_batch_size": 50}}).status_code
+        == 403
+    )
     assert ana.get("/api/v1/users").status_code == 403
     ok = admin.patch("/api/v1/settings", json={"values": {"release_batch_size": 50}})
     assert ok.status_code == 200
@@ -75,7 +78,10 @@ def test_roles_decide_what_the_api_allows(team_server):
     assert queued.status_code == 202
     run_id = queued.json()["id"]
     deadline = time.monotonic() + 60
-    while (run := ana.get(f"/api/v1/runs/{run_id}").json())["status"] not in ("completed", "failed"):
+    while (run := ana.get(f"/api/v1/runs/{run_id}").json())["status"] not in (
+        "completed",
+        "failed",
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert run["requested_by"] == "ana" and run["status"] == "completed"
