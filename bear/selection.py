@@ -100,7 +100,8 @@ class Selection:
     # -- values ------------------------------------------------------------------------------
     def refine(self, **filters: Any) -> Selection:
         """A new selection with these filters added to (or replacing) the current ones."""
-        return Selection(self.kind, Filters.build(**{**self.filters.as_dict(), **filters}), self.ws)
+        built = Filters.build(**{**self.filters.as_dict(), **filters})
+        return Selection(self.kind, built.scoped(self.filters.scope), self.ws)
 
     def describe(self) -> str:
         """The filters in words, e.g. ``currency=EUR, GBP; min_amount=0``."""

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bear.api.context import Context, Principal, context, principal
-from bear.errors import InputError
-from bear.selection import FILTERS
+from bear.errors import InputError, PermissionDeniedError
+from bear.selection import FILTERS, Filters
 from bear.wire import ARROW, arrow_bytes, preview_json, run_json, table_json
 
 router = APIRouter(prefix="/api/v1")
@@ -105,28 +105,34 @@ def table(request: Request, frame: pd.DataFrame | Any) -> Response:
     return JSONResponse(table_json(frame))
 
 
-def selection(ctx: Context, body: SelectionIn) -> Any:
-    """The selection a request names (filters validated by the core)."""
+def selection(ctx: Context, body: SelectionIn, who: Principal) -> Any:
+    """The selection a request names (filters validated by the core), limited to what the
+    caller may see (their scopes). Explicit ids outside those scopes are refused."""
     ws = ctx.ws
     unknown = sorted(set(body.filters) - set(FILTERS))
     if unknown:
         raise InputError(
             f"unknown filter {unknown[0]!r}; filters are {', '.join(FILTERS)}", name=unknown[0]
         )
-    if body.ids is not None:
+    scopes = who.user.scopes if who.user is not None else None
+    if body.ids is None:
+        return ws.selection(body.kind, Filters.build(**body.filters).scoped(scopes))
+    if scopes is None or scopes.unlimited:
         return body.ids
-    builder = {
-        "awaiting_release": ws.awaiting_release,
-        "awaiting_invoice": ws.awaiting_invoice,
-        "all": ws.events,
-    }[body.kind]
-    return builder(**body.filters)
+    wanted = set(body.ids)
+    inside = ws.count(ws.selection("all", Filters.build(ids=sorted(wanted)).scoped(scopes)))
+    if inside != len(wanted):
+        raise PermissionDeniedError(
+            f"{len(wanted) - inside:,} of the {len(wanted):,} events given are outside "
+            f"what {who.name} may act on"
+        )
+    return body.ids
 
 
-def _events(ctx: Context, body: SelectionIn) -> Any:
-    picked = selection(ctx, body)
+def _events(ctx: Context, body: SelectionIn, who: Principal) -> Any:
+    picked = selection(ctx, body, who)
     if isinstance(picked, list):  # explicit ids: the events of that kind among them
-        return ctx.ws.selection(body.kind).refine(ids=picked)
+        return ctx.ws.selection(body.kind, Filters.build(ids=picked))
     return picked
 
 
@@ -151,7 +157,7 @@ def count(
 ) -> CountOut:
     """How many events a selection holds."""
     who.require("read")
-    return CountOut(count=ctx.ws.count(_events(ctx, body)))
+    return CountOut(count=ctx.ws.count(_events(ctx, body, who)))
 
 
 @router.post("/events/page", responses=TABLE_RESPONSES, response_model=TableOut, tags=["events"])
@@ -163,7 +169,7 @@ def page(
 ) -> Response:
     """One page of a selection's events, sorted."""
     who.require("read")
-    rows = ctx.ws.page(_events(ctx, body), body.offset, body.limit, body.sort)
+    rows = ctx.ws.page(_events(ctx, body, who), body.offset, body.limit, body.sort)
     return table(request, rows)
 
 
@@ -176,7 +182,7 @@ def totals(
 ) -> Response:
     """Per currency: events, amount, expected sales invoices and credit notes, projects."""
     who.require("read")
-    return table(request, ctx.ws.totals(_events(ctx, body)))
+    return table(request, ctx.ws.totals(_events(ctx, body, who)))
 
 
 @router.post("/events/ids", responses=TABLE_RESPONSES, response_model=TableOut, tags=["events"])
@@ -188,7 +194,7 @@ def ids(
 ) -> Response:
     """The ids of a selection's events, in id order."""
     who.require("read")
-    return table(request, pd.DataFrame({"id": ctx.ws.resolve_ids(_events(ctx, body))}))
+    return table(request, pd.DataFrame({"id": ctx.ws.resolve_ids(_events(ctx, body, who))}))
 
 
 @router.post("/preview", tags=["runs"])
@@ -197,7 +203,7 @@ def preview(
 ) -> dict[str, Any]:
     """What an action would do to a selection; writes nothing. Tables are Arrow IPC (base64)."""
     who.require("preview")
-    return preview_json(ctx.ws.preview(selection(ctx, body), body.action, body.full))
+    return preview_json(ctx.ws.preview(selection(ctx, body, who), body.action, body.full))
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ def start_run(
 ) -> QueuedOut:
     """Queue a run; it executes in the background (poll ``GET /runs/{id}``)."""
     who.require("run")
-    handle = ctx.ws.queue(body.action, selection(ctx, body), who.name, full=body.full)
+    handle = ctx.ws.queue(body.action, selection(ctx, body, who), who.name, full=body.full)
     return QueuedOut(id=handle.id, status="queued")
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from bear.db.schema import CATEGORIES
 from bear.errors import BearError
+from bear.models import Scopes
 from bear.queries import bounds
 
 __all__ = ["CATEGORIES", "FILTERS", "ID_FILTERS", "Filters"]  # CATEGORIES: bear.db.schema's
@@ -89,6 +90,15 @@ class Filters:
     eligibility: str | None = None  # "eligible", "ineligible" or a rule id
     ids: tuple[int, ...] | None = None
     exclude_ids: tuple[int, ...] = ()  # e.g. the rows unticked after "select all matching"
+    # Not a filter a person chooses: the events the person may see and act on (their user's
+    # scopes), ANDed with everything above. Set with ``scoped``; kept by ``refine``.
+    scope: Scopes | None = None
+
+    def scoped(self, scopes: Scopes | None) -> Filters:
+        """These filters limited to ``scopes`` (``None`` or unlimited scopes: unchanged)."""
+        if scopes is None or scopes.unlimited:
+            return self
+        return replace(self, scope=scopes)
 
     @classmethod
     def build(cls, **raw: Any) -> Filters:
@@ -138,7 +148,8 @@ class Filters:
         return f
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, (), "")}
+        """The filters a person chose (never the scope)."""
+        return {k: v for k, v in self.__dict__.items() if k != "scope" and v not in (None, (), "")}
 
     def where(self) -> tuple[list[str], dict[str, Any]]:
         """SQL conditions (over aliases e, p, a, c) and their parameters."""
@@ -189,4 +200,15 @@ class Filters:
                 " OR e.id::VARCHAR = $f_search)"
             )
             params["f_search"] = self.search
+        if self.scope is not None:
+            for name, col in (
+                ("companies", "e.company_id"),
+                ("regions", "p.region"),
+                ("practices", "p.practice"),
+                ("groups", "p.grp"),
+            ):
+                values = getattr(self.scope, name)
+                if values:
+                    cond.append(f"{col} IN (SELECT unnest($s_{name}))")
+                    params["s_" + name] = list(values)
         return cond, params

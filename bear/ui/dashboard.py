@@ -76,6 +76,7 @@ class Dashboard(Viewer):
         self.user = user
         self.account = account  # the signed-in person (None: single-user mode)
         self.filters = FilterState()
+        self.filters.scope = account.scopes if account is not None else None
         self.release_grid = GridState(ws, self.filters, background, kind="awaiting_release")
         self.invoice_grid = GridState(
             ws, self.filters, background, kind="awaiting_invoice", active=False

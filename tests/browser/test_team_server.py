@@ -29,9 +29,14 @@ def team_server(demo_path, tmp_path_factory):
         t.add("admin", "admin", actor="setup", password=PASSWORD)
         t.add("ana", "analyst", actor="admin", password=PASSWORD, email="ana@example.com")
         t.add("vic", "viewer", actor="admin", password=PASSWORD)
-        tokens = {name: t.create_token(name, actor="admin")[1] for name in ("admin", "ana", "vic")}
+        region = ws.sql("SELECT min(region) AS r FROM projects")["r"][0]
+        t.add("reg", "analyst", actor="admin", password=PASSWORD, scopes={"regions": [region]})
+        inside = ws.awaiting_release(region=region).ids()
+        outside = ws.awaiting_release().refine(exclude_ids=inside).ids()
+        names = ("admin", "ana", "vic", "reg")
+        tokens = {name: t.create_token(name, actor="admin")[1] for name in names}
     with serving(path) as url:
-        yield url, tokens, path
+        yield url, tokens, path, (region, inside, outside)
 
 
 def _api(url: str, token: str | None = None) -> httpx.Client:
@@ -40,7 +45,7 @@ def _api(url: str, token: str | None = None) -> httpx.Client:
 
 
 def test_the_api_needs_a_valid_token(team_server):
-    url, tokens, _ = team_server
+    url, tokens, *_ = team_server
     for token in (None, "bear_1_" + "x" * 43, "nonsense"):
         r = _api(url, token).get("/api/v1/me")
         assert r.status_code == 401
@@ -59,7 +64,7 @@ def test_the_api_needs_a_valid_token(team_server):
 
 
 def test_roles_decide_what_the_api_allows(team_server):
-    url, tokens, _ = team_server
+    url, tokens, *_ = team_server
     vic, ana, admin = (_api(url, tokens[n]) for n in ("vic", "ana", "admin"))
     sel = {"kind": "awaiting_release", "filters": {"currency": "GBP", "eligibility": "eligible"}}
     assert vic.post("/api/v1/events/count", json=sel).json()["count"] > 0
@@ -92,7 +97,7 @@ def test_roles_decide_what_the_api_allows(team_server):
 
 
 def test_admins_manage_users_and_tokens_through_the_api(team_server):
-    url, tokens, _ = team_server
+    url, tokens, *_ = team_server
     admin = _api(url, tokens["admin"])
     made = admin.post("/api/v1/users", json={"name": "nia", "role": "viewer"})
     assert made.status_code == 201
@@ -107,7 +112,7 @@ def test_admins_manage_users_and_tokens_through_the_api(team_server):
 
 
 def test_the_dashboard_needs_sign_in_and_throttles_wrong_passwords(team_server):
-    url, _, _ = team_server
+    url, *_ = team_server
     client = _api(url)
     first = client.get("/")
     assert first.status_code == 303 and first.headers["location"].startswith("/login")
@@ -135,7 +140,7 @@ def _sign_in(page, url: str, name: str) -> None:
 
 
 def test_a_viewer_sees_no_action_and_an_analyst_does(team_server, page):
-    url, _, _ = team_server
+    url, *_ = team_server
     _sign_in(page, url, "admin")  # admin's throttle key is untouched by the test above
     expect(page.get_by_role("button", name="Release and Invoice")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
@@ -158,3 +163,20 @@ def test_serving_beyond_loopback_needs_an_admin(tmp_path):
     )
     assert out.returncode == 2
     assert "Add an admin first" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_scoped_user_sees_and_acts_on_their_region_only(team_server):
+    url, tokens, _, (region, inside, outside) = team_server
+    reg = _api(url, tokens["reg"])
+    everything = {"kind": "awaiting_release", "filters": {}}
+    mine = {"kind": "awaiting_release", "filters": {"region": [region]}}
+    expected = _api(url, tokens["vic"]).post("/api/v1/events/count", json=mine).json()["count"]
+    assert 0 < expected < len(inside) + len(outside)
+    assert reg.post("/api/v1/events/count", json=everything).json()["count"] == expected
+    other = {"kind": "awaiting_release", "filters": {"ids": outside[:5]}}
+    assert reg.post("/api/v1/events/count", json=other).json()["count"] == 0
+    page = reg.post("/api/v1/events/page", json={**everything, "limit": 200}).json()
+    assert {row[page["columns"].index("region")] for row in page["rows"]} == {region}
+    refused = reg.post("/api/v1/preview", json={"ids": outside[:3] + inside[:2]})
+    assert refused.status_code == 403 and "outside what reg may act on" in refused.json()["detail"]
+    assert reg.post("/api/v1/preview", json={"ids": inside[-2:]}).status_code == 200

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import param
 
+from bear.models import Scopes
 from bear.selection import FILTERS, ID_FILTERS, Filters
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class FilterState(param.Parameterized):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._batch = False
+        self.scope: Scopes | None = None  # the signed-in person's scopes (set by the dashboard)
         self.param.watch(self._changed, list(self.NAMES))
 
     def _changed(self, *events: Any) -> None:
@@ -60,7 +62,7 @@ class FilterState(param.Parameterized):
         for name in ("min_amount", "max_amount"):
             if raw[name] is not None:
                 raw[name] = Decimal(repr(float(raw[name])))
-        return Filters.build(**raw)
+        return Filters.build(**raw).scoped(self.scope)
 
     @classmethod
     def list_names(cls) -> tuple[str, ...]:

@@ -375,7 +375,8 @@ class GridState(Navigation, param.Parameterized):
             self.selection_totals = None
             return
         if not isinstance(sel, Selection):
-            sel = self.ws.selection(self.kind, Filters(ids=tuple(sel)))  # type: ignore[arg-type]
+            ticked = Filters(ids=tuple(sel)).scoped(self.filter_state.scope)
+            sel = self.ws.selection(self.kind, ticked)  # type: ignore[arg-type]
         try:
             self.selection_totals = self.ws.totals(sel, cached=True)
         except BearError as exc:
