@@ -154,7 +154,6 @@ def tls_smtp(tmp_path):
     """A real SMTP server requiring STARTTLS before AUTH, with a certificate from a test CA."""
     trustme = pytest.importorskip("trustme")
     from aiosmtpd.controller import Controller
-
     from conftest import _Inbox
 
     ca = trustme.CA()
@@ -197,9 +196,8 @@ def test_credentials_are_never_sent_in_clear(tmp_path, tls_smtp, monkeypatch):
     bear.connect(path).close()
     for name, value in (("smtp_host", "127.0.0.1"), ("smtp_port", port), ("smtp_username", "bear")):
         _store_behind_bears_back(path, name, value)  # a book set up before this rule existed
-    with bear.connect(path) as ws:
-        with pytest.raises(BearError, match="only sent over TLS"):
-            ws.send_test_notification("ana@example.com")
+    with bear.connect(path) as ws, pytest.raises(BearError, match="only sent over TLS"):
+        ws.send_test_notification("ana@example.com")
     time.sleep(0.2)
     assert auth.seen == [] and inbox.messages == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,13 +65,15 @@ def test_passwords_and_tokens_are_stored_only_as_argon2_hashes(team, tmp_path):
     t.add("ana", "analyst", actor="admin", password=PASSWORD)
     tid, token = t.create_token("ana", actor="admin", label="laptop")
     assert token.startswith(f"bear_{tid}_") and len(token) > 40
-    hashes = ws.db.cursor().execute(
-        "SELECT password_hash FROM users UNION ALL SELECT token_hash FROM api_tokens"
-    ).fetchall()
+    hashes = (
+        ws.db.cursor()
+        .execute("SELECT password_hash FROM users UNION ALL SELECT token_hash FROM api_tokens")
+        .fetchall()
+    )
     assert all(h[0].startswith("$argon2id$") for h in hashes)
     path = ws.path
     ws.db.cursor().execute("CHECKPOINT")
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     assert PASSWORD.encode() not in raw
     assert token.split("_", 2)[2].encode() not in raw
     assert "token_hash" not in t.tokens().columns
