@@ -83,7 +83,7 @@ class Dashboard(Viewer):
         self.notes = NotificationState(ws, user)
         self.runs = RunsState(ws)
         self.docs = DocumentsState(ws)
-        self.settings = SettingsState(ws)
+        self.settings = SettingsState(ws, user=user)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
