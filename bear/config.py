@@ -12,9 +12,15 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bear.errors import SettingError
+from bear.errors import BearError, SettingError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Who a change is recorded as made by when the caller does not say (``Settings.update``).
+LOCAL_ACTOR = "local"
 
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -333,12 +339,14 @@ class SettingsSnapshot:
 
 
 class Settings:
-    """The settings of one database: ``settings.name`` reads, ``settings.update(...)`` writes."""
+    """The settings of one database: ``settings.name`` reads, ``settings.update(...)`` and
+    ``settings.update_by(actor, ...)`` write, ``settings.history()`` says who changed what."""
 
     def __init__(self, db: Any, on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         object.__setattr__(self, "_db", db)
         object.__setattr__(self, "_values", {})
         object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_write_lock", threading.RLock())
         object.__setattr__(self, "_listeners", [on_change] if on_change else [])
         object.__setattr__(self, "_validators", [])
         object.__setattr__(self, "_snapshot", None)
@@ -371,8 +379,8 @@ class Settings:
     def __dir__(self) -> list[str]:
         return [
             *SETTINGS,
-            *("update", "reset", "as_dict", "snapshot", "reload", "validate", "describe"),
-            "lock_startup",
+            *("update", "update_by", "reset", "history", "as_dict", "snapshot", "reload"),
+            *("validate", "describe", "lock_startup"),
         ]
 
     def lock_startup(self) -> None:
@@ -436,7 +444,20 @@ class Settings:
         return out
 
     def update(self, **values: Any) -> dict[str, Any]:
-        """Validate every value first, then write them all in one transaction (all-or-nothing)."""
+        """Validate every value first, then write them all in one transaction (all-or-nothing).
+        The change is recorded as made by ``"local"``; ``update_by`` names who made it."""
+        return self.update_by(LOCAL_ACTOR, **values)
+
+    def update_by(self, actor: str, /, **values: Any) -> dict[str, Any]:
+        """``update`` on behalf of ``actor`` (a user's name, ``local:<os user>`` for the CLI).
+
+        In the transaction that writes the values, every setting whose value changes gets one
+        row in ``change_log`` (kind ``setting``: old, new, who, when; see ``history``), and a
+        change of ``disabled_rules`` also one row per rule turned off or on (kind ``rule``,
+        target the rule id, ``{"enabled": bool}``). ``actor`` is positional-only, so no
+        setting name can clash with it. A refused update writes and records nothing.
+        """
+        actor = _actor(actor)
         clean = self.validate(values)
         if not clean:
             return {}
@@ -449,26 +470,102 @@ class Settings:
                 name=locked[0],
                 value=clean[locked[0]],
             )
-        before = self.as_dict()
-        proposed = self.snapshot().with_values(**clean)
-        check_combination(proposed, clean)
-        for check in list(self._validators):
-            check(proposed, clean)
-        with self._db.transaction() as cur:
-            cur.execute(
-                "INSERT OR REPLACE INTO settings (key, value, updated_at) "
-                "SELECT k, v::JSON, current_timestamp FROM (SELECT unnest($keys) AS k, unnest($vals) AS v)",
-                {"keys": list(clean), "vals": [json.dumps(v) for v in clean.values()]},
-            )
-        with self._lock:
-            self._values.update(clean)
-            object.__setattr__(self, "_snapshot", None)
-        changed = {k: v for k, v in clean.items() if before.get(k) != v}
+        # One update at a time in this process (the process owns the book), so the old values
+        # recorded are the values this write replaces.
+        with self._write_lock:
+            before = self.as_dict()
+            proposed = self.snapshot().with_values(**clean)
+            check_combination(proposed, clean)
+            for check in list(self._validators):
+                check(proposed, clean)
+            changed = {k: v for k, v in clean.items() if before.get(k) != v}
+            log_rows = _log_rows(before, changed)
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "INSERT OR REPLACE INTO settings (key, value, updated_at) "
+                    "SELECT k, v::JSON, current_timestamp FROM (SELECT unnest($keys) AS k, unnest($vals) AS v)",
+                    {"keys": list(clean), "vals": [json.dumps(v) for v in clean.values()]},
+                )
+                if log_rows:
+                    kinds, targets, olds, news = (list(c) for c in zip(*log_rows, strict=True))
+                    cur.execute(
+                        "INSERT INTO change_log (actor, kind, target, old_value, new_value) "
+                        "SELECT $actor, kind, target, old::JSON, new::JSON FROM (SELECT "
+                        "unnest($kinds) AS kind, unnest($targets) AS target, "
+                        "unnest($olds) AS old, unnest($news) AS new)",
+                        {
+                            "actor": actor,
+                            "kinds": kinds,
+                            "targets": targets,
+                            "olds": olds,
+                            "news": news,
+                        },
+                    )
+            with self._lock:
+                self._values.update(clean)
+                object.__setattr__(self, "_snapshot", None)
         for fn in list(self._listeners):
             fn(changed)
         return clean
 
-    def reset(self, *names: str) -> dict[str, Any]:
-        """Put ``names`` back to their defaults (validated and stored like ``update``)."""
+    def reset(self, *names: str, actor: str = LOCAL_ACTOR) -> dict[str, Any]:
+        """Put ``names`` back to their defaults (validated, stored and recorded like
+        ``update_by(actor, ...)``)."""
         self.validate({n: SETTINGS[n].default if n in SETTINGS else None for n in names})
-        return self.update(**{n: SETTINGS[n].default for n in names})
+        return self.update_by(actor, **{n: SETTINGS[n].default for n in names})
+
+    def history(self, name: str | None = None, *, limit: int | None = None) -> pd.DataFrame:
+        """Who changed the settings, newest first: ``changed_at``, ``actor``, ``name``, ``old``,
+        ``new`` (the values as the setting holds them). ``name`` keeps one setting's changes;
+        ``limit`` keeps the newest ``limit`` rows."""
+        import pandas as pd
+
+        sql = (
+            "SELECT changed_at, actor, target AS name, old_value::VARCHAR AS old, "
+            "new_value::VARCHAR AS new FROM change_log WHERE kind = 'setting'"
+        )
+        params: list[Any] = []
+        if name is not None:
+            if name not in SETTINGS:
+                raise SettingError(
+                    f"unknown setting {name!r}; known settings: {', '.join(SETTINGS)}", name=name
+                )
+            sql += " AND target = ?"
+            params.append(name)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise BearError(f"history: limit {limit!r} is not a whole number ≥ 0")
+            sql += " LIMIT ?"
+            params.append(limit)
+        frame = self._db.cursor().execute(sql, params).df()
+        if frame.empty:
+            return pd.DataFrame(columns=["changed_at", "actor", "name", "old", "new"])
+        for col in ("old", "new"):
+            frame[col] = frame[col].map(lambda t: None if t is None else json.loads(t))
+        return frame
+
+
+def _actor(actor: object) -> str:
+    """Who made a change, as recorded: a non-empty line of at most 200 characters."""
+    text = actor.strip() if isinstance(actor, str) else ""
+    if not text or len(text) > 200 or not text.isprintable():
+        raise BearError(f"a change needs who made it (a name of 1–200 characters), not {actor!r}")
+    return text
+
+
+def _log_rows(before: Mapping[str, Any], changed: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The ``change_log`` rows of a change: (kind, target, old JSON, new JSON)."""
+    rows = [("setting", k, json.dumps(before.get(k)), json.dumps(v)) for k, v in changed.items()]
+    if "disabled_rules" in changed:
+        was, now = set(before.get("disabled_rules") or ()), set(changed["disabled_rules"])
+        rows += [
+            (
+                "rule",
+                rule_id,
+                json.dumps({"enabled": rule_id not in was}),
+                json.dumps({"enabled": rule_id not in now}),
+            )
+            for rule_id in sorted(was ^ now)
+        ]
+    return rows

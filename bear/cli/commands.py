@@ -13,6 +13,7 @@ from bear.cli.common import (
     default_db,
     jsonable,
     listed,
+    local_actor,
     open_book,
     print_frame,
     print_json,
@@ -108,10 +109,12 @@ def cmd_settings(a: argparse.Namespace) -> int:
                 if a.json
                 else (json.dumps(value) if isinstance(value, list) else value)
             )
+        elif a.action == "history":
+            _settings_history(ws, a)
         elif a.action == "reset":
             if not a.name:
                 raise BearError("settings reset: name the settings to put back to their defaults")
-            for k, v in ws.settings.reset(*a.name).items():
+            for k, v in ws.settings.reset(*a.name, actor=local_actor()).items():
                 print(f"{k} = {json.dumps(v)}")
         else:
             if not a.name:
@@ -122,10 +125,29 @@ def cmd_settings(a: argparse.Namespace) -> int:
                     raise BearError(f"settings set: {pair!r} is not NAME=VALUE")
                 k, v = pair.split("=", 1)
                 values[k.strip()] = v
-            clean = ws.settings.update(**values)
+            clean = ws.settings.update_by(local_actor(), **values)
             for k, v in clean.items():
                 print(f"{k} = {json.dumps(v)}")
     return 0
+
+
+def _settings_history(ws: Any, a: argparse.Namespace) -> None:
+    if len(a.name) > 1:
+        raise BearError("settings history: name one setting, or none for every setting")
+    frame = ws.settings.history(a.name[0] if a.name else None, limit=a.limit)
+    if a.json:
+        print_json(records(frame))
+        return
+    shown = pd.DataFrame(
+        {
+            "changed_at": frame["changed_at"].astype(str).str[:19],
+            "actor": frame["actor"].map(printable),
+            "name": frame["name"],
+            "old": [printable(json.dumps(v)) for v in frame["old"]],
+            "new": [printable(json.dumps(v)) for v in frame["new"]],
+        }
+    )
+    print_frame(shown, False)
 
 
 def cmd_events(a: argparse.Namespace) -> int:

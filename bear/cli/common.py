@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import decimal
+import getpass
 import json
 import os
 from typing import Any
@@ -21,6 +22,15 @@ DEFAULT_DB = "data/bear.duckdb"
 
 def default_db() -> str:
     return os.environ.get("BEAR_DB") or DEFAULT_DB
+
+
+def local_actor() -> str:
+    """Who a change made with this machine's ``bear`` is recorded as: ``local:<OS user>``."""
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):  # no $LOGNAME / $USER and no password entry for the uid
+        name = f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return "local:" + (printable(name.strip())[:100] or "unknown")
 
 
 def jsonable(v: Any) -> Any:

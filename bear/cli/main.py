@@ -29,6 +29,7 @@ from bear.cli.common import (
     printable,
     whole,
 )
+from bear.cli.team import add_team_parsers
 from bear.errors import BearError
 from bear.queries import bounds
 
@@ -82,12 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
         "unchanged). Parquet is always exact",
     )
 
-    sp = cmd("settings", cmd_settings, "list, get, set or reset settings")
-    sp.add_argument("action", choices=["list", "get", "set", "reset"])
+    sp = cmd(
+        "settings",
+        cmd_settings,
+        "list, get, set or reset settings, or show who changed them (history)",
+    )
+    sp.add_argument("action", choices=["list", "get", "set", "reset", "history"])
     sp.add_argument(
-        "name", nargs="*", help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset"
+        "name",
+        nargs="*",
+        help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset; an optional NAME for "
+        "history. set and reset are recorded as made by local:<your OS user>",
+    )
+    sp.add_argument(
+        "--limit",
+        type=whole("limit", 0, bounds.BIGINT_MAX),
+        default=None,
+        help="history: only the newest LIMIT changes",
     )
     sp.add_argument("--json", action="store_true")
+
+    add_team_parsers(sub)
 
     sp = cmd("events", cmd_events, "list billing events (awaiting release unless --awaiting)")
     add_filters(sp)

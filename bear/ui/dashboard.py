@@ -87,7 +87,7 @@ class Dashboard(Viewer):
         self.notes = NotificationState(ws, user)
         self.runs = RunsState(ws)
         self.docs = DocumentsState(ws)
-        self.settings = SettingsState(ws, account=account)
+        self.settings = SettingsState(ws, user=user, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)

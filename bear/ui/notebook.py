@@ -117,7 +117,7 @@ def dashboard(ws: Any, view: str = "runs", **kwargs: Any) -> pn.viewable.Viewabl
             docs.run_id = int(kwargs["run_id"])
         return v.DocumentsView(docs)
     if view == "settings":
-        return v.SettingsView(SettingsState(ws), user=user)
+        return v.SettingsView(SettingsState(ws, user=user), user=user)
     if view == "dashboard":
         from bear.ui.dashboard import Dashboard
 

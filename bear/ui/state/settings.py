@@ -1,5 +1,5 @@
 """The Settings & Rules screen: every setting with its validation message, the rules list
-with their plugins, rule toggles, and the SMTP test e-mail.
+with their plugins, rule toggles, the SMTP test e-mail, and the history of who changed what.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import param
 
 from bear.auth import allowed, require
@@ -24,9 +25,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HISTORY_ROWS = 50  # the newest setting changes the screen shows
+
 
 class SettingsState(param.Parameterized):
-    """Every setting with its validation message, the test e-mail, and the rules list."""
+    """Every setting with its validation message, the test e-mail, the rules list, and the
+    newest setting changes. Changes are recorded as made by ``user`` (the dashboard's user)."""
 
     items = param.List(default=[], doc="ws.settings.describe()")
     messages = param.Dict(default={}, doc="setting name -> (ok, message)")
@@ -36,16 +40,21 @@ class SettingsState(param.Parameterized):
     rules_ok = param.Boolean(default=True)
     test_message = param.String(default="")
     test_ok = param.Boolean(default=True)
+    history = param.DataFrame(
+        default=None, allow_None=True, doc="ws.settings.history(), the newest HISTORY_ROWS"
+    )
 
     def __init__(
         self,
         ws: Workspace,
         env: Mapping[str, str] | None = None,
+        user: str = "local",
         account: User | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.ws = ws
+        self.user = user
         self._env = env
         self.account = account  # the signed-in person; None: the single-user owner
         self.refresh()
@@ -58,6 +67,27 @@ class SettingsState(param.Parameterized):
     def refresh(self) -> None:
         self.items = self.ws.settings.describe()
         self.refresh_rules()
+        self.refresh_history()
+
+    def refresh_history(self) -> None:
+        self.history = self.ws.settings.history(limit=HISTORY_ROWS)
+
+    def history_frame(self) -> pd.DataFrame:
+        """The history as the screen shows it: when, who, setting, and "old → new" as text."""
+        frame = self.history
+        if frame is None or frame.empty:
+            return pd.DataFrame(columns=["when", "who", "setting", "change"])
+        return pd.DataFrame(
+            {
+                "when": frame["changed_at"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                "who": frame["actor"],
+                "setting": frame["name"],
+                "change": [
+                    f"{_shown(old)} → {_shown(new)}"
+                    for old, new in zip(frame["old"], frame["new"], strict=True)
+                ],
+            }
+        )
 
     def refresh_rules(self) -> None:
         self.rules = self.ws.rules()
@@ -84,7 +114,7 @@ class SettingsState(param.Parameterized):
             return False, "the SMTP password is never stored; set $BEAR_SMTP_PASSWORD"
         try:
             require(self.account, "settings")
-            clean = self.ws.settings.update(**{name: value})
+            clean = self.ws.settings.update_by(self.user, **{name: value})
         except BearError as exc:  # SettingError, and RulesFileError / PluginError from the check
             result = (False, str(exc))
         else:
@@ -93,6 +123,7 @@ class SettingsState(param.Parameterized):
                 shown = ", ".join(shown) or "(none)"
             result = (True, f"saved: {shown}")
             self.items = self.ws.settings.describe()
+            self.refresh_history()
             if name in RULE_SETTINGS:
                 # the workspace rebuilt its rule registry: show the new rules
                 self.refresh_rules()
@@ -129,3 +160,12 @@ class SettingsState(param.Parameterized):
             ok, msg = False, str(exc)
         self.param.update(test_ok=ok, test_message=msg)
         return ok, msg
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as one short line: lists comma-separated, empty ones as (none)."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if value == "":
+        return "(empty)"
+    return str(value)

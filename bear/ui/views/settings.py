@@ -1,5 +1,5 @@
 """The Settings & Rules screen: every setting with its validation message, the SMTP test
-e-mail, the rules with their plugins and toggles.
+e-mail, the history of setting changes, the rules with their plugins and toggles.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bear.ui.state import (
     Background,
     SettingsState,
 )
+from bear.ui.state.settings import HISTORY_ROWS
 from bear.ui.views.common import button
 
 
@@ -106,6 +107,12 @@ class SettingsView(Viewer):
         )
         self.rules.on_click(self._rule_clicked)
         self.plugins = table(height=200, sortable=True)
+        self.history = table(
+            height=300,
+            titles={"when": "When", "who": "Who", "setting": "Setting", "change": "Old → new"},
+            css_classes=["bear-settings-history"],
+        )
+        state.param.watch(self._history, "history")
         state.param.watch(self._rules, "rules")
         state.param.watch(self._plugins, "plugins")
         state.param.watch(self._messages, "messages")
@@ -114,6 +121,7 @@ class SettingsView(Viewer):
         self.form = pn.Column(*rows, sizing_mode="stretch_width")
         self._rules()
         self._plugins()
+        self._history()
 
     def _save(self, name: str, event: Any) -> None:
         self.state.save(name, event.new)
@@ -170,6 +178,9 @@ class SettingsView(Viewer):
         if self.state.plugins is not None:
             set_frame(self.plugins, display_frame(self.state.plugins))
 
+    def _history(self, *_: Any) -> None:
+        set_frame(self.history, self.state.history_frame())
+
     def _rule_clicked(self, event: Any) -> None:
         """One click on the Enabled tick turns the rule off or on."""
         frame = self.rules.value
@@ -193,6 +204,12 @@ class SettingsView(Viewer):
             self.password,
             pn.Row(self.recipient, self.send),
             self.test_message,
+            html_pane(
+                "<h3 style='margin:4px 0'>History</h3><p class='bear-muted'>The last "
+                f"{HISTORY_ROWS} setting changes, newest first (a rule toggle is a change of "
+                "disabled_rules).</p>"
+            ),
+            self.history,
             sizing_mode="stretch_width",
         )
         right = pn.Column(
