@@ -62,12 +62,16 @@ def test_bad_users_are_refused_and_nothing_is_written(team, kwargs, message):
 
 def test_passwords_and_tokens_are_stored_only_as_argon2_hashes(team, tmp_path):
     t, ws = team
+    t.add("admin", "admin", actor="setup")
     t.add("ana", "analyst", actor="admin", password=PASSWORD)
     tid, token = t.create_token("ana", actor="admin", label="laptop")
     assert token.startswith(f"bear_{tid}_") and len(token) > 40
     hashes = (
         ws.db.cursor()
-        .execute("SELECT password_hash FROM users UNION ALL SELECT token_hash FROM api_tokens")
+        .execute(
+            "SELECT password_hash FROM users WHERE password_hash IS NOT NULL "
+            "UNION ALL SELECT token_hash FROM api_tokens"
+        )
         .fetchall()
     )
     assert all(h[0].startswith("$argon2id$") for h in hashes)
@@ -102,6 +106,15 @@ def test_sign_in_and_tokens(team):
         t.token_user(second)
     with pytest.raises(AuthError):
         t.authenticate("ana", PASSWORD)
+
+
+def test_the_first_user_is_an_admin(team):
+    t, _ = team
+    with pytest.raises(BearError, match="first user must be an admin"):
+        t.add("ana", "analyst", actor="setup")
+    assert t.users().empty
+    t.add("boss", "admin", actor="setup")
+    assert t.add("ana", "analyst", actor="boss").role == Role.ANALYST
 
 
 def test_the_last_admin_cannot_be_removed(team):

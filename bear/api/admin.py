@@ -96,8 +96,22 @@ def change_settings(
 ) -> list[dict[str, Any]]:
     """Change settings, all or nothing (admin). Start-up settings are refused."""
     who.require("settings")
-    ctx.ws.settings.update(**body.values)
+    ctx.ws.settings.update_by(who.name, **body.values)
     return [jsonable(item) for item in ctx.ws.settings.describe()]
+
+
+@router.get(
+    "/settings/history", responses=TABLE_RESPONSES, response_model=TableOut, tags=["settings"]
+)
+def settings_history(
+    request: Request,
+    name: str | None = None,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Who changed which setting or rule, when, from what to what (newest first)."""
+    who.require("read")
+    return table(request, ctx.ws.settings.history(name))
 
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])

@@ -204,6 +204,11 @@ class Team:
         with self.db.transaction() as tx:
             if tx.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchall():
                 raise BearError(f"a user named {name!r} exists already")
+            if role is not Role.ADMIN and not tx.execute("SELECT 1 FROM users").fetchall():
+                raise BearError(
+                    "the first user must be an admin (they manage the others): "
+                    f"add one with role admin before {name!r}"
+                )
             tx.execute(
                 "INSERT INTO users (name, email, role, scopes, password_hash, created_by) "
                 "VALUES (?, ?, ?, ?::JSON, ?, ?)",
