@@ -13,7 +13,7 @@ import time
 
 import duckdb
 import pytest
-from netutil import free_port
+from netutil import Inbox, free_port
 
 import bear
 from bear.errors import BearError, PluginError, SettingError
@@ -155,15 +155,13 @@ def tls_smtp(tmp_path):
     trustme = pytest.importorskip("trustme")
     from aiosmtpd.controller import Controller
 
-    from conftest import _Inbox
-
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(server_ctx)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    inbox, auth, port = _Inbox(), _Auth(), free_port()
+    inbox, auth, port = Inbox(), _Auth(), free_port()
     controller = Controller(
         inbox,
         hostname="127.0.0.1",
@@ -197,9 +195,8 @@ def test_credentials_are_never_sent_in_clear(tmp_path, tls_smtp, monkeypatch):
     bear.connect(path).close()
     for name, value in (("smtp_host", "127.0.0.1"), ("smtp_port", port), ("smtp_username", "bear")):
         _store_behind_bears_back(path, name, value)  # a book set up before this rule existed
-    with bear.connect(path) as ws:
-        with pytest.raises(BearError, match="only sent over TLS"):
-            ws.send_test_notification("ana@example.com")
+    with bear.connect(path) as ws, pytest.raises(BearError, match="only sent over TLS"):
+        ws.send_test_notification("ana@example.com")
     time.sleep(0.2)
     assert auth.seen == [] and inbox.messages == []
 

@@ -85,7 +85,9 @@ def test_page_has_security_headers(served):
     assert not any(h.startswith("access-control-") for h in headers)
 
 
-@pytest.mark.parametrize("path", ["/", "/static/js/bokeh.min.js", "/autoload.js?bokeh-autoload-element=x"])
+@pytest.mark.parametrize(
+    "path", ["/", "/static/js/bokeh.min.js", "/autoload.js?bokeh-autoload-element=x"]
+)
 def test_other_hosts_are_refused(served, path):
     port = urlparse(served.url).port
     for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", ""):
