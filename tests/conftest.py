@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from netutil import free_port  # noqa: E402,F401  (re-exported for older imports)
+from netutil import Inbox, free_port  # noqa: E402,F401  (re-exported for older imports)
 
 import bear
 
@@ -41,36 +40,12 @@ def demo_ws(demo_path, tmp_path):
     w.close()
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's name
-        from email import message_from_bytes
-        from email.policy import default
-
-        msg = message_from_bytes(envelope.content, policy=default)
-        with self.lock:
-            self.messages.append((list(envelope.rcpt_tos), msg))
-        return "250 OK"
-
-    def wait_for(self, n: int, timeout: float = 20.0) -> list:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.messages) >= n:
-                    return list(self.messages)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {n} e-mails, got {len(self.messages)}")
-
-
 @pytest.fixture
 def smtp_server():
     """A real SMTP server (aiosmtpd) on 127.0.0.1; yields (host, port, inbox)."""
     from aiosmtpd.controller import Controller
 
-    inbox = _Inbox()
+    inbox = Inbox()
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()

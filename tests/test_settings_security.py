@@ -13,7 +13,7 @@ import time
 
 import duckdb
 import pytest
-from netutil import free_port
+from netutil import Inbox, free_port
 
 import bear
 from bear.errors import BearError, PluginError, SettingError
@@ -154,7 +154,6 @@ def tls_smtp(tmp_path):
     """A real SMTP server requiring STARTTLS before AUTH, with a certificate from a test CA."""
     trustme = pytest.importorskip("trustme")
     from aiosmtpd.controller import Controller
-    from conftest import _Inbox
 
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -162,7 +161,7 @@ def tls_smtp(tmp_path):
     cert.configure_cert(server_ctx)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    inbox, auth, port = _Inbox(), _Auth(), free_port()
+    inbox, auth, port = Inbox(), _Auth(), free_port()
     controller = Controller(
         inbox,
         hostname="127.0.0.1",
