@@ -3,9 +3,16 @@ a free port, and the inbox of the test SMTP servers."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -39,3 +46,41 @@ class Inbox:
                     return list(self.messages)
             time.sleep(0.05)
         raise AssertionError(f"expected {n} e-mails, got {len(self.messages)}")
+
+
+@contextmanager
+def serving(path: Path, *args: str, timeout: float = 60) -> Iterator[str]:
+    """`bear serve --db path *args` on a free 127.0.0.1 port; yields its URL, stops it after
+    (SIGTERM, then SIGKILL). Its output goes to ``serve.log`` beside the book."""
+    port = free_port()
+    env = {**os.environ, "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": "ignore"}
+    log_path = path.parent / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bear.cli", "serve", "--db", str(path), "--port", str(port), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"bear serve exited: {log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("bear serve did not start listening in time") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import serving
+from netutil import serving
 from playwright.sync_api import expect
 
 import bear
