@@ -225,3 +225,23 @@ def test_copying_a_book_keeps_it_openable(demo_path, tmp_path):
     with bear.connect(path, safe_mode=True) as ws:
         assert ws.safe_mode is True
         assert ws.plugins.sources  # the built-ins are there
+
+
+def test_a_signed_in_persons_test_email_goes_to_their_own_address(ws, smtp_server):
+    from bear.ui.state import SettingsState
+
+    host, port, inbox = smtp_server
+    ws.settings.update(smtp_host=host, smtp_port=port)
+    ws.team.add("boss", "admin", actor="setup", email="boss@example.com")
+    ws.team.add("nomail", "analyst", actor="boss")
+    state = SettingsState(ws, user="boss", account=ws.team.get("boss"))
+    ok, message = state.send_test_email("victim@elsewhere.example")
+    assert ok, message
+    (recipients, _), *_ = inbox.wait_for(1)
+    assert recipients == ["boss@example.com"]
+    ok, message = SettingsState(ws, account=ws.team.get("nomail")).send_test_email("x@y.example")
+    assert not ok and "has no e-mail address" in message
+    viewer = ws.team.add("vee", "viewer", actor="boss", email="vee@example.com")
+    ok, message = SettingsState(ws, account=viewer).send_test_email("vee@example.com")
+    assert not ok and "may not test notification" in message
+    assert len(inbox.messages) == 1

@@ -153,8 +153,17 @@ class SettingsState(param.Parameterized):
 
     def send_test_email(self, recipient: str) -> tuple[bool, str]:
         """Send a test e-mail with the current SMTP settings, through the e-mail notifier's
-        hook (``ws.send_test_notification``); (ok, message)."""
+        hook (``ws.send_test_notification``); (ok, message). A signed-in person's test e-mail
+        goes to their own address only (the server is no relay for any address)."""
         try:
+            if self.account is not None:
+                require(self.account, "test_notification")
+                if not self.account.email:
+                    raise BearError(
+                        f"{self.account.name} has no e-mail address; an admin sets it with "
+                        f"`bear users set-email {self.account.name} ADDRESS`"
+                    )
+                recipient = self.account.email
             ok, msg = True, self.ws.send_test_notification(recipient, channel="email")
         except BearError as exc:
             ok, msg = False, str(exc)

@@ -83,8 +83,13 @@ class SettingsView(Viewer):
             "<span class='bear-muted'>(read from $BEAR_SMTP_PASSWORD in the server's environment; "
             "never shown or stored)</span></div>"
         )
+        own = state.account.email if state.account is not None else None
         self.recipient = pn.widgets.TextInput(
-            name="Send a test e-mail to", value=user if "@" in user else "", width=260
+            name="Send a test e-mail to",
+            value=(own or "") if state.account is not None else (user if "@" in user else ""),
+            width=260,
+            # signed in, the test e-mail goes to the person's own address only
+            disabled=state.account is not None,
         )
         self.send = button("Send test e-mail", "default", margin=(26, 5, 5, 5))
         self.send.on_click(self._send)
