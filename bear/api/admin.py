@@ -10,12 +10,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bear.api.context import Context, Principal, context, principal
+from bear.api.problems import RESPONSES
 from bear.api.routes import TABLE_RESPONSES, TableOut, table
 from bear.auth.sessions import Sessions
 from bear.models import Role
 from bear.wire import jsonable
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
 
 class SettingOut(BaseModel):

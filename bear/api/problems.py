@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bear import errors
@@ -49,6 +50,26 @@ TITLES = {
     503: "Unavailable",
 }
 _EXTRA = ("name", "value", "ids", "problems", "retry_after", "path", "rule_id", "setting")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (and the error's own attributes, when it has any)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": Problem,
+        "description": TITLES[status],
+        "content": {MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status in (400, 401, 403, 404, 422, 429, 500)
+}
 
 
 def status_of(exc: errors.BearError) -> int:

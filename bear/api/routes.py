@@ -8,7 +8,8 @@ workspace does), else as JSON ``{"columns", "rows"}`` with money as exact decima
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import datetime
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
@@ -16,11 +17,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bear.api.context import Context, Principal, context, principal
-from bear.errors import InputError, PermissionDeniedError
-from bear.selection import FILTERS, Filters
+from bear.api.problems import RESPONSES
+from bear.db.schema import CATEGORIES
+from bear.errors import PermissionDeniedError
+from bear.selection import Filters
 from bear.wire import ARROW, arrow_bytes, preview_json, run_json, table_json
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
 Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
 ActionName = Literal["release_and_invoice", "release", "invoice"]
@@ -33,12 +36,40 @@ class TableOut(BaseModel):
     rows: list[list[Any]]
 
 
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Money = Annotated[str, Field(pattern=r"^-?\d{1,16}(\.\d{1,2})?$", examples=["1000.00"])]
+
+
+class FiltersIn(BaseModel):
+    """The filters of a selection (DESIGN §2.1); each left out means "any"."""
+
+    model_config = ConfigDict(extra="forbid")
+    company: list[Id] | None = None
+    account: list[Id] | None = None
+    project: list[Id] | None = None
+    region: list[str] | None = None
+    practice: list[str] | None = None
+    grp: list[str] | None = None
+    currency: list[Annotated[str, Field(pattern="^[A-Za-z]{3}$")]] | None = None
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    min_amount: Money | None = None
+    max_amount: Money | None = None
+    category: list[Literal[CATEGORIES]] | None = None  # type: ignore[valid-type]
+    search: str | None = Field(default=None, max_length=200)
+    eligibility: str | None = Field(
+        default=None, max_length=200, description="eligible, ineligible or a rule id"
+    )
+    ids: list[Id] | None = None
+    exclude_ids: list[Id] | None = None
+
+
 class SelectionIn(BaseModel):
-    """Which events: a kind and filters (``bear.selection.FILTERS``), or explicit ``ids``."""
+    """Which events: a kind and filters, or explicit ``ids``."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Kind = "awaiting_release"
-    filters: dict[str, Any] = Field(default_factory=dict)
+    filters: FiltersIn = Field(default_factory=FiltersIn)
     ids: list[int] | None = Field(default=None, max_length=10_000_000)
 
 
@@ -109,14 +140,10 @@ def selection(ctx: Context, body: SelectionIn, who: Principal) -> Any:
     """The selection a request names (filters validated by the core), limited to what the
     caller may see (their scopes). Explicit ids outside those scopes are refused."""
     ws = ctx.ws
-    unknown = sorted(set(body.filters) - set(FILTERS))
-    if unknown:
-        raise InputError(
-            f"unknown filter {unknown[0]!r}; filters are {', '.join(FILTERS)}", name=unknown[0]
-        )
+    filters = body.filters.model_dump(exclude_none=True)
     scopes = who.user.scopes if who.user is not None else None
     if body.ids is None:
-        return ws.selection(body.kind, Filters.build(**body.filters).scoped(scopes))
+        return ws.selection(body.kind, Filters.build(**filters).scoped(scopes))
     if scopes is None or scopes.unlimited:
         return body.ids
     wanted = set(body.ids)

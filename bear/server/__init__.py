@@ -53,6 +53,10 @@ def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
         title="BEAR",
         websocket_origin=websocket_origins(hosts, port),
     )
+    for route in api.routes:  # the OpenAPI document describes the API, not the dashboard's pages
+        if not str(getattr(route, "path", "")).startswith("/api/v1"):
+            route.include_in_schema = False  # type: ignore[attr-defined]
+    api.openapi_schema = None
     guarded = Guard(
         api,
         hosts=hosts,
