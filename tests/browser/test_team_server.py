@@ -180,3 +180,61 @@ def test_a_scoped_user_sees_and_acts_on_their_region_only(team_server):
     refused = reg.post("/api/v1/preview", json={"ids": outside[:3] + inside[:2]})
     assert refused.status_code == 403 and "outside what reg may act on" in refused.json()["detail"]
     assert reg.post("/api/v1/preview", json={"ids": inside[-2:]}).status_code == 200
+
+
+def test_two_analysts_releasing_overlapping_selections_never_double_release(team_server):
+    import threading
+
+    url, tokens, *_ = team_server
+    admin = _api(url, tokens["admin"])
+    admin.post("/api/v1/users", json={"name": "bea", "role": "analyst"})
+    bea_token = admin.post("/api/v1/users/bea/tokens", json={}).json()["token"]
+    clients = {"ana": _api(url, tokens["ana"]), "bea": _api(url, bea_token)}
+    base = {"kind": "awaiting_release", "filters": {"currency": ["EUR"]}}
+    before = admin.post("/api/v1/events/count", json=base).json()["count"]
+    assert before > 100
+    bodies = {
+        "ana": {**base, "action": "release"},
+        "bea": {
+            "kind": "awaiting_release",
+            "filters": {"currency": ["EUR", "USD"]},
+            "action": "release",
+        },
+    }
+    ids: dict[str, int] = {}
+    start = threading.Barrier(2)
+
+    def submit(name: str) -> None:
+        start.wait()
+        ids[name] = clients[name].post("/api/v1/runs", json=bodies[name]).json()["id"]
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    runs = {}
+    deadline = time.monotonic() + 120
+    for name, run_id in ids.items():
+        while (r := clients[name].get(f"/api/v1/runs/{run_id}").json())["status"] not in (
+            "completed",
+            "failed",
+            "cancelled",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        runs[name] = r
+    assert {r["requested_by"] for r in runs.values()} == {"ana", "bea"}
+    released_eur = before - admin.post("/api/v1/events/count", json=base).json()["count"]
+    counted = admin.post(
+        "/api/v1/sql",
+        json={
+            "query": "SELECT count(*) FILTER (WHERE currency = 'EUR') AS eur, count(*) AS n "
+            "FROM billing_events WHERE release_run_id IN (SELECT unnest($ids))",
+            "params": {"ids": list(ids.values())},
+        },
+    ).json()["rows"][0]
+    # each event released once: the runs' counts add up to the events they released, and
+    # every EUR event both asked for was released by exactly one of them
+    assert sum(r["released"] for r in runs.values()) == counted[1]
+    assert counted[0] == released_eur
