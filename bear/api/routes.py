@@ -37,20 +37,23 @@ class TableOut(BaseModel):
 
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Currency = Annotated[str, Field(pattern="^[A-Za-z]{3}$")]
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 Money = Annotated[str, Field(pattern=r"^-?\d{1,16}(\.\d{1,2})?$", examples=["1000.00"])]
 
 
 class FiltersIn(BaseModel):
-    """The filters of a selection (DESIGN §2.1); each left out means "any"."""
+    """The filters of a selection (DESIGN §2.1); each left out means "any". A list filter
+    takes one value or a list."""
 
     model_config = ConfigDict(extra="forbid")
-    company: list[Id] | None = None
-    account: list[Id] | None = None
-    project: list[Id] | None = None
-    region: list[str] | None = None
-    practice: list[str] | None = None
-    grp: list[str] | None = None
-    currency: list[Annotated[str, Field(pattern="^[A-Za-z]{3}$")]] | None = None
+    company: list[Id] | Id | None = None
+    account: list[Id] | Id | None = None
+    project: list[Id] | Id | None = None
+    region: list[str] | str | None = None
+    practice: list[str] | str | None = None
+    grp: list[str] | str | None = None
+    currency: list[Currency] | Currency | None = None
     date_from: datetime.date | None = None
     date_to: datetime.date | None = None
     min_amount: Money | None = None
