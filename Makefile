@@ -45,6 +45,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_rules.py
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_ui.py
+	$(BIN)/python bench/bench_api.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
