@@ -145,7 +145,9 @@ def test_settings_validation_message(page: Page, served):
     expect(page.get_by_text("✓ saved: 300")).to_be_visible()
     expect(page.get_by_text("SMTP password:", exact=False)).to_be_visible()
     # one click on a rule's tick disables it (disabled_rules), another enables it again
-    enabled = page.locator(".tabulator-row", has_text="release.not_approved").first.locator(
+    # (the rules table's row: the settings history below the form names the rule too)
+    rule_rows = page.locator(".tabulator-row", has_text="release.not_approved")
+    enabled = rule_rows.filter(has=page.locator("[tabulator-field=enabled]")).first.locator(
         "[tabulator-field=enabled]"
     )
     enabled.click()
