@@ -258,7 +258,11 @@ def cmd_run(a: argparse.Namespace) -> int:
                 "run: give --user, who starts the run (an e-mail address gets the e-mail)"
             )
         sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
-        # Through a server the run is recorded as the token's user, whatever --user says.
+        if remote and a.user and a.user != ws.user:
+            print(
+                printable(f"note: the run is recorded as {ws.user}, the token's user"),
+                file=sys.stderr,
+            )
         handle = ws.queue(action, sel, a.user, full=a.full, start=not a.no_wait)
         run_id = handle.id
         if a.no_wait:

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         nargs="*",
         help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset; an optional NAME for "
-        "history. set and reset are recorded as made by local:<your OS user>",
+        "history. set and reset are recorded as made by local:<your OS user> (with --server: "
+        "by the token's user)",
     )
     sp.add_argument(
         "--limit",

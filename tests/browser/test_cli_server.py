@@ -112,8 +112,12 @@ def test_a_run_through_the_server_is_the_tokens_users(served, tmp_path):
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(map(str, ids)) + "\n")
     base = ("--server", url, "--token", tokens["ana"])
-    r = bear_cli(*base, "run", "release", "--ids-file", str(ids_file), "--json", config=tmp_path)
+    r = bear_cli(
+        *base, "run", "release", "--ids-file", str(ids_file), "--user", "someone@example.com",
+        "--json", config=tmp_path,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "note: the run is recorded as ana, the token's user" in r.stderr
     run = json.loads(r.stdout)
     assert run["status"] == "completed" and run["released"] == 5
     assert run["requested_by"] == "ana"
