@@ -26,16 +26,32 @@ def connect(
     *,
     resume: bool = True,
     safe_mode: bool = False,
+    token: str | None = None,
 ) -> Workspace:
-    """Open (creating and migrating) a BEAR database and return its ``Workspace``.
+    """Open (creating and migrating) a BEAR database and return its ``Workspace``; or, for a
+    server's URL, return a ``bear.remote.RemoteWorkspace`` with the same methods.
 
-    :param path: a DuckDB file, or ``":memory:"``.
+    :param path: a DuckDB file, ``":memory:"``, or the URL of a ``bear serve`` server
+        (``http://…`` or ``https://…``).
     :param plugins: extra plugin objects (modules or instances with ``@bear.hookimpl`` methods).
     :param resume: resume unfinished runs in the background (the owner of a database does).
     :param safe_mode: open without the stored plugins folder and rules file, without
         entry-point plugins and without resuming runs — the way back in when a stored setting
         stops the book from opening (fix it, e.g. ``ws.settings.reset("plugins_dir")``).
+    :param token: for a server: the API token (else ``$BEAR_TOKEN``, else the one ``bear
+        login`` stored for that URL). The server's user acts: their role and scopes decide
+        what the workspace may do, and runs and changes are recorded as theirs.
     """
+    if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+        if tuple(plugins) or safe_mode:
+            raise BearError(
+                "plugins and safe mode belong to the server: start `bear serve` with them"
+            )
+        from bear.remote import connect as connect_remote  # lazy: httpx only when needed
+
+        return connect_remote(path, token)  # type: ignore[return-value]  # the same API
+    if token is not None:
+        raise BearError("a token is for a server's URL (http://…), not a database file")
     return Workspace(path, plugins, resume=resume, safe_mode=safe_mode)
 
 

@@ -8,13 +8,23 @@ class BearError(Exception):
 
 
 class DatabaseLockedError(BearError):
-    """The database file is held by another process."""
+    """The database file is held by another process; ``url`` is where that process serves
+    it, when it is ``bear serve``."""
 
-    def __init__(self, message: str, *, path: str, pid: int | None, command: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        pid: int | None,
+        command: str | None,
+        url: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.pid = pid
         self.command = command
+        self.url = url
 
 
 class SettingError(BearError):

@@ -6,7 +6,9 @@ browser. Reading one goes through the workspace (``ws.count(sel)``, ``ws.resolve
 ``ws.page(sel, …)``, ``ws.totals(sel)``), which builds its SQL in ``bear.queries``. A
 selection made by a workspace keeps a reference to it for one purpose only: so that
 ``len(sel)``, ``sel.ids()``, ``sel.page()``, ``sel.totals()`` and ``sel.refine()`` work as
-short-hands that delegate to that workspace; the reference takes no part in equality.
+short-hands that delegate to that workspace; the reference takes no part in equality. The
+workspace may be a remote one (``bear.remote.RemoteWorkspace``): it answers the same calls
+through the server.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bear.queries.events import COLUMNS, FROM_SQL, KIND_SQL, aliases_of, from_sq
 from bear.queries.filters import CATEGORIES, FILTERS, ID_FILTERS, Filters
 
 if TYPE_CHECKING:
+    from bear.remote import RemoteWorkspace
     from bear.workspace import Workspace
 
 Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
@@ -54,7 +57,7 @@ class Selection:
 
     kind: Kind
     filters: Filters = field(default_factory=Filters)
-    ws: Workspace | None = field(default=None, compare=False, repr=False)
+    ws: Workspace | RemoteWorkspace | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,7 +65,7 @@ class Selection:
         if not isinstance(self.filters, Filters):
             raise BearError("a selection's filters are built with Filters.build(**filters)")
 
-    def _workspace(self) -> Workspace:
+    def _workspace(self) -> Workspace | RemoteWorkspace:
         if self.ws is None:
             raise BearError(
                 "this selection is not bound to a workspace: read it with ws.count(sel)"

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import io
+import json
 from typing import Any
 
 import pandas as pd
@@ -21,12 +22,32 @@ import pyarrow.ipc as ipc
 from bear.models import Preview, RuleTiming, RunResult
 
 ARROW = "application/vnd.apache.arrow.stream"
+# Field metadata of a column whose values Arrow cannot type (a setting's old and new values
+# mix numbers, text, lists): it travels as JSON text and is read back as the values.
+_JSON_FIELD = {b"bear.encoding": b"json"}
 
 
 def to_arrow(table: pd.DataFrame | pa.Table) -> pa.Table:
+    """``table`` as Arrow; a column of mixed Python values (int, text, list …) travels as
+    JSON text marked in its field metadata, so ``from_arrow_bytes`` gives the values back."""
     if isinstance(table, pa.Table):
         return table
-    return pa.Table.from_pandas(table, preserve_index=False)
+    try:
+        return pa.Table.from_pandas(table, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    arrays, fields = [], []
+    for name in table.columns:
+        column = table[name]
+        try:
+            array = pa.array(column, from_pandas=True)
+            field = pa.field(str(name), array.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.array([json.dumps(jsonable(v)) for v in column], pa.string())
+            field = pa.field(str(name), pa.string(), metadata=_JSON_FIELD)
+        arrays.append(array)
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def arrow_bytes(table: pd.DataFrame | pa.Table) -> bytes:
@@ -39,8 +60,14 @@ def arrow_bytes(table: pd.DataFrame | pa.Table) -> bytes:
 
 
 def from_arrow_bytes(raw: bytes) -> pd.DataFrame:
-    """The DataFrame of an Arrow IPC stream (DECIMAL as ``Decimal``)."""
-    return ipc.open_stream(raw).read_all().to_pandas()
+    """The DataFrame of an Arrow IPC stream (DECIMAL as ``Decimal``; JSON-encoded columns as
+    their values)."""
+    table = ipc.open_stream(raw).read_all()
+    frame = table.to_pandas()
+    for field in table.schema:
+        if field.metadata and field.metadata.get(b"bear.encoding") == b"json":
+            frame[field.name] = [json.loads(v) for v in frame[field.name]]
+    return frame
 
 
 def jsonable(value: Any) -> Any:
@@ -88,9 +115,17 @@ def run_json(run: RunResult) -> dict[str, Any]:
     return {f.name: jsonable(getattr(run, f.name)) for f in dataclasses.fields(run)}
 
 
+_RUN_TIMES = ("created_at", "started_at", "updated_at", "finished_at")
+
+
 def run_of(data: dict[str, Any]) -> RunResult:
+    """The ``RunResult`` of ``run_json``'s document (times back as ``datetime``)."""
     names = {f.name for f in dataclasses.fields(RunResult)}
-    return RunResult(**{k: v for k, v in data.items() if k in names})
+    values = {k: v for k, v in data.items() if k in names}
+    for key in _RUN_TIMES:
+        if isinstance(values.get(key), str):
+            values[key] = dt.datetime.fromisoformat(values[key])
+    return RunResult(**values)
 
 
 def preview_json(pv: Preview) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class UserChange(BaseModel):
 
 
 class UserOut(BaseModel):
+    id: int
     name: str
     role: str
     email: str | None = None
@@ -74,6 +75,7 @@ class TokenOut(BaseModel):
 
 def _user_out(user: Any) -> UserOut:
     return UserOut(
+        id=user.id,
         name=user.name,
         role=user.role.value,
         email=user.email,
@@ -107,12 +109,14 @@ def change_settings(
 def settings_history(
     request: Request,
     name: str | None = None,
+    limit: int | None = None,
     who: Principal = Depends(principal),
     ctx: Context = Depends(context),
 ) -> Response:
-    """Who changed which setting or rule, when, from what to what (newest first)."""
+    """Who changed which setting, when, from what to what (newest first; ``limit``: the
+    newest that many)."""
     who.require("read")
-    return table(request, ctx.ws.settings.history(name))
+    return table(request, ctx.ws.settings.history(name, limit=limit))
 
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])

@@ -72,14 +72,23 @@ class SelectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Kind = "awaiting_release"
-    filters: FiltersIn = Field(default_factory=FiltersIn)
+    # Documented as ``FiltersIn``; checked by the core (``Filters.build``), so a bad filter
+    # is refused with the very message a local workspace gives.
+    filters: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "properties": FiltersIn.model_json_schema()["properties"],
+            "additionalProperties": False,
+        },
+    )
     ids: list[int] | None = Field(default=None, max_length=10_000_000)
 
 
 class PageIn(SelectionIn):
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=10_000)
-    sort: list[tuple[str, Literal["asc", "desc"]]] | None = None
+    # checked by the core (whitelisted columns, asc/desc), which names a bad one
+    sort: list[tuple[str, str]] | None = None
 
 
 class PreviewIn(SelectionIn):
@@ -143,10 +152,10 @@ def selection(ctx: Context, body: SelectionIn, who: Principal) -> Any:
     """The selection a request names (filters validated by the core), limited to what the
     caller may see (their scopes). Explicit ids outside those scopes are refused."""
     ws = ctx.ws
-    filters = body.filters.model_dump(exclude_none=True)
+    built = Filters.build(**body.filters)  # the core names a bad filter (InputError)
     scopes = who.user.scopes if who.user is not None else None
     if body.ids is None:
-        return ws.selection(body.kind, Filters.build(**filters).scoped(scopes))
+        return ws.selection(body.kind, built.scoped(scopes))
     if scopes is None or scopes.unlimited:
         return body.ids
     wanted = set(body.ids)
@@ -279,7 +288,9 @@ def cancel(
 
 
 def _record_route(path: str, method: str, doc: str, *params: str) -> None:
-    """A GET route returning one of the workspace's record tables."""
+    """A GET route returning one of the workspace's record tables. ``params`` name the
+    method's arguments: ``name`` (a required id), ``name?`` (an optional id) or ``name?str``
+    (optional text); the method itself checks them."""
 
     def handler(
         request: Request,
@@ -294,15 +305,15 @@ def _record_route(path: str, method: str, doc: str, *params: str) -> None:
 
     signature = inspect.signature(handler)
     extra = []
-    for name in params:
-        optional = name.endswith("?")
-        name = name.rstrip("?")
+    for spec in params:
+        name, optional, kind = spec.partition("?")
+        annotation: Any = (str | None if kind == "str" else int | None) if optional else int
         extra.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None if optional else inspect.Parameter.empty,
-                annotation=int | None if optional else int,
+                annotation=annotation,
             )
         )
     handler.__signature__ = signature.replace(  # type: ignore[attr-defined]
@@ -323,17 +334,27 @@ def _record_route(path: str, method: str, doc: str, *params: str) -> None:
 _record_route("/runs/{run_id}/batches", "release_batches", "A run's release batches.", "run_id")
 _record_route("/process-runs", "process_runs", "Invoicing process runs.", "run_id?")
 _record_route(
-    "/process-runs/{process_run_id}/logs", "process_logs", "Per-event logs.", "process_run_id"
+    "/process-runs/{process_run_id}/logs",
+    "process_logs",
+    "Per-event logs (optionally of one status, OK or ERROR).",
+    "process_run_id",
+    "status?str",
 )
 _record_route("/app-logs", "app_logs", "Application logs of runs.", "run_id?", "limit?")
 _record_route("/documents", "documents", "Sales invoices and credit notes.", "run_id?", "limit?")
 _record_route(
     "/documents/{document_id}/lines", "document_lines", "A document's lines.", "document_id"
 )
-_record_route("/notifications", "notifications", "Notifications and their delivery.", "run_id?")
+_record_route(
+    "/notifications",
+    "notifications",
+    "Notifications and their delivery (of one run, one channel, or all).",
+    "run_id?",
+    "channel?str",
+)
 
 
-# -- rules and SQL ----------------------------------------------------------------------------
+# -- rules, plugins and SQL -------------------------------------------------------------------
 @router.get("/rules", responses=TABLE_RESPONSES, response_model=TableOut, tags=["rules"])
 def rules(
     request: Request, who: Principal = Depends(principal), ctx: Context = Depends(context)
@@ -341,6 +362,15 @@ def rules(
     """Every rule with its stage, severity, plugin, state and last timing."""
     who.require("read")
     return table(request, ctx.ws.rules())
+
+
+@router.get("/plugins", responses=TABLE_RESPONSES, response_model=TableOut, tags=["rules"])
+def plugins(
+    request: Request, who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> Response:
+    """Every loaded plugin: name, version, source, hooks."""
+    who.require("read")
+    return table(request, ctx.ws.plugin_list())
 
 
 @router.post("/sql", responses=TABLE_RESPONSES, response_model=TableOut, tags=["sql"])

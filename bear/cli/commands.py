@@ -11,9 +11,11 @@ import pandas as pd
 
 from bear.cli.common import (
     default_db,
+    is_remote,
     jsonable,
     listed,
     local_actor,
+    local_only,
     open_book,
     print_frame,
     print_json,
@@ -25,6 +27,7 @@ from bear.errors import BearError, ImportProblemError
 
 
 def cmd_init(a: argparse.Namespace) -> int:
+    local_only(a, "init", "it creates or migrates the file")
     with open_book(a) as ws:
         n = ws.sql("SELECT count(*) AS n FROM schema_migrations")["n"][0]
         print(f"database {ws.path} ready ({n} migration(s) applied)")
@@ -34,6 +37,7 @@ def cmd_init(a: argparse.Namespace) -> int:
 def cmd_seed(a: argparse.Namespace) -> int:
     import bear
 
+    local_only(a, "seed")
     with open_book(a) as ws:
         counts = bear.demo.seed(ws, events=a.events, seed=a.seed)
     if a.json:
@@ -50,6 +54,7 @@ def cmd_seed(a: argparse.Namespace) -> int:
 def cmd_import(a: argparse.Namespace) -> int:
     from bear.io import KINDS
 
+    local_only(a, "import", "the server has no upload route; import where the book is")
     files = {k: getattr(a, k) for k in KINDS if getattr(a, k, None)}
     if not files:
         raise BearError("nothing to import: give --events, --items and/or other files")
@@ -79,6 +84,7 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    local_only(a, "export", "it writes the files where the book is")
     with open_book(a) as ws:
         written = ws.export_files(a.out, fmt=a.format, raw=a.raw)
     for kind, path in written.items():
@@ -246,22 +252,38 @@ def cmd_run(a: argparse.Namespace) -> int:
     action = a.run_command.replace("-", "_")
     # --no-wait only queues: this process must not start executing anything before it exits.
     with open_book(a, resume=not a.no_wait) as ws:
+        remote = is_remote(ws)
+        if not remote and not a.user:
+            raise BearError(
+                "run: give --user, who starts the run (an e-mail address gets the e-mail)"
+            )
         sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
+        if remote and a.user and a.user != ws.user:
+            print(
+                printable(f"note: the run is recorded as {ws.user}, the token's user"),
+                file=sys.stderr,
+            )
         handle = ws.queue(action, sel, a.user, full=a.full, start=not a.no_wait)
         run_id = handle.id
         if a.no_wait:
-            # The run is queued in the database; `bear worker` (or any owner) executes it.
             if a.json:
                 print_json({"id": run_id, "status": "queued"})
+            elif remote:
+                print(
+                    f"run {run_id} queued on {ws.url}; `bear --server {ws.url} run show {run_id}`"
+                )
             else:
+                # queued in the database; `bear worker` (or any owner) executes it
                 print(
                     f"run {run_id} queued; `bear worker --db {ws.path}` or the dashboard will execute it"
                 )
             return 0
         res = handle.wait()
-        # The e-mails are sent by this process's outbox thread: give them their first attempt
-        # before the process exits (a failure stays in the outbox for the next owner).
-        ws.wait_notifications(res.id, timeout=30)
+        if not remote:
+            # The e-mails are sent by this process's outbox thread: give them their first
+            # attempt before the process exits (a failure stays in the outbox for the next
+            # owner). A server's own outbox sends those of the runs it executes.
+            ws.wait_notifications(res.id, timeout=30)
         _show_run(res, a.json)
     return 0 if res.status == "completed" else 1
 
@@ -302,6 +324,7 @@ def cmd_plugins(a: argparse.Namespace) -> int:
 def cmd_worker(a: argparse.Namespace) -> int:
     import time
 
+    local_only(a, "worker", "the server executes its own runs")
     with open_book(a, resume=True) as ws:
         ws.runner.start()
         print(f"worker on {ws.path}: running queued runs (Ctrl-C to stop)", flush=True)
@@ -317,6 +340,8 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 
 def cmd_notifications(a: argparse.Namespace) -> int:
+    if a.action == "retry":
+        local_only(a, "notifications retry", "the server's outbox retries on its own")
     with open_book(a) as ws:
         if a.action == "retry":
             res = ws.retry_notifications()
@@ -331,6 +356,7 @@ def cmd_notifications(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     from bear.server import serve
 
+    local_only(a, "serve", "it serves a file of this machine")
     serve(
         a.db or default_db(),
         port=a.port,

@@ -97,6 +97,25 @@ def whole(name: str, lo: int, hi: int) -> Any:
 
 def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help=f"database file (default $BEAR_DB or {DEFAULT_DB})")
+    add_server(p)
+
+
+def add_server(p: argparse.ArgumentParser, *, main: bool = False) -> None:
+    """``--server`` and ``--token``: before the command (``main``), or after it (then they
+    are only set when given, so they never hide the ones given before it)."""
+    default: Any = None if main else argparse.SUPPRESS
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        default=default,
+        help="work on the book served at URL (bear serve) through its API instead of a file "
+        "(default $BEAR_SERVER)",
+    )
+    p.add_argument(
+        "--token",
+        default=default,
+        help="API token for --server (default $BEAR_TOKEN, else the one bear login stored)",
+    )
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:
@@ -156,9 +175,59 @@ def selection_of(ws: Any, a: argparse.Namespace, kind: str) -> Any:
     return ws.awaiting_invoice(**f) if kind == "awaiting_invoice" else ws.awaiting_release(**f)
 
 
+def server_of(a: argparse.Namespace) -> str | None:
+    """The server a command goes through: ``--server``, else ``$BEAR_SERVER`` unless ``--db``
+    names a file (an option given beats the environment); ``None`` for a local book."""
+    server = getattr(a, "server", None)
+    if server:
+        if getattr(a, "db", None):
+            raise BearError("give either --server or --db, not both")
+        return str(server)
+    if getattr(a, "db", None):
+        return None
+    return os.environ.get("BEAR_SERVER", "").strip() or None
+
+
+def local_only(a: argparse.Namespace, command: str, why: str = "") -> None:
+    """Refuse ``command`` when it would go through a server: it needs the file itself."""
+    server = server_of(a)
+    if server:
+        raise BearError(
+            f"bear {command} works on the database file itself, not through a server "
+            f"({server}){': ' + why if why else ''}. Run it on the machine that holds the "
+            "book, with --db (and without --server or $BEAR_SERVER)"
+        )
+
+
+def is_remote(ws: Any) -> bool:
+    from bear.remote import RemoteWorkspace
+
+    return isinstance(ws, RemoteWorkspace)
+
+
 def open_book(a: argparse.Namespace, *, resume: bool = False) -> Any:
+    """The book a command works on: the server's (``server_of``), through the remote
+    workspace, or the file of ``--db`` / ``$BEAR_DB``."""
     import bear
 
+    server = server_of(a)
+    if server:
+        if getattr(a, "safe_mode", False):
+            raise BearError(
+                "--safe-mode opens a file, not a server (start one with bear --safe-mode serve)"
+            )
+        from bear.errors import AuthError
+        from bear.remote import connect
+
+        try:
+            return connect(server, getattr(a, "token", None))
+        except AuthError as exc:
+            raise AuthError(
+                f"{exc} — sign in to {server} once with `bear login --server {server}`, or "
+                "give --token or $BEAR_TOKEN"
+            ) from None
+    if getattr(a, "token", None):
+        raise BearError("--token goes with --server URL (a database file needs no token)")
     return bear.connect(
         a.db or default_db(), resume=resume, safe_mode=getattr(a, "safe_mode", False)
     )

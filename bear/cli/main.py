@@ -26,9 +26,11 @@ from bear.cli.commands import (
 from bear.cli.common import (
     add_db,
     add_filters,
+    add_server,
     printable,
     whole,
 )
+from bear.cli.login import add_login_parsers
 from bear.cli.team import add_team_parsers
 from bear.errors import BearError
 from bear.queries import bounds
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the book without its plugins folder, rules file and entry-point plugins "
         "(to fix a setting that stops it from opening: bear --safe-mode settings reset NAME)",
     )
+    add_server(p, main=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         nargs="*",
         help="NAME for get; NAME=VALUE pairs for set; NAMEs for reset; an optional NAME for "
-        "history. set and reset are recorded as made by local:<your OS user>",
+        "history. set and reset are recorded as made by local:<your OS user> (with --server: "
+        "by the token's user)",
     )
     sp.add_argument(
         "--limit",
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     add_team_parsers(sub)
+    add_login_parsers(sub)
 
     sp = cmd("events", cmd_events, "list billing events (awaiting release unless --awaiting)")
     add_filters(sp)
@@ -136,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_db(rp)
         add_filters(rp)
         rp.add_argument(
-            "--user", required=True, help="who starts the run (an e-mail address gets the e-mail)"
+            "--user",
+            help="who starts the run (an e-mail address gets the e-mail); required for a "
+            "book file, ignored with --server (the token's user starts it)",
         )
         rp.add_argument("--no-wait", action="store_true", help="queue the run and return")
         rp.add_argument("--full", action="store_true", help="validate even above validation_limit")

@@ -2,7 +2,9 @@
 
 Each command parses its arguments, calls one method of ``ws.team`` (``bear.auth.Team``, where
 every rule lives: valid names and roles, the last admin, password length) and prints the
-result. A change is recorded as made by ``local:<OS user>`` (``local_actor``). A password
+result. A change is recorded as made by ``local:<OS user>`` (``local_actor``); with
+``--server`` the commands go through the server's admin routes (``bear.remote.team``) and
+the token's user is recorded instead, which is how a served book's team is managed. A password
 never travels on the command line: it is asked twice at a hidden prompt, or read as one line
 from stdin with ``--password-stdin``; a token is printed once, when it is created.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 
 from bear.cli.common import (
     add_db,
+    is_remote,
     local_actor,
     open_book,
     print_frame,
@@ -101,9 +104,18 @@ def _show_user(user: User, verb: str, as_json: bool, **extra: Any) -> None:
 def _plain(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     """``frame`` with the free-text ``columns`` made safe to print on a terminal."""
     out = frame.copy()
-    for col in columns:
+    for col in (c for c in columns if c in out.columns):
         out[col] = out[col].map(lambda v: "" if v is None or v != v else printable(str(v)))
     return out
+
+
+def team_of(ws: Any) -> Any:
+    """The team of the book: ``ws.team``, or the server's admin routes for a served one."""
+    if is_remote(ws):
+        from bear.remote.team import RemoteTeam
+
+        return RemoteTeam(ws)
+    return ws.team
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -111,7 +123,7 @@ def cmd_users(a: argparse.Namespace) -> int:
     actor = local_actor()
     if a.users_command == "list":
         with open_book(a) as ws:
-            frame = ws.team.users()
+            frame = team_of(ws).users()
         if a.json:
             rows = records(frame)
             for row in rows:
@@ -124,7 +136,7 @@ def cmd_users(a: argparse.Namespace) -> int:
         scopes = scopes_of_args(a.scope)
         password = read_password(a)
         with open_book(a) as ws:
-            user = ws.team.add(
+            user = team_of(ws).add(
                 a.name, a.role, actor=actor, email=a.email, password=password, scopes=scopes
             )
         _show_user(user, "added", a.json, password=password is not None)
@@ -133,11 +145,11 @@ def cmd_users(a: argparse.Namespace) -> int:
         password = read_password(a)
         assert password is not None
         with open_book(a) as ws:
-            user = ws.team.set_password(a.name, password, actor=actor)
+            user = team_of(ws).set_password(a.name, password, actor=actor)
         print(f"password of {user.name} changed")
         return 0
     with open_book(a) as ws:
-        team = ws.team
+        team = team_of(ws)
         if a.users_command == "set-role":
             user = team.set_role(a.name, a.role, actor=actor)
         elif a.users_command == "set-scopes":
@@ -154,7 +166,7 @@ def cmd_users(a: argparse.Namespace) -> int:
 def cmd_tokens(a: argparse.Namespace) -> int:
     actor = local_actor()
     with open_book(a) as ws:
-        team = ws.team
+        team = team_of(ws)
         if a.tokens_command == "list":
             frame = team.tokens(a.name)
             print_frame(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from bear.db import documents, item_stats
+from bear.db import documents, item_stats, served
 from bear.errors import BearError, DatabaseLockedError
 
 log = logging.getLogger(__name__)
@@ -198,12 +198,20 @@ def _connect_raw(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         holder = f"process {pid}" if pid else "another process"
         if command:
             holder += f" ({command})"
-        message = (
-            f"the database {path!r} is in use by {holder}. A BEAR database can be open in one "
-            "process at a time: stop that process (or close the notebook or dashboard that "
-            "holds it) and try again, or work on a copy of the file."
-        )
-        raise DatabaseLockedError(message, path=path, pid=pid, command=command) from None
+        url = served.served_by(path, pid) if pid else None
+        if url:
+            message = (
+                f"the database {path!r} is in use by {holder}: it is served at {url}. Work "
+                f"on it through the server: `bear --server {url} …` on the command line, "
+                f"`bear.connect({url!r}, token=…)` in Python, or the dashboard at {url}."
+            )
+        else:
+            message = (
+                f"the database {path!r} is in use by {holder}. A BEAR database can be open in "
+                "one process at a time: stop that process (or close the notebook or dashboard "
+                "that holds it) and try again, or work on a copy of the file."
+            )
+        raise DatabaseLockedError(message, path=path, pid=pid, command=command, url=url) from None
     except duckdb.Error as exc:
         raise BearError(f"cannot open the database {path!r}: {exc}") from exc
 

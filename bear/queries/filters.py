@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bear.db.schema import CATEGORIES
-from bear.errors import BearError
+from bear.errors import InputError
 from bear.models import Scopes
 from bear.queries import bounds
 
@@ -52,7 +52,11 @@ def _as_list(name: str, value: Any) -> list[Any]:
         out = list(value)
         if all(isinstance(v, str | int) and not isinstance(v, bool) for v in out):
             return out
-    raise BearError(f"filter {name!r}: expected a value or a list of values, not {value!r}")
+    raise InputError(
+        f"filter {name!r}: expected a value or a list of values, not {value!r}",
+        name=name,
+        value=value,
+    )
 
 
 def _as_ids(name: str, value: Any) -> tuple[int, ...]:
@@ -67,7 +71,9 @@ def _as_date(name: str, value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise BearError(f"filter {name!r}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise InputError(
+            f"filter {name!r}: {value!r} is not a date (YYYY-MM-DD)", name=name, value=value
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,10 @@ class Filters:
     def build(cls, **raw: Any) -> Filters:
         unknown = sorted(set(raw) - set(FILTERS))
         if unknown:
-            raise BearError(f"unknown filter {unknown[0]!r}; filters are: {', '.join(FILTERS)}")
+            raise InputError(
+                f"unknown filter {unknown[0]!r}; filters are: {', '.join(FILTERS)}",
+                name=unknown[0],
+            )
         kw: dict[str, Any] = {}
         for name, value in raw.items():
             if value is None or (
@@ -126,24 +135,32 @@ class Filters:
                 cats = tuple(str(v) for v in _as_list(name, value))
                 bad = [c for c in cats if c not in CATEGORIES]
                 if bad:
-                    raise BearError(
-                        f"filter 'category': {bad[0]!r} is not one of {', '.join(CATEGORIES)}"
+                    raise InputError(
+                        f"filter 'category': {bad[0]!r} is not one of {', '.join(CATEGORIES)}",
+                        name=name,
+                        value=bad[0],
                     )
                 kw[name] = cats
             elif name == "search":
                 if not isinstance(value, str):
-                    raise BearError(f"filter 'search': expected text, not {value!r}")
+                    raise InputError(
+                        f"filter 'search': expected text, not {value!r}", name=name, value=value
+                    )
                 if len(value) > 200:
-                    raise BearError("filter 'search': at most 200 characters")
+                    raise InputError("filter 'search': at most 200 characters", name=name)
                 kw[name] = value.strip()
             elif name == "eligibility":
                 kw[name] = str(value)
         f = cls(**kw)
         if f.date_from and f.date_to and f.date_from > f.date_to:
-            raise BearError(f"filter dates: date_from {f.date_from} is after date_to {f.date_to}")
+            raise InputError(
+                f"filter dates: date_from {f.date_from} is after date_to {f.date_to}",
+                name="date_from",
+            )
         if f.min_amount is not None and f.max_amount is not None and f.min_amount > f.max_amount:
-            raise BearError(
-                f"filter amounts: min_amount {f.min_amount} is above max_amount {f.max_amount}"
+            raise InputError(
+                f"filter amounts: min_amount {f.min_amount} is above max_amount {f.max_amount}",
+                name="min_amount",
             )
         return f
 

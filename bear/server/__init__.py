@@ -67,6 +67,19 @@ def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
     return guarded
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # stopping a server with SIGTERM is how it is meant to stop
+
+
+def local_url(address: str, port: int) -> str:
+    """The URL a process on this machine reaches the server at (a wildcard address is
+    reached on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def serve(
     path: str,
     port: int = 5006,
@@ -88,6 +101,7 @@ def serve(
     import uvicorn
 
     import bear
+    from bear.db import served
     from bear.server.guard import allowed_hosts, is_loopback
     from bear.ui.server import resolve_owner
 
@@ -122,11 +136,20 @@ def serve(
             server_header=False,
         )
         server = uvicorn.Server(config)
-        previous = signal.getsignal(signal.SIGTERM)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+        # handler it found: with the default one the process would die there, before the
+        # book is closed and the note removed. This one ends serve() through its finally
+        # blocks instead (and stops a server that is signalled while it starts).
+        previous = signal.signal(signal.SIGTERM, _stop)
+        if path != ":memory:":
+            # beside the book: where it is served, for the error another process gets
+            served.write_note(path, local_url(address, port))
         try:
             server.run()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if path != ":memory:":
+                served.remove_note(path)
     finally:
         log.info("stopping: closing %s", path)
         ws.close()
