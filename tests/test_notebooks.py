@@ -140,6 +140,39 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
     print(f"{path.name}: {seconds:.1f} s")
 
 
+@pytest.fixture(scope="module")
+def served_book(tmp_path_factory):
+    """A 20,000-event demo book served by `bear serve`, with an admin's API token."""
+    from netutil import serving
+
+    import bear
+
+    db = tmp_path_factory.mktemp("served-notebooks") / "book.duckdb"
+    with bear.connect(db) as ws:
+        bear.demo.seed(ws, events=20_000, seed=7)
+        ws.team.add("nb", "admin", actor="setup")
+        _, token = ws.team.create_token("nb", actor="setup")
+    with serving(db) as url:
+        yield url, token
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_against_a_served_book(path: Path, tmp_path: Path, served_book):
+    """$BEAR_SERVER and $BEAR_TOKEN set: the notebook works through the server's API."""
+    url, token = served_book
+    nb = nbformat.read(path, as_version=4)
+    env = _kernel_env(BEAR_SERVER=url, BEAR_TOKEN=token)
+    try:
+        _execute(nb, env=env, cwd=path.parent)
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail(f"{path.name} failed against {url}:\n{exc}", pytrace=False)
+    text = _texts(nb)
+    expected = [e for e in EXPECTED_OUTPUT.get(path.name, []) if not e.startswith("Run 1")]
+    for line in expected:
+        assert line in text, f"{path.name}: expected {line!r} in its output"
+    assert not (path.parent / "book.duckdb").exists()
+
+
 # -- a database another process holds -------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as s:
