@@ -394,7 +394,7 @@ class Workspace(Reading):
 
     # -- import and export ------------------------------------------------------------------
     def import_files(
-        self, *, dry_run: bool = False, **files: str | os.PathLike[str]
+        self, *, dry_run: bool = False, actor: str = "local", **files: str | os.PathLike[str]
     ) -> ImportReport:
         """Import CSV or Parquet files (by extension), all or nothing, in one transaction.
 
@@ -406,8 +406,22 @@ class Workspace(Reading):
         :raises ImportProblemError: when any file has any problem; ``problems`` lists each as
             ``{file, row, column, problem}`` (``row`` is the 1-based data row, ``None`` for the
             file) and nothing is written.
+
+        An import that wrote rows is recorded in the change log (``ws.team.changes("import")``)
+        with ``actor`` (who imported) and the rows per kind.
         """
-        return _import_files(self.db, dry_run=dry_run, after_write=self.refresh, **files)
+        report = _import_files(self.db, dry_run=dry_run, after_write=self.refresh, **files)
+        if not dry_run:
+            with self.db.transaction(rule_neutral=True) as tx:
+                self.team.log(
+                    tx,
+                    actor,
+                    "import",
+                    ", ".join(sorted(files)),
+                    None,
+                    {"rows": report["rows"], "files": {k: str(v) for k, v in files.items()}},
+                )
+        return report
 
     def export_files(
         self, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False

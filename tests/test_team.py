@@ -155,3 +155,15 @@ def test_throttle_per_key_with_retry_after():
     th.check("user:bob", "addr:10.0.0.2")
     time.sleep(0.55)
     th.check("user:ana", "addr:10.0.0.1")
+
+
+def test_an_import_is_recorded_with_who_imported(demo_ws, tmp_path):
+    written = demo_ws.export_files(tmp_path / "out", "parquet")
+    companies = str(written["companies"])
+    with bear.connect(tmp_path / "fresh.duckdb") as ws:
+        ws.import_files(dry_run=True, actor="ana", companies=companies)
+        assert ws.team.changes("import").empty  # a dry run writes nothing
+        report = ws.import_files(actor="ana", companies=companies)
+        log = ws.team.changes("import")
+        assert list(log.actor) == ["ana"] and list(log.target) == ["companies"]
+        assert f'"companies": {report["rows"]["companies"]}' in log.new_value[0]

@@ -60,7 +60,7 @@ def cmd_import(a: argparse.Namespace) -> int:
         raise BearError("nothing to import: give --events, --items and/or other files")
     with open_book(a) as ws:
         try:
-            report = ws.import_files(dry_run=a.dry_run, **files)
+            report = ws.import_files(dry_run=a.dry_run, actor=local_actor(), **files)
         except ImportProblemError as exc:
             if a.json:
                 print_json({"ok": False, "error": str(exc), "problems": exc.problems})
