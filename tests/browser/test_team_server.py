@@ -238,3 +238,15 @@ def test_two_analysts_releasing_overlapping_selections_never_double_release(team
     # every EUR event both asked for was released by exactly one of them
     assert sum(r["released"] for r in runs.values()) == counted[1]
     assert counted[0] == released_eur
+
+
+def test_the_grid_of_a_scoped_user_holds_their_region_only(team_server, page):
+    url, tokens, _, (region, _, _) = team_server
+    mine = {"kind": "awaiting_release", "filters": {"region": [region]}}
+    expected = _api(url, tokens["vic"]).post("/api/v1/events/count", json=mine).json()["count"]
+    _sign_in(page, url, "reg")
+    expect(page.get_by_role("button", name=f"Select all {expected:,} matching")).to_be_visible()
+    regions = page.locator("[tabulator-field=region]")
+    expect(regions.nth(1)).to_be_visible()
+    texts = set(regions.all_inner_texts()) - {"Region", ""}
+    assert texts == {region}
