@@ -230,6 +230,19 @@ class Preview:
     def ineligible(self) -> int:
         return self.selected - len(self.eligible_ids) if self.validated else 0
 
+    def counts(self) -> dict[str, Any]:
+        """The preview's figures as plain values (what ``--json`` and the HTTP API carry)."""
+        return {
+            "action": self.action,
+            "selected": self.selected,
+            "validated": self.validated,
+            "reason": self.reason,
+            "eligible": self.eligible,
+            "ineligible": self.ineligible,
+            "releasable": self.releasable,
+            "seconds": round(self.seconds, 3),
+        }
+
     def __repr__(self) -> str:
         tail = f"{self.ineligible:,} ineligible" if self.validated else "not validated"
         return f"<Preview {self.action}: {self.selected:,} selected, {self.eligible:,} eligible, {tail}>"

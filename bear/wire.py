@@ -27,6 +27,24 @@ ARROW = "application/vnd.apache.arrow.stream"
 _JSON_FIELD = {b"bear.encoding": b"json"}
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, with or without port and brackets) is this
+    machine's loopback: ``localhost``, ``127.0.0.0/8``, ``::1``."""
+    import ipaddress
+
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def to_arrow(table: pd.DataFrame | pa.Table) -> pa.Table:
     """``table`` as Arrow; a column of mixed Python values (int, text, list …) travels as
     JSON text marked in its field metadata, so ``from_arrow_bytes`` gives the values back."""
@@ -131,14 +149,7 @@ def run_of(data: dict[str, Any]) -> RunResult:
 def preview_json(pv: Preview) -> dict[str, Any]:
     """A preview with every table as Arrow (base64): the remote workspace rebuilds it whole."""
     return {
-        "action": pv.action,
-        "selected": pv.selected,
-        "validated": pv.validated,
-        "reason": pv.reason,
-        "eligible": pv.eligible,
-        "ineligible": pv.ineligible,
-        "releasable": pv.releasable,
-        "seconds": pv.seconds,
+        **pv.counts(),
         "eligible_ids": encode_table(pa.table({"id": pa.array(pv.eligible_ids, pa.int64())})),
         "violations": encode_table(pv.violations_table),
         "expected_documents": encode_table(pv.expected_documents),

@@ -287,7 +287,9 @@ def cancel(
     return run_json(ctx.ws.run(run_id))
 
 
-def _record_route(path: str, method: str, doc: str, *params: str) -> None:
+def _record_route(
+    path: str, method: str, doc: str, *params: str, tags: tuple[str, ...] = ("records",)
+) -> None:
     """A GET route returning one of the workspace's record tables. ``params`` name the
     method's arguments: ``name`` (a required id), ``name?`` (an optional id) or ``name?str``
     (optional text); the method itself checks them."""
@@ -327,7 +329,7 @@ def _record_route(path: str, method: str, doc: str, *params: str) -> None:
         methods=["GET"],
         responses=TABLE_RESPONSES,
         response_model=TableOut,
-        tags=["records"],
+        tags=list(tags),
     )
 
 
@@ -355,22 +357,18 @@ _record_route(
 
 
 # -- rules, plugins and SQL -------------------------------------------------------------------
-@router.get("/rules", responses=TABLE_RESPONSES, response_model=TableOut, tags=["rules"])
-def rules(
-    request: Request, who: Principal = Depends(principal), ctx: Context = Depends(context)
-) -> Response:
-    """Every rule with its stage, severity, plugin, state and last timing."""
-    who.require("read")
-    return table(request, ctx.ws.rules())
-
-
-@router.get("/plugins", responses=TABLE_RESPONSES, response_model=TableOut, tags=["rules"])
-def plugins(
-    request: Request, who: Principal = Depends(principal), ctx: Context = Depends(context)
-) -> Response:
-    """Every loaded plugin: name, version, source, hooks."""
-    who.require("read")
-    return table(request, ctx.ws.plugin_list())
+_record_route(
+    "/rules",
+    "rules",
+    "Every rule with its stage, severity, plugin, state and last timing.",
+    tags=("rules",),
+)
+_record_route(
+    "/plugins",
+    "plugin_list",
+    "Every loaded plugin: name, version, source, hooks.",
+    tags=("rules",),
+)
 
 
 @router.post("/sql", responses=TABLE_RESPONSES, response_model=TableOut, tags=["sql"])

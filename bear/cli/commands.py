@@ -192,13 +192,7 @@ def cmd_preview(a: argparse.Namespace) -> int:
         if a.json:
             print_json(
                 {
-                    "action": pv.action,
-                    "selected": pv.selected,
-                    "validated": pv.validated,
-                    "reason": pv.reason,
-                    "eligible": pv.eligible,
-                    "ineligible": pv.ineligible,
-                    "seconds": round(pv.seconds, 3),
+                    **pv.counts(),
                     "expected_documents": records(pv.expected_documents),
                     "by_rule": records(pv.by_rule),
                     "blast_radius": len(pv.blast_radius),

@@ -17,6 +17,7 @@ from bear.remote.http import server_url
 from bear.remote.runs import RemoteRunHandle
 from bear.remote.settings import RemoteSettings
 from bear.remote.workspace import RemoteWorkspace
+from bear.wire import is_loopback
 
 __all__ = [
     "RemoteRunHandle",
@@ -56,20 +57,10 @@ def connect(url: str, token: str | None = None, **options: Any) -> RemoteWorkspa
     """
     base = server_url(url)
     secret = resolve_token(base, token)
-    if secret and base.startswith("http://") and not _loopback(base):
+    if (
+        secret
+        and base.startswith("http://")
+        and not is_loopback(base.split("//", 1)[1].split("/", 1)[0])
+    ):
         log.warning("sending an API token over plain http to %s: put the server behind TLS", base)
     return RemoteWorkspace(base, secret, **options)
-
-
-def _loopback(url: str) -> bool:
-    import ipaddress
-
-    import httpx
-
-    host = httpx.URL(url).host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

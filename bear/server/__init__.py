@@ -102,8 +102,9 @@ def serve(
 
     import bear
     from bear.db import served
-    from bear.server.guard import allowed_hosts, is_loopback
+    from bear.server.guard import allowed_hosts
     from bear.ui.server import resolve_owner
+    from bear.wire import is_loopback
 
     if startup:
         with bear.connect(path, resume=False, safe_mode=safe_mode) as owner_ws:

@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from bear.auth.sessions import COOKIE
+from bear.wire import is_loopback
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -65,16 +65,6 @@ def host_name(host: str) -> str:
     if host.count(":") == 1:
         return host.split(":", 1)[0]
     return host
-
-
-def is_loopback(address: str) -> bool:
-    name = host_name(address)
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def allowed_hosts(address: str, extra: Iterable[str] = ()) -> list[str]:
