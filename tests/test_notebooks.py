@@ -234,10 +234,12 @@ def test_connect_to_a_held_database_says_plainly_who_holds_it(holder: str, tmp_p
         err = errors[0]
         assert err.ename == "DatabaseLockedError"
         assert f"process {proc.pid}" in err.evalue
-        assert "stop that process" in err.evalue and "try again" in err.evalue
-        assert "copy" in err.evalue
-        if holder == "serve":
-            assert "serve" in err.evalue  # names the holder's command
+        if holder == "serve":  # names the server to work through instead
+            assert "serve" in err.evalue and "it is served at http://127.0.0.1:" in err.evalue
+            assert "bear.connect('http://127.0.0.1:" in err.evalue
+        else:
+            assert "stop that process" in err.evalue and "try again" in err.evalue
+            assert "copy" in err.evalue
         traceback = "\n".join(err.traceback)
         assert "Conflicting lock" not in traceback and "IOException" not in traceback
     finally:
