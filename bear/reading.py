@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from bear.db import Database
-from bear.errors import BearError
+from bear.errors import BearError, NotFoundError
+from bear.models import Scopes
 from bear.pipeline import Core
 from bear.queries import bounds
 from bear.queries import events as q_events
@@ -44,21 +45,45 @@ class Reading:
         """The process runs (invoicing stages) of a run, or of every run."""
         return q_records.process_runs(self.db.cursor(), bounds.optional_id("run_id", run_id))
 
-    def process_logs(self, process_run_id: int, status: str | None = None) -> pd.DataFrame:
-        """One row per event the invoicing stage processed: status OK (with document) or ERROR."""
-        return self.export(ProcessLogQuery(bounds.id_("process_run_id", process_run_id), status))
+    def process_logs(
+        self, process_run_id: int, status: str | None = None, *, scope: Scopes | None = None
+    ) -> pd.DataFrame:
+        """One row per event the invoicing stage processed: status OK (with document) or ERROR.
+        ``scope`` (a person's scopes) keeps the rows of the events they may see."""
+        pr = bounds.id_("process_run_id", process_run_id)
+        return self.export(ProcessLogQuery(pr, status, scope))
 
-    def app_logs(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Release-stage problems and other background events, oldest first."""
-        return self.export(AppLogQuery(bounds.optional_id("run_id", run_id)), limit=limit)
+    def app_logs(
+        self,
+        run_id: int | None = None,
+        limit: int | None = None,
+        *,
+        scope: Scopes | None = None,
+    ) -> pd.DataFrame:
+        """Release-stage problems and other background events, oldest first; with ``scope``,
+        the run-level records and those of the events the person may see."""
+        query = AppLogQuery(bounds.optional_id("run_id", run_id), scope)
+        return self.export(query, limit=limit)
 
-    def documents(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Sales invoices and credit notes (of one run, or all)."""
-        return self.export(DocumentQuery(run_id=bounds.optional_id("run_id", run_id)), limit=limit)
+    def documents(
+        self,
+        run_id: int | None = None,
+        limit: int | None = None,
+        *,
+        scope: Scopes | None = None,
+    ) -> pd.DataFrame:
+        """Sales invoices and credit notes (of one run, or all); with ``scope``, those of the
+        events the person may see."""
+        query = DocumentQuery(run_id=bounds.optional_id("run_id", run_id), scope=scope)
+        return self.export(query, limit=limit)
 
-    def document_lines(self, document_id: int) -> pd.DataFrame:
-        """The lines of one sales invoice or credit note, with product names."""
-        return q_records.document_lines(self.db.cursor(), bounds.id_("document_id", document_id))
+    def document_lines(self, document_id: int, *, scope: Scopes | None = None) -> pd.DataFrame:
+        """The lines of one sales invoice or credit note, with product names. A document of
+        an event outside ``scope`` is not found."""
+        doc = bounds.id_("document_id", document_id)
+        if not q_records.document_visible(self.db.cursor(), doc, scope):
+            raise NotFoundError(f"no document {doc}")
+        return q_records.document_lines(self.db.cursor(), doc)
 
     def notifications(self, run_id: int | None = None, channel: str | None = None) -> pd.DataFrame:
         """The notification outbox: what was owed, to whom, and whether it was delivered."""

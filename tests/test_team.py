@@ -167,3 +167,24 @@ def test_an_import_is_recorded_with_who_imported(demo_ws, tmp_path):
         log = ws.team.changes("import")
         assert list(log.actor) == ["ana"] and list(log.target) == ["companies"]
         assert f'"companies": {report["rows"]["companies"]}' in log.new_value[0]
+
+
+def test_scoped_readers_keep_the_rows_of_the_persons_events(demo_ws):
+    from bear.errors import NotFoundError
+
+    region = demo_ws.sql("SELECT min(region) AS r FROM projects")["r"][0]
+    scope = Scopes(regions=(region,))
+    events_in = set(demo_ws.events(region=region).ids())
+    docs = demo_ws.documents(scope=scope)
+    assert 0 < len(docs) < len(demo_ws.documents())
+    assert set(docs.billing_event_id) <= events_in
+    other = demo_ws.documents().query("billing_event_id not in @events_in").id.iloc[0]
+    with pytest.raises(NotFoundError):
+        demo_ws.document_lines(int(other), scope=scope)
+    assert len(demo_ws.document_lines(int(other))) > 0
+    run = demo_ws.release_and_invoice(demo_ws.awaiting_release(), "tester", wait=True)
+    logs = demo_ws.process_logs(run.process_run_id, scope=scope)
+    assert 0 < len(logs) < len(demo_ws.process_logs(run.process_run_id))
+    assert set(logs.billing_event_id) <= events_in
+    app = demo_ws.app_logs(run.id, scope=scope)
+    assert set(app.record_id.dropna()) <= events_in

@@ -288,7 +288,12 @@ def cancel(
 
 
 def _record_route(
-    path: str, method: str, doc: str, *params: str, tags: tuple[str, ...] = ("records",)
+    path: str,
+    method: str,
+    doc: str,
+    *params: str,
+    tags: tuple[str, ...] = ("records",),
+    scoped: bool = False,
 ) -> None:
     """A GET route returning one of the workspace's record tables. ``params`` name the
     method's arguments: ``name`` (a required id), ``name?`` (an optional id) or ``name?str``
@@ -301,6 +306,8 @@ def _record_route(
         **kwargs: Any,
     ) -> Response:
         who.require("read")
+        if scoped and who.user is not None:  # rows of the events the person may see only
+            kwargs["scope"] = who.user.scopes
         return table(request, getattr(ctx.ws, method)(**kwargs))
 
     import inspect
@@ -341,11 +348,25 @@ _record_route(
     "Per-event logs (optionally of one status, OK or ERROR).",
     "process_run_id",
     "status?str",
+    scoped=True,
 )
-_record_route("/app-logs", "app_logs", "Application logs of runs.", "run_id?", "limit?")
-_record_route("/documents", "documents", "Sales invoices and credit notes.", "run_id?", "limit?")
 _record_route(
-    "/documents/{document_id}/lines", "document_lines", "A document's lines.", "document_id"
+    "/app-logs", "app_logs", "Application logs of runs.", "run_id?", "limit?", scoped=True
+)
+_record_route(
+    "/documents",
+    "documents",
+    "Sales invoices and credit notes.",
+    "run_id?",
+    "limit?",
+    scoped=True,
+)
+_record_route(
+    "/documents/{document_id}/lines",
+    "document_lines",
+    "A document's lines.",
+    "document_id",
+    scoped=True,
 )
 _record_route(
     "/notifications",

@@ -19,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 
 from bear.errors import BearError
+from bear.models import Scopes
 from bear.queries import bounds
 from bear.queries.events import joins_for
+from bear.queries.filters import Filters
 from bear.queries.pager import Listing, frame
 
 
@@ -56,6 +58,21 @@ def process_runs(cur: duckdb.DuckDBPyConnection, run_id: int | None = None) -> p
     )
 
 
+# -- scopes ------------------------------------------------------------------------------------
+def scope_condition(id_expr: str, scope: Scopes | None) -> tuple[str, dict[str, Any]]:
+    """``id_expr`` (an event id) among the events ``scope`` lets a person see; ``true`` for no
+    or unlimited scopes. The conditions are the ones every selection of that person carries."""
+    if scope is None or scope.unlimited:
+        return "true", {}
+    conds, params = Filters().scoped(scope).where()
+    inner = " AND ".join(conds)
+    return (
+        f"{id_expr} IN (SELECT e.id FROM billing_events e "
+        f"LEFT JOIN projects p ON p.id = e.project_id WHERE {inner})",
+        params,
+    )
+
+
 # -- process logs ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ProcessLogQuery:
@@ -63,6 +80,7 @@ class ProcessLogQuery:
 
     process_run_id: int | None
     status: str | None = None
+    scope: Scopes | None = None  # the person's scopes: only their events' logs
 
     def __post_init__(self) -> None:
         bounds.optional_id("process_run_id", self.process_run_id)
@@ -83,6 +101,9 @@ def process_log_listing(q: ProcessLogQuery) -> Listing:
     if q.status is not None:
         where += " AND l.status = $s"
         params["s"] = q.status
+    scoped, scope_params = scope_condition("l.billing_event_id", q.scope)
+    where += f" AND {scoped}"
+    params.update(scope_params)
     cols = {
         "billing_event_id": "l.billing_event_id",
         "event": "e.name",
@@ -113,6 +134,7 @@ class AppLogQuery:
     """App log records, oldest first: of one run, or all of them (``run_id=None``)."""
 
     run_id: int | None = None
+    scope: Scopes | None = None  # the person's scopes: run-level records and their events'
 
     def __post_init__(self) -> None:
         bounds.optional_id("run_id", self.run_id)
@@ -135,6 +157,10 @@ def app_log_listing(q: AppLogQuery) -> Listing:
         where, params = "true", {}
     else:
         where, params = "l.run_id = $r", {"r": int(q.run_id)}
+    if q.scope is not None and not q.scope.unlimited:
+        scoped, scope_params = scope_condition("l.record_id", q.scope)
+        where += f" AND (l.record_id IS NULL OR {scoped})"
+        params = {**params, **scope_params}
     return Listing(
         columns=cols,
         select=", ".join(f"l.{c} AS {c}" for c in cols),
@@ -177,6 +203,7 @@ class DocumentQuery:
     doc_type: str = "all"
     run_id: int | None = None
     search: str = ""
+    scope: Scopes | None = None  # the person's scopes: documents of their events only
 
     def __post_init__(self) -> None:
         bounds.optional_id("run_id", self.run_id)
@@ -202,6 +229,10 @@ def document_listing(
             "(strpos(lower(d.number), lower($q)) > 0 OR strpos(lower(coalesce(a.name, '')), lower($q)) > 0)"
         )
         params["q"] = q.search.strip()
+    scoped, scope_params = scope_condition("d.billing_event_id", q.scope)
+    if scope_params:
+        cond.append(scoped)
+        params.update(scope_params)
     where = " AND ".join(cond)
     sort_expr = DOC_COLUMNS[sort_by]
     cols = tuple(DOC_COLUMNS) if columns is None else tuple(columns)
@@ -217,6 +248,18 @@ def document_listing(
         id_expr="d.id",
         sort=((sort_expr, bool(descending)),),
     )
+
+
+def document_visible(
+    cur: duckdb.DuckDBPyConnection, document_id: int, scope: Scopes | None
+) -> bool:
+    """Whether a person with ``scope`` may see document ``document_id`` (no or unlimited
+    scopes: every document, existing or not — the lines query answers for it)."""
+    if scope is None or scope.unlimited:
+        return True
+    cond, params = scope_condition("d.billing_event_id", scope)
+    sql = f"SELECT count(*) FROM documents d WHERE d.id = $doc AND {cond}"
+    return bool(cur.execute(sql, {**params, "doc": int(document_id)}).fetchall()[0][0])
 
 
 def document_lines(cur: duckdb.DuckDBPyConnection, document_id: int) -> pd.DataFrame:

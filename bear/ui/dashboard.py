@@ -85,8 +85,9 @@ class Dashboard(Viewer):
         self.invoice_flow = ActionFlow(ws, self.invoice_grid, user, background, account=account)
         self.progress = RunProgress(ws)
         self.notes = NotificationState(ws, user)
-        self.runs = RunsState(ws)
-        self.docs = DocumentsState(ws)
+        scope = account.scopes if account is not None else None
+        self.runs = RunsState(ws, scope=scope)
+        self.docs = DocumentsState(ws, scope=scope)
         self.settings = SettingsState(ws, user=user, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))

@@ -250,3 +250,32 @@ def test_the_grid_of_a_scoped_user_holds_their_region_only(team_server, page):
     expect(regions.nth(1)).to_be_visible()
     texts = set(regions.all_inner_texts()) - {"Region", ""}
     assert texts == {region}
+
+
+def test_a_scoped_user_reads_the_documents_and_logs_of_their_region_only(team_server):
+    url, tokens, _, (region, _, _) = team_server
+    reg, vic = _api(url, tokens["reg"]), _api(url, tokens["vic"])
+    mine = reg.get("/api/v1/documents").json()
+    everyone = vic.get("/api/v1/documents").json()
+    assert 0 < len(mine["rows"]) < len(everyone["rows"])
+    events = [row[mine["columns"].index("billing_event_id")] for row in mine["rows"]]
+    elsewhere = vic.post(
+        "/api/v1/sql",
+        json={
+            "query": "SELECT count(*) FROM billing_events e JOIN projects p ON p.id = e.project_id "
+            "WHERE e.id IN (SELECT unnest($ids)) AND p.region <> $region",
+            "params": {"ids": events, "region": region},
+        },
+    ).json()["rows"][0][0]
+    assert elsewhere == 0
+    other = vic.post(
+        "/api/v1/sql",
+        json={
+            "query": "SELECT min(d.id) FROM documents d JOIN billing_events e "
+            "ON e.id = d.billing_event_id JOIN projects p ON p.id = e.project_id "
+            "WHERE p.region <> $region",
+            "params": {"region": region},
+        },
+    ).json()["rows"][0][0]
+    assert reg.get(f"/api/v1/documents/{other}/lines").status_code == 404
+    assert vic.get(f"/api/v1/documents/{other}/lines").status_code == 200

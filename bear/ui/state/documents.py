@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import param
 
+from bear.models import Scopes
 from bear.queries import Pager
 from bear.queries.records import DOC_COLUMNS, DocumentQuery
 from bear.ui.downloads import EXCEL_MAX_ROWS, frame_csv, frame_xlsx
@@ -53,16 +54,17 @@ class DocumentsState(Navigation, param.Parameterized):
     lines = param.DataFrame(default=None, allow_None=True)
     seconds = param.Number(default=0.0)
 
-    def __init__(self, ws: Workspace, **params: Any) -> None:
+    def __init__(self, ws: Workspace, scope: Scopes | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.ws = ws
+        self.scope = scope  # the signed-in person's scopes: documents of their events only
         self.pager = Pager()
         self._lock = threading.RLock()
         self._seen_data = -1
         self.refresh()
 
     def query(self) -> DocumentQuery:
-        return DocumentQuery(self.doc_type, self.run_id, self.search)
+        return DocumentQuery(self.doc_type, self.run_id, self.search, self.scope)
 
     def _sort(self) -> list[tuple[str, str]]:
         return [(self.sort_by, "desc" if self.descending else "asc")]
@@ -98,7 +100,7 @@ class DocumentsState(Navigation, param.Parameterized):
             self._load(page)
 
     def open_lines(self, document_id: int) -> pd.DataFrame:
-        frame = self.ws.document_lines(int(document_id))
+        frame = self.ws.document_lines(int(document_id), scope=self.scope)
         keep = [
             c
             for c in ("id", "product", "description", "quantity", "unit_price", "amount")

@@ -11,6 +11,7 @@ import pandas as pd
 import param
 
 from bear.errors import BearError
+from bear.models import Scopes
 from bear.queries import AppLogQuery, ProcessLogQuery
 from bear.ui.downloads import download
 from bear.ui.state.common import PagedRows, display_frame
@@ -29,9 +30,10 @@ class RunsState(param.Parameterized):
     log_status = param.Selector(default="all", objects=["all", "OK", "ERROR"])
     error = param.String(default="")
 
-    def __init__(self, ws: Workspace, **params: Any) -> None:
+    def __init__(self, ws: Workspace, scope: Scopes | None = None, **params: Any) -> None:
         super().__init__(**params)
         self.ws = ws
+        self.scope = scope  # the signed-in person's scopes: logs of their events only
         self.process = PagedRows(ws)  # the open run's process logs (of ``log_status``)
         self.app = PagedRows(ws)  # the open run's app logs
         self.refresh_runs()
@@ -54,7 +56,7 @@ class RunsState(param.Parameterized):
         self.param.update(run_id=int(run_id), result=result)
         self.batches = display_frame(self.ws.release_batches(int(run_id)))
         self.process.show(self._process_query())
-        self.app.show(AppLogQuery(int(run_id)))
+        self.app.show(AppLogQuery(int(run_id), self.scope))
         return True
 
     def reload(self) -> None:
@@ -77,7 +79,7 @@ class RunsState(param.Parameterized):
     def _process_query(self) -> ProcessLogQuery:
         r = self.result
         status = None if self.log_status == "all" else self.log_status
-        return ProcessLogQuery(None if r is None else r.process_run_id, status)
+        return ProcessLogQuery(None if r is None else r.process_run_id, status, self.scope)
 
     def export_frame(self, what: str) -> pd.DataFrame:
         """A whole listing of the open run, for download."""
@@ -87,13 +89,13 @@ class RunsState(param.Parameterized):
             if self.result is None or self.result.process_run_id is None:
                 return pd.DataFrame(columns=["billing_event_id", "status", "message"])
             status = None if self.log_status == "all" else self.log_status
-            return self.ws.process_logs(self.result.process_run_id, status=status)
+            return self.ws.process_logs(self.result.process_run_id, status, scope=self.scope)
         if what == "app_logs":
-            return self.ws.app_logs(run_id=self.run_id)
+            return self.ws.app_logs(run_id=self.run_id, scope=self.scope)
         if what == "batches":
             return self.ws.release_batches(self.run_id)
         if what == "documents":
-            return self.ws.documents(run_id=self.run_id)
+            return self.ws.documents(run_id=self.run_id, scope=self.scope)
         raise BearError(f"unknown listing {what!r}")
 
     def download(self, what: str, fmt: str) -> io.BytesIO:
