@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from bear import __version__
-from bear.api import admin, problems, routes
+from bear.api import admin, imports, problems, routes
 from bear.api.context import Context, Principal, principal, principal_of
 
 __all__ = ["Context", "Principal", "create_api", "principal", "principal_of"]
@@ -31,4 +31,5 @@ def create_api(ws: Any, owner: str, ctx: Context | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(admin.router)
+    app.include_router(imports.router)
     return app

@@ -111,6 +111,28 @@ class Http:
             raise error_of(response, self.url)
         return response
 
+    def upload(self, path: str, files: dict[str, Any], params: dict[str, Any]) -> Any:
+        """POST files (a path per form field) as multipart/form-data; the JSON answer."""
+        from pathlib import Path
+
+        opened = {}
+        try:
+            for name, value in files.items():
+                p = Path(value)
+                if not p.is_file():
+                    raise BearError(f"{name}: {str(p)!r} is not a file")
+                opened[name] = (p.name, p.open("rb"))
+            try:
+                response = self.client.post(path, files=opened, params=params)
+            except httpx.TransportError as exc:
+                raise BearError(f"cannot reach the BEAR server at {self.url}: {exc}") from None
+        finally:
+            for _, handle in opened.values():
+                handle.close()
+        if response.status_code >= 400:
+            raise error_of(response, self.url)
+        return response.json()
+
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:

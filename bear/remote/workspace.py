@@ -13,6 +13,7 @@ sent). Errors arrive as the ``BearError`` subclass the server raised.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, overload
 
@@ -73,6 +74,14 @@ class RemoteWorkspace:
         """Run one read-only, sandboxed SQL statement on the server (``$name`` parameters)."""
         body = {"query": query, "params": jsonable(params)}
         return self._http.table("POST", "/sql", json=body)
+
+    def import_files(
+        self, *, dry_run: bool = False, actor: str | None = None, **files: str | os.PathLike[str]
+    ) -> dict[str, Any]:
+        """Upload CSV or Parquet files (a path per kind) and import them on the server, all or
+        nothing (admin). The server records the token's user as the author (``actor`` is
+        accepted for the local signature and ignored)."""
+        return self._http.upload("/imports", files, params={"dry_run": dry_run})
 
     # -- selections --------------------------------------------------------------------------
     def awaiting_release(self, **filters: Any) -> Selection:

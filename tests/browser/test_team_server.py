@@ -279,3 +279,35 @@ def test_a_scoped_user_reads_the_documents_and_logs_of_their_region_only(team_se
     ).json()["rows"][0][0]
     assert reg.get(f"/api/v1/documents/{other}/lines").status_code == 404
     assert vic.get(f"/api/v1/documents/{other}/lines").status_code == 200
+
+
+def test_an_admin_imports_through_the_api(team_server, tmp_path):
+    url, tokens, path, _ = team_server
+    admin, ana = _api(url, tokens["admin"]), _api(url, tokens["ana"])
+    good = tmp_path / "companies.csv"
+    good.write_text("id,name,home_currency\n9001,Upload Ltd,EUR\n")
+    with good.open("rb") as f:
+        refused = ana.post("/api/v1/imports", files={"companies": ("companies.csv", f)})
+    assert refused.status_code == 403
+    bad = tmp_path / "my companies.csv"
+    bad.write_text("id,name,home_currency\nnot-a-number,Broken,EUR\n")
+    with bad.open("rb") as f:
+        problem = admin.post("/api/v1/imports", files={"companies": ("my companies.csv", f)})
+    assert problem.status_code == 422
+    body = problem.json()
+    assert body["type"] == "urn:bear:error:ImportProblemError"
+    assert body["problems"] and all(p["file"] == "my companies.csv" for p in body["problems"])
+    assert "bear-import-" not in problem.text  # no server path in the answer
+    with good.open("rb") as f:
+        done = admin.post("/api/v1/imports", files={"companies": ("companies.csv", f)})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"rows": {"companies": 1}, "dry_run": False}
+    names = admin.post(
+        "/api/v1/sql", json={"query": "SELECT name FROM companies WHERE id = 9001"}
+    ).json()
+    assert names["rows"] == [["Upload Ltd"]]
+    # and through the remote workspace, as the CLI does with --server
+    with bear.connect(url, token=tokens["admin"]) as remote:
+        again = tmp_path / "more.csv"
+        again.write_text("id,name,home_currency\n9002,Second Upload Ltd,GBP\n")
+        assert remote.import_files(companies=str(again))["rows"] == {"companies": 1}

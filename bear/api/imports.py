@@ -1,0 +1,101 @@
+"""``POST /api/v1/imports``: import files uploaded by an admin, all or nothing.
+
+The files travel as ``multipart/form-data``, one part per kind (``events``, ``items``, …) whose
+file name ends in ``.csv`` or ``.parquet``; they are written to a private temporary folder and
+handed to the same ``Workspace.import_files`` the CLI calls, with the signed-in person as the
+author. Problems name the uploaded file, not the temporary copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from bear.api.context import Context, Principal, context, principal
+from bear.api.problems import RESPONSES
+from bear.errors import ImportProblemError, InputError
+from bear.io import KINDS
+
+router = APIRouter(prefix="/api/v1", responses=RESPONSES)
+
+MAX_UPLOAD = 2 * 1024**3  # bytes per request
+SUFFIXES = (".csv", ".parquet")
+
+
+class ImportOut(BaseModel):
+    rows: dict[str, int]
+    dry_run: bool
+
+
+@router.post(
+    "/imports",
+    response_model=ImportOut,
+    tags=["imports"],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {k: {"type": "string", "format": "binary"} for k in KINDS},
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+)
+async def import_files(
+    request: Request,
+    dry_run: bool = False,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> dict[str, Any]:
+    """Import CSV or Parquet files, one form part per kind, all or nothing (admin)."""
+    who.require("import")
+    if int(request.headers.get("content-length") or 0) > MAX_UPLOAD:
+        raise InputError("the upload is larger than 2 GiB", name="files")
+    folder = Path(tempfile.mkdtemp(prefix="bear-import-"))
+    names: dict[str, str] = {}
+    try:
+        form = await request.form()
+        paths: dict[str, str] = {}
+        for kind, part in form.multi_items():
+            if kind not in KINDS:
+                raise InputError(
+                    f"unknown import kind {kind!r}; kinds are {', '.join(KINDS)}", name=kind
+                )
+            if isinstance(part, str) or not getattr(part, "filename", None):
+                raise InputError(f"{kind}: send a file, not a text field", name=kind)
+            suffix = Path(part.filename).suffix.lower()
+            if suffix not in SUFFIXES:
+                raise InputError(
+                    f"{kind}: {part.filename!r} is not a .csv or .parquet file", name=kind
+                )
+            target = folder / f"{kind}{suffix}"
+            with target.open("wb") as out:
+                shutil.copyfileobj(part.file, out)
+            paths[kind] = str(target)
+            names[str(target)] = part.filename
+        if not paths:
+            raise InputError("nothing to import: send one file per kind", name="files")
+        try:
+            return await run_in_threadpool(
+                lambda: ctx.ws.import_files(dry_run=dry_run, actor=who.name, **paths)
+            )
+        except ImportProblemError as exc:
+            problems = [
+                {**p, "file": names.get(str(p.get("file")), p.get("file"))} for p in exc.problems
+            ]
+            message = str(exc)
+            for temp, shown in names.items():
+                message = message.replace(temp, shown)
+            raise ImportProblemError(message, problems=problems) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
