@@ -202,3 +202,18 @@ def revoke_token(
     who.require("tokens")
     ctx.ws.team.revoke_token(token_id, actor=who.name)
     return Response(status_code=204)
+
+
+class RetryOut(BaseModel):
+    sent: int
+    failed: int
+    left: int
+
+
+@router.post("/notifications/retry", response_model=RetryOut, tags=["records"])
+def retry_notifications(
+    who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> dict[str, int]:
+    """Deliver every pending notification now (analyst): ``{"sent", "failed", "left"}``."""
+    who.require("run")
+    return ctx.ws.retry_notifications()

@@ -1,4 +1,6 @@
-"""``POST /api/v1/imports``: import files uploaded by an admin, all or nothing.
+"""Files in and out through the API: ``POST /api/v1/imports`` (an admin uploads files to
+import, all or nothing) and ``GET /api/v1/exports`` (the book's tables in the import shapes, as
+one ZIP).
 
 The files travel as ``multipart/form-data``, one part per kind (``events``, ``items``, …) whose
 file name ends in ``.csv`` or ``.parquet``; they are written to a private temporary folder and
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from bear.api.context import Context, Principal, context, principal
 from bear.api.problems import RESPONSES
 from bear.errors import ImportProblemError, InputError
-from bear.io import KINDS
+from bear.io import FORMATS, KINDS
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
@@ -99,3 +102,40 @@ async def import_files(
             raise ImportProblemError(message, problems=problems) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.get(
+    "/exports",
+    tags=["imports"],
+    responses={
+        200: {"description": "a ZIP of one file per kind", "content": {"application/zip": {}}}
+    },
+)
+def export_files(
+    fmt: str = "csv",
+    raw: bool = False,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Every kind's table in the import shapes, one file each, as a ZIP (viewer). CSV text
+    cells that a spreadsheet would run as a formula are neutralised unless ``raw``."""
+    import io
+    import zipfile
+
+    who.require("read")
+    if fmt not in FORMATS:
+        raise InputError(f"unknown export format {fmt!r}; expected csv or parquet", name="fmt")
+    folder = Path(tempfile.mkdtemp(prefix="bear-export-"))
+    try:
+        written = ctx.ws.export_files(folder / "out", fmt=fmt, raw=raw)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in written.values():
+                z.write(path, arcname=Path(path).name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return Response(
+        buf.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="bear-export-{fmt}.zip"'},
+    )

@@ -83,7 +83,6 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    local_only(a, "export", "it writes the files where the book is")
     with open_book(a) as ws:
         written = ws.export_files(a.out, fmt=a.format, raw=a.raw)
     for kind, path in written.items():
@@ -333,8 +332,6 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 
 def cmd_notifications(a: argparse.Namespace) -> int:
-    if a.action == "retry":
-        local_only(a, "notifications retry", "the server's outbox retries on its own")
     with open_book(a) as ws:
         if a.action == "retry":
             res = ws.retry_notifications()

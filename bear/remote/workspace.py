@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import pandas as pd
@@ -82,6 +83,33 @@ class RemoteWorkspace:
         nothing (admin). The server records the token's user as the author (``actor`` is
         accepted for the local signature and ignored)."""
         return self._http.upload("/imports", files, params={"dry_run": dry_run})
+
+    def export_files(
+        self, out_dir: str | os.PathLike[str], fmt: str = "csv", *, raw: bool = False
+    ) -> dict[str, Path]:
+        """Write every kind's rows to ``out_dir/<kind>.<fmt>`` on this machine, as the server
+        exported them; returns the path written per kind."""
+        import io
+        import zipfile
+
+        response = self._http.request(
+            "GET", "/exports", params={"fmt": fmt, "raw": raw}, accept="application/zip"
+        )
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise BearError(f"cannot export into {str(out)!r}: it is a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        written: dict[str, Path] = {}
+        with zipfile.ZipFile(io.BytesIO(response.content)) as z:
+            for name in z.namelist():
+                target = out / Path(name).name  # never a path the archive chooses
+                target.write_bytes(z.read(name))
+                written[Path(name).stem] = target
+        return written
+
+    def retry_notifications(self) -> dict[str, int]:
+        """Ask the server to deliver every pending notification now (analyst)."""
+        return self._http.json("POST", "/notifications/retry")
 
     # -- selections --------------------------------------------------------------------------
     def awaiting_release(self, **filters: Any) -> Selection:

@@ -182,10 +182,25 @@ def test_users_and_tokens_through_the_server(served, tmp_path):
 
 def test_commands_that_need_the_file_refuse_a_server(served, tmp_path):
     url, tokens, _, _ = served
-    for command in (["init"], ["seed"], ["worker", "--once"], ["export", "--out", "x"]):
+    for command in (["init"], ["seed"], ["worker", "--once"]):
         r = bear_cli("--server", url, "--token", tokens["admin"], *command, config=tmp_path)
         assert r.returncode == 2
         assert f"bear {command[0]} works on the database file itself" in r.stderr
+
+
+def test_export_and_retry_go_through_the_server(served, tmp_path):
+    url, tokens, _, _ = served
+    out = tmp_path / "out"
+    r = bear_cli(
+        "--server", url, "--token", tokens["ana"], "export", "--out", str(out), config=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "events.csv").is_file() and (out / "companies.csv").is_file()
+    assert "events:" in r.stdout and "Traceback" not in r.stderr
+    r = bear_cli(
+        "--server", url, "--token", tokens["ana"], "notifications", "retry", config=tmp_path
+    )
+    assert r.returncode in (0, 1) and "sent" in r.stdout, r.stderr
 
 
 def test_login_stores_the_token_for_the_server_only_for_you(served, tmp_path):

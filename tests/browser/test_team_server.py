@@ -311,3 +311,15 @@ def test_an_admin_imports_through_the_api(team_server, tmp_path):
         again = tmp_path / "more.csv"
         again.write_text("id,name,home_currency\n9002,Second Upload Ltd,GBP\n")
         assert remote.import_files(companies=str(again))["rows"] == {"companies": 1}
+
+
+def test_wrong_passwords_in_the_sign_in_page_are_throttled(team_server, page):
+    url, *_ = team_server
+    page.goto(url)
+    for attempt in range(6):
+        page.get_by_label("User name").fill("mallory")
+        page.get_by_label("Password").fill(f"guess number {attempt}")
+        page.get_by_role("button", name="Sign in").click()
+        if attempt < 5:
+            expect(page.get_by_role("alert")).to_have_text("wrong user name or password")
+    expect(page.get_by_role("alert")).to_contain_text("too many failed sign-ins; try again in")
