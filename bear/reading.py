@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from bear.db import Database
 from bear.errors import BearError, NotFoundError
@@ -143,10 +144,20 @@ class Reading:
         """Rows ``offset`` … ``offset+limit`` of a selection (every column of
         ``bear.selection.COLUMNS``, sorted by whitelisted ``(column, "asc"|"desc")`` pairs, ties
         broken by id) or of a record query."""
+        return q_pager.to_pandas(self.page_table(what, offset, limit, sort), nullable_ints=True)
+
+    def page_table(
+        self,
+        what: Listable,
+        offset: int = 0,
+        limit: int = 50,
+        sort: Sequence[tuple[str, str]] | None = None,
+    ) -> pa.Table:
+        """``page``'s rows as an Arrow table (what the HTTP API sends)."""
         offset = bounds.whole("offset", offset, 0, bounds.BIGINT_MAX, label="page offset")
         limit = bounds.whole("limit", limit, 1, bounds.PAGE_SIZE_MAX, label="page limit")
         listing = self._listing(what, sort=sort)
-        return q_pager.window(self.db.cursor(), listing, offset, limit, nullable_ints=True)
+        return q_pager.window_table(self.db.cursor(), listing, offset, limit)
 
     def browse(
         self,

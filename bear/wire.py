@@ -7,7 +7,6 @@ Both ends use this module — the HTTP API (``bear.api``) encodes, the remote wo
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import decimal
@@ -77,11 +76,20 @@ def arrow_bytes(table: pd.DataFrame | pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def from_arrow_bytes(raw: bytes) -> pd.DataFrame:
+_NULLABLE_INTS = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64())}
+
+
+def to_pandas(table: pa.Table, nullable_ints: bool = False) -> pd.DataFrame:
+    """``table`` as a DataFrame, DECIMAL as ``Decimal``; with ``nullable_ints`` integer columns
+    stay integers where values are missing (pandas ``Int64``)."""
+    return table.to_pandas(types_mapper=_NULLABLE_INTS.get if nullable_ints else None)
+
+
+def from_arrow_bytes(raw: bytes, *, nullable_ints: bool = False) -> pd.DataFrame:
     """The DataFrame of an Arrow IPC stream (DECIMAL as ``Decimal``; JSON-encoded columns as
-    their values)."""
+    their values); with ``nullable_ints`` integer columns as pandas ``Int64``."""
     table = ipc.open_stream(raw).read_all()
-    frame = table.to_pandas()
+    frame = to_pandas(table, nullable_ints)
     for field in table.schema:
         if field.metadata and field.metadata.get(b"bear.encoding") == b"json":
             frame[field.name] = [json.loads(v) for v in frame[field.name]]
@@ -120,15 +128,6 @@ def table_json(table: pd.DataFrame | pa.Table) -> dict[str, Any]:
     return {"columns": columns, "rows": rows}
 
 
-def encode_table(table: pd.DataFrame | pa.Table) -> str:
-    """A table inside a JSON document: base64 of its Arrow IPC stream."""
-    return base64.b64encode(arrow_bytes(table)).decode("ascii")
-
-
-def decode_table(text: str) -> pd.DataFrame:
-    return from_arrow_bytes(base64.b64decode(text))
-
-
 def run_json(run: RunResult) -> dict[str, Any]:
     return {f.name: jsonable(getattr(run, f.name)) for f in dataclasses.fields(run)}
 
@@ -146,36 +145,70 @@ def run_of(data: dict[str, Any]) -> RunResult:
     return RunResult(**values)
 
 
-def preview_json(pv: Preview) -> dict[str, Any]:
-    """A preview with every table as Arrow (base64): the remote workspace rebuilds it whole."""
+_PREVIEW_META = b"bear.preview"
+
+
+def _preview_tables(pv: Preview) -> dict[str, pa.Table]:
     return {
-        **pv.counts(),
-        "eligible_ids": encode_table(pa.table({"id": pa.array(pv.eligible_ids, pa.int64())})),
-        "violations": encode_table(pv.violations_table),
-        "expected_documents": encode_table(pv.expected_documents),
-        "blast_radius": encode_table(pv.blast_radius_table),
-        "by_rule": encode_table(pv.by_rule),
-        "timings": [jsonable(dataclasses.asdict(t)) for t in pv.timings],
+        "eligible_ids": pa.table({"id": pa.array(pv.eligible_ids, pa.int64())}),
+        "violations": to_arrow(pv.violations_table),
+        "expected_documents": to_arrow(pv.expected_documents),
+        "blast_radius": to_arrow(pv.blast_radius_table),
+        "by_rule": to_arrow(pv.by_rule),
     }
 
 
-def preview_of(data: dict[str, Any]) -> Preview:
-    def arrow(name: str) -> pa.Table:
-        return ipc.open_stream(base64.b64decode(data[name])).read_all()
+def _preview_head(pv: Preview) -> dict[str, Any]:
+    return {**pv.counts(), "timings": [jsonable(dataclasses.asdict(t)) for t in pv.timings]}
+
+
+def preview_json(pv: Preview) -> dict[str, Any]:
+    """A preview for JSON clients: its counts, timings and every table as ``{columns, rows}``."""
+    return {**_preview_head(pv), **{k: table_json(t) for k, t in _preview_tables(pv).items()}}
+
+
+def preview_arrow(pv: Preview) -> bytes:
+    """A preview as one Arrow IPC stream, as the remote workspace reads it: a single row whose
+    columns are the preview's tables (each a list of structs), the counts and timings as JSON in
+    the schema's metadata, buffers compressed with zstd (a 1M-event preview: ~10 MB instead of
+    ~95 MB, written and read in about a tenth of a second)."""
+    columns = {}
+    for name, t in _preview_tables(pv).items():
+        t = t.combine_chunks()
+        rows = pa.StructArray.from_arrays(
+            [t.column(i).combine_chunks() for i in range(t.num_columns)], fields=list(t.schema)
+        )
+        columns[name] = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
+    table = pa.table(columns, metadata={_PREVIEW_META: json.dumps(_preview_head(pv))})
+    sink = io.BytesIO()
+    options = ipc.IpcWriteOptions(compression="zstd")
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def preview_from_arrow(raw: bytes) -> Preview:
+    """The ``Preview`` of ``preview_arrow``'s stream: the same tables, types and counts."""
+    table = ipc.open_stream(raw).read_all()
+    head = json.loads(table.schema.metadata[_PREVIEW_META])
+
+    def part(name: str) -> pa.Table:
+        rows = table.column(name).combine_chunks().values
+        return pa.Table.from_struct_array(rows)
 
     fields = {f.name for f in dataclasses.fields(RuleTiming)}
     return Preview(
-        action=data["action"],
-        selected=int(data["selected"]),
-        validated=bool(data["validated"]),
-        reason=data["reason"],
-        eligible_ids=arrow("eligible_ids").column("id").to_pylist(),
-        violations_table=arrow("violations"),
-        expected_documents=arrow("expected_documents").to_pandas(),
-        blast_radius_table=arrow("blast_radius"),
-        by_rule=arrow("by_rule").to_pandas(),
+        action=head["action"],
+        selected=int(head["selected"]),
+        validated=bool(head["validated"]),
+        reason=head["reason"],
+        eligible_ids=part("eligible_ids").column("id").to_pylist(),
+        violations_table=part("violations"),
+        expected_documents=part("expected_documents").to_pandas(),
+        blast_radius_table=part("blast_radius"),
+        by_rule=part("by_rule").to_pandas(),
         timings=tuple(
-            RuleTiming(**{k: v for k, v in t.items() if k in fields}) for t in data["timings"]
+            RuleTiming(**{k: v for k, v in t.items() if k in fields}) for t in head["timings"]
         ),
-        seconds=float(data["seconds"]),
+        seconds=float(head["seconds"]),
     )

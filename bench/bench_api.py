@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 import bear
-from bear.wire import ARROW, from_arrow_bytes, preview_of
+from bear.wire import ARROW, from_arrow_bytes, preview_from_arrow
 
 
 def median_ms(fn: Callable[[], Any], repeat: int) -> float:
@@ -105,7 +105,7 @@ def main() -> None:
                 def remote_preview() -> None:
                     r = client.post("/api/v1/preview", json=body)
                     r.raise_for_status()
-                    preview_of(r.json())
+                    preview_from_arrow(r.content)
 
                 def remote_page() -> None:
                     r = client.post(

@@ -5,6 +5,7 @@ the same `BearError`, stored tokens (`bear login`'s file) and the wire's lossles
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import stat
 
@@ -129,3 +130,31 @@ def test_a_run_crosses_the_wire_with_its_times():
         created_at=dt.datetime(2026, 5, 1, 9, 30, 0, 123456),
     )
     assert run_of(json.loads(json.dumps(run_json(run)))) == run
+
+
+def test_a_preview_crosses_the_wire_as_one_compressed_arrow_stream(demo_ws):
+    from bear.wire import preview_arrow, preview_from_arrow
+
+    pv = demo_ws.preview(demo_ws.awaiting_release(), full=True)
+    assert pv.ineligible and pv.blast_radius_table.num_rows  # the tables are not empty
+    raw = preview_arrow(pv)
+    back = preview_from_arrow(raw)
+    assert back.counts() == pv.counts()
+    assert back.eligible_ids == pv.eligible_ids
+    assert back.violations_table.equals(pv.violations_table)
+    assert back.blast_radius_table.equals(pv.blast_radius_table)
+    pd.testing.assert_frame_equal(back.expected_documents, pv.expected_documents)
+    pd.testing.assert_frame_equal(back.by_rule, pv.by_rule)
+    assert back.timings == pv.timings
+    # money stays exact, and the stream is smaller than its tables
+    assert all(isinstance(v, decimal.Decimal) for v in back.expected_documents["total"])
+    assert len(raw) < pv.violations_table.nbytes + pv.blast_radius_table.nbytes
+
+
+def test_an_empty_preview_crosses_the_wire(demo_ws):
+    from bear.wire import preview_arrow, preview_from_arrow
+
+    pv = demo_ws.preview([], full=True)
+    back = preview_from_arrow(preview_arrow(pv))
+    assert back.counts() == pv.counts() and back.eligible_ids == []
+    assert back.violations_table.schema == pv.violations_table.schema

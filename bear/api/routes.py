@@ -21,7 +21,7 @@ from bear.api.problems import RESPONSES
 from bear.db.schema import CATEGORIES
 from bear.errors import PermissionDeniedError
 from bear.selection import Filters
-from bear.wire import ARROW, arrow_bytes, preview_json, run_json, table_json
+from bear.wire import ARROW, arrow_bytes, preview_arrow, preview_json, run_json, table_json
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
@@ -141,6 +141,34 @@ TABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+PREVIEW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A preview: JSON, or one Arrow IPC stream when asked for with Accept",
+        "content": {ARROW: {}},
+    }
+}
+
+
+class PreviewOut(BaseModel):
+    """A preview: its counts and timings, and each table as columns and rows."""
+
+    model_config = ConfigDict(extra="allow")
+    action: str
+    selected: int
+    validated: bool
+    eligible: int
+    ineligible: int
+    releasable: int
+    reason: str
+    seconds: float
+    timings: list[dict[str, Any]]
+    eligible_ids: TableOut
+    violations: TableOut
+    expected_documents: TableOut
+    blast_radius: TableOut
+    by_rule: TableOut
+
+
 def table(request: Request, frame: pd.DataFrame | Any) -> Response:
     """``frame`` as Arrow IPC or JSON, as the client asked (``Accept``)."""
     if ARROW in request.headers.get("accept", ""):
@@ -208,7 +236,7 @@ def page(
 ) -> Response:
     """One page of a selection's events, sorted."""
     who.require("read")
-    rows = ctx.ws.page(_events(ctx, body, who), body.offset, body.limit, body.sort)
+    rows = ctx.ws.page_table(_events(ctx, body, who), body.offset, body.limit, body.sort)
     return table(request, rows)
 
 
@@ -236,13 +264,22 @@ def ids(
     return table(request, pd.DataFrame({"id": ctx.ws.resolve_ids(_events(ctx, body, who))}))
 
 
-@router.post("/preview", tags=["runs"])
+@router.post("/preview", responses=PREVIEW_RESPONSES, response_model=PreviewOut, tags=["runs"])
 def preview(
-    body: PreviewIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
-) -> dict[str, Any]:
-    """What an action would do to a selection; writes nothing. Tables are Arrow IPC (base64)."""
+    body: PreviewIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """What an action would do to a selection; writes nothing. With Accept
+    ``application/vnd.apache.arrow.stream``: one Arrow IPC stream (zstd) whose single row holds
+    each table as a list of structs, and the counts as JSON in the schema metadata
+    ``bear.preview``."""
     who.require("preview")
-    return preview_json(ctx.ws.preview(selection(ctx, body, who), body.action, body.full))
+    pv = ctx.ws.preview(selection(ctx, body, who), body.action, body.full)
+    if ARROW in request.headers.get("accept", ""):
+        return Response(preview_arrow(pv), media_type=ARROW)
+    return JSONResponse(preview_json(pv))
 
 
 # -- runs -------------------------------------------------------------------------------------

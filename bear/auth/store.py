@@ -100,7 +100,9 @@ class Team:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._verified: dict[str, tuple[float, int]] = {}  # sha256(token) -> (until, user id)
+        # sha256(token) -> (until, user): every change to a user or token in this process
+        # forgets the entries it touches, so a hit is the user as stored now
+        self._verified: dict[str, tuple[float, User]] = {}
         self._lock = threading.Lock()
 
     # -- reading ---------------------------------------------------------------------------
@@ -347,9 +349,7 @@ class Team:
         with self._lock:
             hit = self._verified.get(digest)
         if hit is not None and hit[0] > now:
-            user = self.by_id(hit[1])
-            if user is not None and not user.disabled:
-                return user
+            return hit[1]
         row = (
             self.db.cursor()
             .execute(
@@ -371,11 +371,11 @@ class Team:
         if user is None or user.disabled:
             raise AuthError("unknown or revoked API token")
         with self._lock:
-            self._verified[digest] = (now + TOKEN_CACHE_S, user.id)
+            self._verified[digest] = (now + TOKEN_CACHE_S, user)
         return user
 
     def _forget(self, user_id: int) -> None:
         with self._lock:
-            for key, (_, uid) in list(self._verified.items()):
-                if uid == user_id:
+            for key, (_, user) in list(self._verified.items()):
+                if user.id == user_id:
                     del self._verified[key]

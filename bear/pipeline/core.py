@@ -8,22 +8,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow as pa
 
 from bear.config import Settings, SettingsSnapshot
 from bear.db import Database
 from bear.plugins.manager import PluginHost
+from bear.wire import to_pandas
 
 if TYPE_CHECKING:
     from bear.pipeline.outbox import Outbox
     from bear.pipeline.runner import Runner
-
-_NULLABLE_INTS = {
-    pa.int8(): pd.Int64Dtype(),
-    pa.int16(): pd.Int64Dtype(),
-    pa.int32(): pd.Int64Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-}
 
 
 class Core:
@@ -72,6 +65,4 @@ class Core:
         """A query's result as a DataFrame, DECIMAL kept as ``Decimal``; with ``nullable_ints``
         integer columns stay integers where values are missing (pandas ``Int64``)."""
         table = self.db.cursor().sql(sql, params=params or {}).to_arrow_table()
-        if not nullable_ints:
-            return table.to_pandas()
-        return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
+        return to_pandas(table, nullable_ints)

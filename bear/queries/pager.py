@@ -19,15 +19,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from bear.wire import to_pandas
 
 PAGE_SIZE = 50
-
-_NULLABLE_INTS = {
-    pa.int8(): pd.Int64Dtype(),
-    pa.int16(): pd.Int64Dtype(),
-    pa.int32(): pd.Int64Dtype(),
-    pa.int64(): pd.Int64Dtype(),
-}
 
 
 def frame(
@@ -41,12 +37,6 @@ def frame(
     integer columns stay integers where values are missing (pandas ``Int64``)."""
     table = cur.sql(sql, params=dict(params or {})).to_arrow_table()
     return to_pandas(table, nullable_ints)
-
-
-def to_pandas(table: pa.Table, nullable_ints: bool = False) -> pd.DataFrame:
-    if not nullable_ints:
-        return table.to_pandas()
-    return table.to_pandas(types_mapper=_NULLABLE_INTS.get)
 
 
 @dataclass(frozen=True)
@@ -176,13 +166,28 @@ def export(
     return frame(cur, listing.export_sql(limit), listing.params, nullable_ints=nullable_ints)
 
 
+def _rows_table(cur: duckdb.DuckDBPyConnection, listing: Listing, ids: list[Any]) -> pa.Table:
+    """The display rows of ``ids``, in the order of ``ids`` (Arrow, DECIMAL kept)."""
+    table = cur.sql(listing.rows_sql(), params={"page_ids": ids}).to_arrow_table()
+    found = table.column("_row_id")
+    order = pc.index_in(pa.array(ids, found.type), value_set=found.combine_chunks())
+    return table.take(order.drop_null()).drop_columns(["_row_id"])
+
+
 def _rows(
     cur: duckdb.DuckDBPyConnection, listing: Listing, ids: list[Any], nullable_ints: bool
 ) -> pd.DataFrame:
-    out = frame(cur, listing.rows_sql(), {"page_ids": ids}, nullable_ints=nullable_ints)
-    position = {i: n for n, i in enumerate(ids)}
-    out = out.assign(_pos=out["_row_id"].map(position)).sort_values("_pos", kind="stable")
-    return out.drop(columns=["_row_id", "_pos"]).reset_index(drop=True)
+    return to_pandas(_rows_table(cur, listing, ids), nullable_ints)
+
+
+def window_table(
+    cur: duckdb.DuckDBPyConnection, listing: Listing, offset: int, limit: int
+) -> pa.Table:
+    """Rows ``offset`` … ``offset + limit`` of the listing as Arrow (OFFSET paging, stateless)."""
+    listing.register(cur)
+    sql, params = listing.keys_sql(limit, offset=offset)
+    ids = [k[0] for k in cur.execute(sql, params).fetchall()]
+    return _rows_table(cur, listing, ids)
 
 
 def window(
@@ -194,10 +199,7 @@ def window(
     nullable_ints: bool = False,
 ) -> pd.DataFrame:
     """Rows ``offset`` … ``offset + limit`` of the listing (OFFSET paging, stateless)."""
-    listing.register(cur)
-    sql, params = listing.keys_sql(limit, offset=offset)
-    ids = [k[0] for k in cur.execute(sql, params).fetchall()]
-    return _rows(cur, listing, ids, nullable_ints)
+    return to_pandas(window_table(cur, listing, offset, limit), nullable_ints)
 
 
 @dataclass

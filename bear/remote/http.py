@@ -139,12 +139,18 @@ class Http:
             return None
         return response.json()
 
-    def table(self, method: str, path: str, **kwargs: Any) -> pd.DataFrame:
-        """A table route's answer as the DataFrame a local workspace returns (Arrow IPC)."""
+    def arrow(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """A route's answer as an Arrow IPC stream (the raw bytes)."""
         response = self.request(method, path, accept=ARROW, **kwargs)
         if not response.headers.get("content-type", "").startswith(ARROW):
             raise BearError(f"the server at {self.url} did not answer with a table")
-        return from_arrow_bytes(response.content)
+        return response.content
+
+    def table(
+        self, method: str, path: str, *, nullable_ints: bool = False, **kwargs: Any
+    ) -> pd.DataFrame:
+        """A table route's answer as the DataFrame a local workspace returns (Arrow IPC)."""
+        return from_arrow_bytes(self.arrow(method, path, **kwargs), nullable_ints=nullable_ints)
 
 
 def server_url(url: str) -> str:

@@ -28,7 +28,7 @@ from bear.remote.http import Http
 from bear.remote.runs import RemoteRunHandle
 from bear.remote.settings import RemoteSettings
 from bear.selection import Filters, Kind, Selection
-from bear.wire import jsonable, preview_of, run_of
+from bear.wire import jsonable, preview_from_arrow, run_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class RemoteWorkspace:
         body = {**self._which(what), "offset": offset, "limit": limit}
         if sort:
             body["sort"] = [[str(col), str(direction)] for col, direction in sort]
-        return self._http.table("POST", "/events/page", json=body)
+        return self._http.table("POST", "/events/page", json=body, nullable_ints=True)
 
     def totals(self, sel: Selection, *, cached: bool = False) -> pd.DataFrame:
         """Per currency: ``currency, events, amount, sales_invoices, credit_notes, projects``."""
@@ -197,7 +197,7 @@ class RemoteWorkspace:
         """What ``action`` would do to these events (eligible ids, violations, expected
         documents, blast radius); writes nothing."""
         body = {**self._events(ids_or_selection), "action": action_of(action).value, "full": full}
-        return preview_of(self._http.json("POST", "/preview", json=body))
+        return preview_from_arrow(self._http.arrow("POST", "/preview", json=body))
 
     # -- runs --------------------------------------------------------------------------------
     def queue(

@@ -96,6 +96,25 @@ def test_roles_decide_what_the_api_allows(team_server):
     assert isinstance(amount, str) and re.fullmatch(r"-?\d+\.\d{2}", amount)
 
 
+def test_a_preview_reads_as_json_or_as_one_arrow_stream(team_server):
+    from bear.wire import ARROW, preview_from_arrow
+
+    url, tokens, *_ = team_server
+    ana = _api(url, tokens["ana"])
+    sel = {"kind": "awaiting_release", "full": True}
+    doc = ana.post("/api/v1/preview", json=sel).json()
+    assert doc["ineligible"] > 0 and doc["eligible"] == len(doc["eligible_ids"]["rows"])
+    assert doc["violations"]["columns"][:3] == ["billing_event_id", "stage", "rule_id"]
+    expected = doc["expected_documents"]
+    total = expected["rows"][0][expected["columns"].index("total")]
+    assert isinstance(total, str) and re.fullmatch(r"-?\d+\.\d{2}", total)
+    binary = ana.post("/api/v1/preview", json=sel, headers={"Accept": ARROW})
+    assert binary.headers["content-type"] == ARROW
+    pv = preview_from_arrow(binary.content)
+    assert pv.counts() | {"seconds": 0} == {k: doc[k] for k in pv.counts()} | {"seconds": 0}
+    assert pv.eligible_ids == [row[0] for row in doc["eligible_ids"]["rows"]]
+
+
 def test_admins_manage_users_and_tokens_through_the_api(team_server):
     url, tokens, *_ = team_server
     admin = _api(url, tokens["admin"])
