@@ -101,6 +101,9 @@ def test_sign_in_and_tokens(team):
     with pytest.raises(AuthError, match="revoked"):
         t.token_user(token)
     _, second = t.create_token("ana", actor="admin")
+    assert t.token_user(second).role.value == "analyst"  # now cached with its user
+    t.set_role("ana", "viewer", actor="admin")
+    assert t.token_user(second).role.value == "viewer"  # a change forgets the cached user
     t.disable("ana", actor="admin")
     with pytest.raises(AuthError):
         t.token_user(second)
