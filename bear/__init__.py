@@ -1,6 +1,7 @@
 """BEAR — Billing Events Awaiting Release: release billing events, create invoices and credit notes.
 
-Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``BearError``, ``__version__``.
+Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``BearError``,
+``extension()`` (notebooks), ``__version__``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ def connect(
     return Workspace(path, plugins, resume=resume, safe_mode=safe_mode)
 
 
+def extension(*extensions: str) -> None:
+    """In a notebook: load what BEAR's inline views (``ws.dashboard``) and hvPlot charts need
+    into the page, from the installed packages — never from a CDN, so they draw on a machine
+    without internet access. Call it once at the top, before importing hvPlot, and again after
+    reloading the page. ``extensions``: more Panel extensions to load."""
+    from bear.ui.notebook import extension as load  # lazy: Panel only when asked for
+
+    load(*extensions)
+
+
 from bear.rules import SqlRule  # noqa: E402  (after Workspace: rules import nothing of it)
 
-__all__ = ["BearError", "SqlRule", "Workspace", "__version__", "connect", "demo", "hookimpl"]
+__all__ = [
+    "BearError",
+    "SqlRule",
+    "Workspace",
+    "__version__",
+    "connect",
+    "demo",
+    "extension",
+    "hookimpl",
+]

@@ -107,6 +107,11 @@ class Workspace(Reading):
             outbox.stop()
         self.db.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (every read or write then raises ``BearError``)."""
+        return bool(self.db.closed)
+
     def __enter__(self) -> Workspace:
         return self
 

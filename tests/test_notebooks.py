@@ -42,7 +42,7 @@ EXPECTED_OUTPUT = {
         "passed: test_credit_hold",
         "passed: test_the_plugin_in_a_workspace",
     ],
-    "03-release-and-invoice.ipynb": ["completed (done)", "Run 1 — release_and_invoice"],
+    "03-release-and-invoice.ipynb": [": completed — ", "Run 1 — release_and_invoice"],
 }
 
 

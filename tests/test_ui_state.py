@@ -662,6 +662,39 @@ def test_notebook_views(demo_ws, finished_run):
             demo_ws.dashboard("run")
 
 
+def test_an_inline_run_view_is_filled_at_once_and_says_when_its_workspace_closed(
+    demo_path, tmp_path, finished_run
+):
+    import shutil
+
+    import panel as pn
+
+    import bear
+    from bear.ui.notebook import _on_view_error
+
+    path = tmp_path / "book.duckdb"
+    shutil.copy(demo_path, path)
+    ws = bear.connect(path)
+    run = ws.release_and_invoice(ws.awaiting_release(currency="GBP"), user=USER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shown = ws.dashboard("run", run_id=run.id)
+    detail = shown.view
+    assert len(detail.batches.value) and len(detail.process_table.value)  # before any change
+    assert pn.config.exception_handler is _on_view_error
+    ws.close()
+    with pytest.raises(BearError, match="closed"):
+        ws.dashboard("run", run_id=run.id)
+    # a click in the view now: the error reaches Panel's handler, which leaves one line
+    with pytest.raises(BearError) as caught:
+        detail.state.process.goto(1)
+    _on_view_error(caught.value)
+    assert [type(o).__name__ for o in shown.body.objects] == ["HTML"]
+    assert "The workspace is closed" in shown.body.objects[0].object
+    with pytest.raises(ZeroDivisionError):  # anything else is not BEAR's to swallow
+        _on_view_error(ZeroDivisionError("x"))
+
+
 def test_csv_bytes_round_trip():
     from bear.ui.state import frame_csv, frame_xlsx
 

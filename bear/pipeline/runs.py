@@ -13,6 +13,7 @@ from bear.errors import BearError, NotFoundError
 from bear.models import FINAL_STATUSES, Action, RunResult
 from bear.pipeline.ids import IdSource, action_of, load_ids
 from bear.pipeline.tx import retrying
+from bear.progress import follow
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -58,6 +59,12 @@ class RunHandle:
                 "(`bear worker` or the dashboard does)"
             )
         return self.core.runner.wait(self.id, timeout)
+
+    def watch(self, every: float = 0.25, timeout: float | None = None) -> RunResult:
+        """Show the run's progress until it ends, live in a notebook (a status line and bars
+        for release batches and documents, updated in place) or as lines on standard error;
+        returns the final ``RunResult``. ``timeout``: give up watching (``TimeoutError``)."""
+        return follow(self, every=every, timeout=timeout)
 
     def cancel(self) -> RunResult:
         """Ask the run to stop at its next batch boundary."""

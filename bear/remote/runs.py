@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bear.models import RunResult
+from bear.progress import follow
 from bear.wire import run_of
 
 if TYPE_CHECKING:
@@ -47,6 +48,12 @@ class RemoteRunHandle:
             left = MAX_POLL_S if deadline is None else max(0.01, deadline - time.monotonic())
             time.sleep(min(pause, left))
             pause = min(pause * 2, MAX_POLL_S)
+
+    def watch(self, every: float = 0.25, timeout: float | None = None) -> RunResult:
+        """Show the run's progress until it ends, live in a notebook (a status line and bars
+        for release batches and documents, updated in place) or as lines on standard error;
+        returns the final ``RunResult``. ``timeout``: give up watching (``TimeoutError``)."""
+        return follow(self, every=every, timeout=timeout)
 
     def cancel(self) -> RunResult:
         """Ask the run to stop at its next batch boundary."""

@@ -118,6 +118,10 @@ class RunDetail(Viewer):
         state.param.watch(lambda e: set_frame(self.batches, e.new), "batches")
         state.app.param.watch(lambda e: set_frame(self.app_table, e.new), "rows")
         state.process.param.watch(lambda e: set_frame(self.process_table, e.new), "rows")
+        # a run opened before the view was built (ws.dashboard("run", run_id=…)) shows at once
+        set_frame(self.batches, state.batches)
+        set_frame(self.app_table, state.app.rows)
+        set_frame(self.process_table, state.process.rows)
         self._render()
 
     def _dl(self, what: str) -> pn.Row:
