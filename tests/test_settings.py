@@ -363,7 +363,8 @@ def test_the_snapshot_has_one_typed_field_per_setting(ws):
 
     snap = ws.settings.snapshot()
     assert isinstance(snap, SettingsSnapshot)
-    assert [f.name for f in fields(SettingsSnapshot)] == list(SETTINGS)
+    # one field per setting, then the plugins' settings as (name, value) pairs
+    assert [f.name for f in fields(SettingsSnapshot)] == [*SETTINGS, "plugin_values"]
     for d in SETTINGS.values():  # the dataclass defaults are the declared defaults
         default = getattr(SettingsSnapshot(), d.name)
         assert (list(default) if isinstance(default, tuple) else default) == d.default, d.name
