@@ -59,6 +59,10 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+# Commands that run until stopped keep a log with times; the others print "warning: …" lines.
+LONG_RUNNING = ("serve", "worker")
+
+
 class PlainFormatter(logging.Formatter):
     """Log records as a person reads them on a terminal: ``warning: …`` (without -v)."""
 
@@ -240,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(args)
     handler = logging.StreamHandler()
-    if a.verbose:
+    if a.verbose or a.command in LONG_RUNNING:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(PlainFormatter())
