@@ -36,7 +36,10 @@ def _no_entry_points(monkeypatch):
 class Acme:
     """A plugin with two settings: a money limit its rule reads, and a note no rule reads."""
 
-    def __init__(self, declarations: Any = None, refuse: Decimal | None = None) -> None:
+    def __init__(
+        self, declarations: Any = None, refuse: Decimal | None = None, name: str = "acme"
+    ) -> None:
+        self.name = name  # the name it is passed under: its settings' and rules' namespace
         self.declarations = declarations
         self.refuse = refuse  # a limit its rules refuse to register with
         self.registered = 0
@@ -57,12 +60,12 @@ class Acme:
     @bear.hookimpl
     def bear_register_rules(self, settings: Any) -> list[Any]:
         self.registered += 1
-        limit = settings["acme.limit"]
+        limit = settings[f"{self.name}.limit"]
         if limit == self.refuse:
             raise ValueError(f"a limit of {limit} is reserved")
         return [
             bear.SqlRule(
-                id="acme.above_limit",
+                id=f"{self.name}.above_limit",
                 stage="release",
                 fail_when=f"summary_amount > {limit:f}",
                 message=f"{{event_name}} is above {limit}",
@@ -270,6 +273,14 @@ def test_a_bad_declaration_names_the_plugin(declarations, words):
         bear.connect(":memory:", plugins={"acme": Acme(declarations)})
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+
+
+def test_two_plugins_declaring_the_same_name_each_get_their_own():
+    with make_workspace(EVENTS, plugins={"acme": Acme(), "zeta": Acme(name="zeta")}) as ws:
+        names = [r["name"] for r in ws.settings.describe() if r["plugin"]]
+        assert names == ["acme.limit", "acme.note", "zeta.limit", "zeta.note"]
+        ws.settings.update(**{"zeta.limit": 1})
+        assert ws.settings["acme.limit"] == Decimal("300") and blocked(ws) == [2]
 
 
 def test_a_plugins_name_must_fit_a_settings_name():

@@ -156,7 +156,10 @@ class Settings:
             why = (self._explain(plugin) if self._explain else None) or (
                 "it is not installed, or not enabled"
             )
-            stored = self._stored()
+            try:
+                stored = self._stored()
+            except BearError:  # the book is closed: say what is known without it
+                stored = {}
             kept = (
                 f"; the stored value {json.dumps(stored[text])} is kept, and applies again "
                 "once the plugin is loaded"

@@ -99,17 +99,20 @@ class PluginHost:
     def _adopt(self, loaded: Loaded) -> None:
         """Take what was loaded: collect the plugins' settings (an installed plugin whose
         declaration is bad is left out, reported) and hand them to the settings."""
-        defs = self._declared(loaded, checking=False)
+        defs = self._declared(loaded)
         for failure in loaded.failed.values():
             log.warning("%s", failure.message)
         self.pm, self.sources, self.dists = loaded.pm, loaded.sources, loaded.dists
         self.load_failed = loaded.failed
         self.settings.declare_plugins(defs, self.why_not_loaded)
 
-    def _declared(self, loaded: Loaded, *, checking: bool) -> list[SettingDef]:
-        """Every plugin's declared settings (``bear_register_settings``), checked."""
+    def _declared(self, loaded: Loaded) -> list[SettingDef]:
+        """Every plugin's declared settings (``bear_register_settings``), checked. An installed
+        plugin whose declaration is bad is unregistered and recorded as failed; any other
+        plugin's raises ``PluginError``."""
+        # Names are "<plugin>.<setting>" and a setting's own name has no dot, so two plugins
+        # can never declare the same one; a plugin naming one twice is refused in ``declared``.
         defs: list[SettingDef] = []
-        owner: dict[str, str] = {}
         for impl in loaded.pm.hook.bear_register_settings.get_hookimpls():
             plugin = impl.plugin_name
             try:
@@ -121,14 +124,8 @@ class PluginHost:
                     raise PluginError(
                         f"plugin {plugin!r} failed to declare its settings: {one_line(exc)}"
                     ) from exc
-                for d in mine:
-                    if d.name in owner:
-                        raise PluginError(
-                            f"plugin {plugin!r} declares the setting {d.name!r}, which plugin "
-                            f"{owner[d.name]!r} declares already"
-                        )
             except PluginError as exc:
-                if checking or not loaded.sources.get(plugin, "").startswith(ENTRY_POINT):
+                if not loaded.sources.get(plugin, "").startswith(ENTRY_POINT):
                     exc.setting = exc.setting or self._source_setting(loaded.sources, plugin)
                     raise
                 judges = bool(
@@ -145,7 +142,6 @@ class PluginHost:
                 failure = Failure(plugin, "bear_register_settings", error, dist, version, judges)
                 loaded.failed[plugin] = failure
                 continue
-            owner.update({d.name: plugin for d in mine})
             defs += mine
         return defs
 
@@ -363,7 +359,7 @@ class PluginHost:
         probe.pm, probe.sources, probe.dists = loaded.pm, loaded.sources, loaded.dists
         probe.load_failed = loaded.failed
         probe._prepared = {}
-        defs = probe._declared(loaded, checking=True)
+        defs = probe._declared(loaded)
         values = {k: v for k, v in proposed.as_dict().items() if "." not in k}
         values.update(self.settings.values_for(defs))
         with_plugins = SettingsSnapshot.of(values)
