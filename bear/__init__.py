@@ -1,16 +1,17 @@
 """BEAR — Billing Events Awaiting Release: release billing events, create invoices and credit notes.
 
-Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``BearError``,
-``extension()`` (notebooks), ``__version__``.
+Public API: ``connect()``, ``Workspace``, ``hookimpl``, ``SqlRule``, ``PluginSetting``,
+``BearError``, ``extension()`` (notebooks), ``__version__``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from bear import demo
+from bear.config import PluginSetting
 from bear.errors import BearError
 from bear.markers import hookimpl
 from bear.workspace import Workspace
@@ -23,7 +24,7 @@ logging.getLogger("bear").addHandler(logging.NullHandler())
 
 def connect(
     path: str | os.PathLike[str] = ":memory:",
-    plugins: Iterable[object] = (),
+    plugins: Iterable[object] | Mapping[str, object] = (),
     *,
     resume: bool = True,
     safe_mode: bool = False,
@@ -34,7 +35,10 @@ def connect(
 
     :param path: a DuckDB file, ``":memory:"``, or the URL of a ``bear serve`` server
         (``http://…`` or ``https://…``).
-    :param plugins: extra plugin objects (modules or instances with ``@bear.hookimpl`` methods).
+    :param plugins: extra plugin objects (modules or instances with ``@bear.hookimpl`` methods),
+        named after their ``__name__``; or a mapping ``{name: plugin}`` that names them — a
+        plugin's settings are named after it (``{"example": module}`` gives
+        ``example.<setting>``, as its entry point ``example`` would).
     :param resume: resume unfinished runs in the background (the owner of a database does).
     :param safe_mode: open without the stored plugins folder and rules file, without
         entry-point plugins and without resuming runs — the way back in when a stored setting
@@ -70,6 +74,7 @@ from bear.rules import SqlRule  # noqa: E402  (after Workspace: rules import not
 
 __all__ = [
     "BearError",
+    "PluginSetting",
     "SqlRule",
     "Workspace",
     "__version__",

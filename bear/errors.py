@@ -8,8 +8,9 @@ class BearError(Exception):
 
 
 class DatabaseLockedError(BearError):
-    """The database file is held by another process; ``url`` is where that process serves
-    it, when it is ``bear serve``."""
+    """The database file is held by another process; ``holder`` names it in words (a Jupyter
+    kernel, bear serve, another bear command, a program), ``command`` is its command line, and
+    ``url`` is where that process serves it, when it is ``bear serve``."""
 
     def __init__(
         self,
@@ -19,12 +20,14 @@ class DatabaseLockedError(BearError):
         pid: int | None,
         command: str | None,
         url: str | None = None,
+        holder: str | None = None,
     ) -> None:
         super().__init__(message)
         self.path = path
         self.pid = pid
         self.command = command
         self.url = url
+        self.holder = holder
 
 
 class SettingError(BearError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -19,7 +19,7 @@ import pandas as pd
 
 from bear import pipeline
 from bear.auth import Team
-from bear.config import RULE_SETTINGS, Settings
+from bear.config import Settings
 from bear.db import Database, item_stats, open_database
 from bear.errors import BearError, PluginError
 from bear.io import ImportReport
@@ -43,7 +43,7 @@ class Workspace(Reading):
     def __init__(
         self,
         path: str | os.PathLike[str] = ":memory:",
-        plugins: Iterable[object] = (),
+        plugins: Iterable[object] | Mapping[str, object] = (),
         *,
         resume: bool = True,
         safe_mode: bool = False,
@@ -51,7 +51,7 @@ class Workspace(Reading):
         self.path = str(path)
         self.safe_mode = safe_mode
         self.db: Database = open_database(self.path)
-        self._extra_plugins = list(plugins)
+        self._extra_plugins = plugins if isinstance(plugins, Mapping) else list(plugins)
         # per data version: category masks, ids matching costly filters (dashboard reads)
         self._read_cache: dict[Any, Any] = {}
         self._read_lock = threading.Lock()
@@ -145,7 +145,7 @@ class Workspace(Reading):
     def _settings_changed(self, changed: dict[str, Any]) -> None:
         # Rules read settings when they are registered: rebuild the registry (validated before
         # the write by PluginHost.check_settings), then drop cached eligibility.
-        if changed.keys() & RULE_SETTINGS:
+        if self.settings.affects_rules(changed):
             self.plugins.reload(changed)
         self.refresh()
 

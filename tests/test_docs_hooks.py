@@ -42,9 +42,10 @@ def doc() -> str:
     return DOC.read_text(encoding="utf-8")
 
 
-def test_the_hookspecs_are_the_documented_seven():
+def test_the_hookspecs_are_the_documented_eight():
     assert [n for n, _ in HOOKS] == sorted(
         [
+            "bear_register_settings",
             "bear_register_rules",
             "bear_prepare_connection",
             "bear_release_finished",
@@ -113,6 +114,15 @@ def test_the_docs_cover_the_switches_and_the_entry_point_recipe(doc):
         "last_error",
         "[[rule]]",
         "NotifierOptions(per_recipient=True)",
+        "[build-system]",
+        "pip install -e .",
+        "python -m pytest",
+        "bear.PluginSetting",
+        "bear settings set acme.min_amount=25",
+        "bear events --eligibility",
+        "bear preview --reasons",
+        "release.plugin_failed",
+        "BEAR_DISABLE_PLUGINS=acme",
     ):
         assert words in doc, words
     from bear.models import RunSummary
@@ -151,3 +161,32 @@ def test_the_testing_example_in_the_docs_works(doc, tmp_path, monkeypatch):
     namespace: dict[str, object] = {"bear": bear}
     exec(compile(snippet, "docs/plugins.md", "exec"), namespace)  # noqa: S102 — our own docs
     namespace["test_partner_review"]()  # type: ignore[operator]
+
+
+def _block(doc: str, heading: str, n: int = 0) -> str:
+    """The ``n``-th Python code block of the section under ``heading``."""
+    section = doc.split(heading, 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n")[n + 1].split("```", 1)[0]
+
+
+def test_the_plugin_settings_example_and_the_make_workspace_test_work(doc, tmp_path, monkeypatch):
+    """The plugin of "Plugin settings", installed as module bear_rules_acme, passes the test
+    printed under "make_workspace, argument by argument"; its settings behave as told."""
+    (tmp_path / "bear_rules_acme.py").write_text(_block(doc, "## Plugin settings"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bear_rules_acme", raising=False)
+    namespace: dict[str, object] = {}
+    snippet = _block(doc, "### `make_workspace`, argument by argument\n", 1)
+    exec(compile(snippet, "docs/plugins.md", "exec"), namespace)  # noqa: S102 — our own docs
+    namespace["test_small_events_are_held_back"]()  # type: ignore[operator]
+    namespace["test_a_book_file_for_the_cli"](tmp_path)  # type: ignore[operator]
+    import bear_rules_acme
+
+    with make_workspace(
+        [{"id": 1, "summary_amount": "5.00"}], plugins={"acme": bear_rules_acme}
+    ) as ws:
+        described = {r["name"]: r for r in ws.settings.describe()}
+        assert described["acme.max_items"]["kind"] == "int"
+        assert ws.awaiting_release(eligibility="acme.min_amount").ids() == [1]
+        ws.settings.update_by("ana", **{"acme.min_amount": "1"})
+        assert ws.awaiting_release(eligibility="acme.min_amount").ids() == []

@@ -96,7 +96,8 @@ def test_example_is_discovered_through_its_entry_point(example_installed, book):
     plugins = {p["name"]: p for p in data["plugins"]}
     assert plugins["example"]["version"] == "0.1.0"
     assert plugins["example"]["source"] == "entry point (bear-rules-example 0.1.0)"
-    assert plugins["example"]["hooks"] == "bear_register_rules"
+    assert plugins["example"]["hooks"] == "bear_register_rules, bear_register_settings"
+    assert plugins["example"]["status"] == "ok"
     rules = {r["id"]: r for r in data["rules"]}
     assert rules["example.large_credit"]["plugin"] == "example"
     assert (rules["example.large_credit"]["stage"], rules["example.large_credit"]["kind"]) == (
@@ -140,6 +141,92 @@ def test_example_is_switched_off_by_the_environment(example_installed, book, swi
     assert pv["eligible_ids"] == [1, 2, 3]
 
 
+def test_its_setting_is_listed_set_and_read_by_its_rule(example_installed, book):
+    listed = json.loads(_cli("settings", "list", "--json", "--db", str(book)).stdout)
+    row = next(r for r in listed if r["name"] == "example.large_credit_limit")
+    assert (row["plugin"], row["kind"], row["value"], row["default"]) == (
+        "example",
+        "decimal",
+        "10000",
+        "10000",
+    )
+    text = _cli("settings", "list", "--db", str(book)).stdout
+    assert "example.large_credit_limit" in text
+    out = _cli("events", "--eligibility", "example.large_credit", "--json", "--db", str(book))
+    assert [e["id"] for e in json.loads(out.stdout)["events"]] == [1]
+    out = _cli("settings", "set", "example.large_credit_limit=25000", "--db", str(book))
+    assert out.returncode == 0 and out.stdout.strip() == 'example.large_credit_limit = "25000"'
+    out = _cli("settings", "get", "example.large_credit_limit", "--db", str(book))
+    assert out.stdout.strip() == "25000"
+    pv = json.loads(_cli("preview", "--json", "--with-ids", "--db", str(book)).stdout)
+    assert pv["eligible_ids"] == [1, 2, 3]  # -20,000 is within the new limit
+    history = json.loads(_cli("settings", "history", "--json", "--db", str(book)).stdout)
+    assert (history[0]["name"], history[0]["old"], history[0]["new"]) == (
+        "example.large_credit_limit",
+        "10000",
+        "25000",
+    )
+    out = _cli("settings", "set", "example.large_credit_limit=-5", "--db", str(book))
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: setting 'example.large_credit_limit': '-5' is not allowed; expected a decimal "
+        "number (at most 6 decimals) ≥ 0"
+    )
+
+
+def test_its_stored_setting_is_kept_while_it_is_disabled(example_installed, book):
+    assert (
+        _cli("settings", "set", "example.large_credit_limit=25000", "--db", str(book)).returncode
+        == 0
+    )
+    off = {"BEAR_DISABLE_PLUGINS": "example"}
+    out = _cli("settings", "list", "--db", str(book), **off)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "Stored for plugins that are not loaded (kept, not applied):\n"
+        "  example.large_credit_limit = \"25000\"  (plugin 'example' is not loaded: it is "
+        "disabled by BEAR_DISABLE_PLUGINS)"
+    ) in out.stdout
+    listed = json.loads(_cli("settings", "list", "--json", "--db", str(book), **off).stdout)
+    assert listed[-1] == {
+        "name": "example.large_credit_limit",
+        "value": "25000",
+        "plugin": "example",
+        "note": "plugin 'example' is not loaded: it is disabled by BEAR_DISABLE_PLUGINS",
+        "loaded": False,
+    }
+    out = _cli("settings", "set", "example.large_credit_limit=1", "--db", str(book), **off)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: setting 'example.large_credit_limit' belongs to plugin 'example', which is not "
+        'loaded: it is disabled by BEAR_DISABLE_PLUGINS; the stored value "25000" is kept, '
+        "and applies again once the plugin is loaded"
+    )
+    out = _cli("settings", "get", "example.large_credit_limit", "--json", "--db", str(book), **off)
+    assert out.returncode == 2 and json.loads(out.stdout)["type"] == "SettingError"
+    out = _cli("settings", "get", "example.large_credit_limit", "--db", str(book))
+    assert out.stdout.strip() == "25000"  # loaded again, the value applies
+
+
+def test_bear_plugins_shows_each_rules_kind(example_installed, book, tmp_path):
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        '[[rule]]\nid = "acme.big"\nstage = "release"\nwhen = "summary_amount > 1000"\n'
+        'message = "big"\n'
+    )
+    assert _cli("settings", "set", f"rules_file={rules_file}", "--db", str(book)).returncode == 0
+    out = _cli("plugins", "--db", str(book))
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
+    assert lines["example.large_credit"][1] == "sql"
+    assert lines["example.weekend_event"][1] == "python"
+    assert lines["acme.big"][1] == "declarative"
+    assert lines["release.not_approved"][1] == "sql"
+    data = json.loads(_cli("plugins", "--json", "--db", str(book)).stdout)
+    kinds = {r["id"]: r["kind"] for r in data["rules"]}
+    assert (kinds["acme.big"], kinds["example.weekend_event"]) == ("declarative", "python")
+
+
 def test_the_examples_own_tests_pass(example_installed):
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
@@ -150,4 +237,4 @@ def test_the_examples_own_tests_pass(example_installed):
         env=_env(),
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 passed" in out.stdout
+    assert "6 passed" in out.stdout

@@ -233,7 +233,7 @@ def test_connect_to_a_held_database_says_plainly_who_holds_it(holder: str, tmp_p
         assert errors, f"connect succeeded although process {proc.pid} holds the database"
         err = errors[0]
         assert err.ename == "DatabaseLockedError"
-        assert f"process {proc.pid}" in err.evalue
+        assert f"(pid {proc.pid})" in err.evalue  # "python -c … (pid n)", "bear serve (pid n)"
         if holder == "serve":  # names the server to work through instead
             assert "serve" in err.evalue and "it is served at http://127.0.0.1:" in err.evalue
             assert "bear.connect('http://127.0.0.1:" in err.evalue

@@ -326,8 +326,9 @@ def test_database_held_by_another_process(held_db):
     assert isinstance(err, BearError)
     assert err.pid == proc.pid
     assert str(proc.pid) in msg
-    assert err.command and Path(sys.executable).name in err.command
-    assert err.command in msg
+    assert err.command and Path(sys.executable).name in err.command  # its command line
+    assert err.holder == f"{Path(sys.executable).name} -c … (pid {proc.pid})"  # in words
+    assert err.holder in msg
     assert str(path) in msg
     # says what to do, in plain words
     assert "stop" in msg.lower() or "close" in msg.lower()

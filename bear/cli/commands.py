@@ -23,7 +23,10 @@ from bear.cli.common import (
     records,
     selection_of,
 )
+from bear.config.defs import dumps
 from bear.errors import BearError, ImportProblemError
+
+REASONS_SHOWN = 50  # violations `bear preview --reasons` lists unless told how many
 
 
 def cmd_init(a: argparse.Namespace) -> int:
@@ -62,7 +65,14 @@ def cmd_import(a: argparse.Namespace) -> int:
             report = ws.import_files(dry_run=a.dry_run, actor=local_actor(), **files)
         except ImportProblemError as exc:
             if a.json:
-                print_json({"ok": False, "error": str(exc), "problems": exc.problems})
+                print_json(
+                    {
+                        "ok": False,
+                        "error": str(exc),
+                        "type": type(exc).__name__,
+                        "problems": exc.problems,
+                    }
+                )
             else:
                 print(f"error: {exc}", file=sys.stderr)
                 for p in exc.problems[:200]:
@@ -93,23 +103,19 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_settings(a: argparse.Namespace) -> int:
     with open_book(a) as ws:
         if a.action == "list":
-            rows = ws.settings.describe()
-            if a.json:
-                print_json(rows)
-            else:
-                print_frame(pd.DataFrame(rows)[["name", "value", "default", "allowed"]], False)
+            _settings_list(ws, a.json)
         elif a.action == "get":
             if not a.name:
                 raise BearError("settings get: name the setting")
-            from bear.config import SETTINGS
-
-            if a.name[0] not in SETTINGS:
-                raise BearError(
-                    f"unknown setting {a.name[0]!r}; known settings: {', '.join(SETTINGS)}"
-                )
-            value = getattr(ws.settings, a.name[0])
+            name = a.name[0]
+            if name not in {row["name"] for row in ws.settings.describe()}:
+                unknown = getattr(ws.settings, "unknown", None)  # a local book explains
+                if unknown is not None:
+                    raise unknown(name)
+                raise BearError(f"unknown setting {name!r}")
+            value = getattr(ws.settings, name)
             print(
-                json.dumps(value)
+                json.dumps(value, default=jsonable)
                 if a.json
                 else (json.dumps(value) if isinstance(value, list) else value)
             )
@@ -119,7 +125,7 @@ def cmd_settings(a: argparse.Namespace) -> int:
             if not a.name:
                 raise BearError("settings reset: name the settings to put back to their defaults")
             for k, v in ws.settings.reset(*a.name, actor=local_actor()).items():
-                print(f"{k} = {json.dumps(v)}")
+                print(f"{k} = {dumps(v)}")
         else:
             if not a.name:
                 raise BearError("settings set: give NAME=VALUE pairs")
@@ -131,8 +137,23 @@ def cmd_settings(a: argparse.Namespace) -> int:
                 values[k.strip()] = v
             clean = ws.settings.update_by(local_actor(), **values)
             for k, v in clean.items():
-                print(f"{k} = {json.dumps(v)}")
+                print(f"{k} = {dumps(v)}")
     return 0
+
+
+def _settings_list(ws: Any, as_json: bool) -> None:
+    """Every setting, BEAR's then the loaded plugins'; values stored for plugins that are not
+    loaded are kept, and listed apart (``"loaded": false`` in JSON)."""
+    rows = ws.settings.describe()
+    unloaded = ws.settings.unloaded() if hasattr(ws.settings, "unloaded") else []
+    if as_json:
+        print_json([*rows, *({**u, "loaded": False} for u in unloaded)])
+        return
+    print_frame(pd.DataFrame(rows)[["name", "value", "default", "allowed"]], False)
+    if unloaded:
+        print("\nStored for plugins that are not loaded (kept, not applied):")
+        for u in unloaded:
+            print(printable(f"  {u['name']} = {json.dumps(u['value'])}  ({u['note']})"))
 
 
 def _settings_history(ws: Any, a: argparse.Namespace) -> None:
@@ -188,6 +209,11 @@ def cmd_preview(a: argparse.Namespace) -> int:
         sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
         pv = ws.preview(sel, action=action, full=a.full)
         if a.json:
+            reasons = {}
+            if a.reasons:
+                shown = pv.violations.head(a.reasons)[REASON_COLUMNS]
+                left = len(pv.violations) - len(shown)
+                reasons = {"reasons": records(shown), "reasons_left_out": left}
             print_json(
                 {
                     **pv.counts(),
@@ -196,6 +222,7 @@ def cmd_preview(a: argparse.Namespace) -> int:
                     "blast_radius": len(pv.blast_radius),
                     "violations": records(pv.violations.head(a.max_violations)),
                     "eligible_ids": pv.eligible_ids if a.with_ids else None,
+                    **reasons,
                 }
             )
             return 0
@@ -214,7 +241,30 @@ def cmd_preview(a: argparse.Namespace) -> int:
                 f"\nBlast radius: {len(pv.blast_radius):,} releasable events share a batch with an unreleasable "
                 "one (they would fail with it without validation)."
             )
+        if a.reasons:
+            _print_reasons(pv, a.reasons)
     return 0
+
+
+REASON_COLUMNS = ["billing_event_id", "rule_id", "severity", "message"]
+
+
+def _print_reasons(pv: Any, limit: int) -> None:
+    """Each violation on a line of its own — event, rule, severity, message — the first
+    ``limit`` of them, then how many more there are."""
+    v = pv.violations
+    if not pv.validated:
+        print(f"\nNo violations listed: {pv.reason}")
+        return
+    if v.empty:
+        print("\nNo violations.")
+        return
+    print(f"\nViolations ({len(v):,}):")
+    for row in v.head(limit).itertuples(index=False):
+        line = f"  event {row.billing_event_id}  {row.rule_id} ({row.severity}): {row.message}"
+        print(printable(line))
+    if len(v) > limit:
+        print(f"  … and {len(v) - limit:,} more (--reasons N shows more, --json lists them)")
 
 
 def _show_run(res: Any, as_json: bool) -> None:
@@ -305,11 +355,16 @@ def cmd_plugins(a: argparse.Namespace) -> int:
         plugins, rules = ws.plugin_list(), ws.rules()
         if a.json:
             print_json({"plugins": records(plugins), "rules": records(rules)})
-        else:
-            print("Plugins:")
-            print_frame(plugins, False)
-            print("\nRules:")
-            print_frame(rules[["id", "stage", "severity", "plugin", "enabled"]], False)
+            return 0
+        shown = [c for c in ("name", "version", "source", "hooks", "status") if c in plugins]
+        print("Plugins:")
+        print_frame(plugins[shown], False)
+        failed = plugins[plugins["status"] == "failed"] if "status" in plugins else plugins[:0]
+        for error in failed["error"]:
+            print(printable(f"  failed: {error}"))
+        print("\nRules:")
+        cols = ["id", "kind", "stage", "severity", "plugin", "enabled"]
+        print_frame(rules[[c for c in cols if c in rules]], False)
     return 0
 
 

@@ -63,6 +63,24 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=jsonable))
 
 
+def _plain_value(value: Any) -> Any:
+    """``value`` as JSON can hold it (its text when it cannot)."""
+    try:
+        return json.loads(json.dumps(value, default=jsonable))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def error_object(exc: BaseException) -> dict[str, Any]:
+    """An error as ``--json`` prints it: ``error`` (the message), ``type`` (the exception's
+    class, e.g. ``DatabaseLockedError``) and the details it carries (``pid``, ``name``, …)."""
+    obj: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
+    for key, value in vars(exc).items():
+        if not key.startswith("_") and key not in obj:
+            obj[key] = _plain_value(value)
+    return obj
+
+
 def print_frame(df: pd.DataFrame, as_json: bool) -> None:
     if as_json:
         print_json(records(df))

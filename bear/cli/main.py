@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from bear.cli.commands import (
+    REASONS_SHOWN,
     cmd_events,
     cmd_export,
     cmd_import,
@@ -27,6 +28,8 @@ from bear.cli.common import (
     add_db,
     add_filters,
     add_server,
+    error_object,
+    print_json,
     printable,
     whole,
 )
@@ -35,11 +38,44 @@ from bear.cli.team import add_team_parsers
 from bear.errors import BearError
 from bear.queries import bounds
 
+log = logging.getLogger("bear.cli")
+
+ERRORS = """errors:
+  An error is one line on stderr, "error: …", and exit status 2 (1 for an unexpected failure,
+  whose traceback `bear -v` logs). With --json, an error is instead one JSON object on stdout,
+  {"error": "<message>", "type": "<class, e.g. DatabaseLockedError>", …its details}, with the
+  same exit status; warnings (e.g. a plugin that failed to load) stay on stderr."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors honour ``--json`` (a JSON object on stdout, exit 2)."""
+
+    json_errors = False  # set by ``main`` when the command line holds --json
+
+    def error(self, message: str) -> NoReturn:
+        if Parser.json_errors:
+            print_json({"error": f"{self.prog}: {message}", "type": "UsageError"})
+            sys.exit(2)
+        super().error(message)
+
+
+# Commands that run until stopped keep a log with times; the others print "warning: …" lines.
+LONG_RUNNING = ("serve", "worker")
+
+
+class PlainFormatter(logging.Formatter):
+    """Log records as a person reads them on a terminal: ``warning: …`` (without -v)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {printable(record.getMessage())}"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="bear",
         description="BEAR — release billing events, create sales invoices and credit notes.",
+        epilog=ERRORS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     p.add_argument(
@@ -131,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--max-violations", type=whole("max_violations", 0, bounds.BIGINT_MAX), default=1000
     )
+    sp.add_argument(
+        "--reasons",
+        nargs="?",
+        const=REASONS_SHOWN,
+        default=None,
+        type=whole("reasons", 1, bounds.BIGINT_MAX),
+        metavar="N",
+        help=f"list each violation: event id, rule id, severity and message (the first N, "
+        f"default {REASONS_SHOWN}, then '… and M more'); with --json as \"reasons\"",
+    )
 
     sp = sub.add_parser(
         "run", help="start, show or cancel a run", description="start, show or cancel a run"
@@ -193,16 +239,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    Parser.json_errors = "--json" in args
     parser = build_parser()
-    a = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if a.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    a = parser.parse_args(args)
+    handler = logging.StreamHandler()
+    if a.verbose or a.command in LONG_RUNNING:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(PlainFormatter())
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, handlers=[handler])
+    as_json = bool(getattr(a, "json", False))
     try:
         return int(a.fn(a) or 0)
     except BearError as exc:
-        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        _error(exc, as_json)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a defect, not the user's input: no traceback unless -v
+        log.debug("unexpected failure", exc_info=True)
+        _error(exc, as_json, unexpected=True)
+        return 1
+
+
+def _error(exc: BaseException, as_json: bool, *, unexpected: bool = False) -> None:
+    """Say what went wrong: one line on stderr, or the JSON object on stdout (``--json``)."""
+    obj = error_object(exc)
+    if unexpected:
+        obj["error"] = f"unexpected {type(exc).__name__}: {obj['error']} (run with -v to see where)"
+    if as_json:
+        print_json(obj)
+    else:
+        print(f"error: {printable(obj['error'])}", file=sys.stderr)

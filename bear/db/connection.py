@@ -19,22 +19,12 @@ from pathlib import Path
 
 import duckdb
 
-from bear.db import documents, item_stats, served
+from bear.db import documents, holder, item_stats, served
 from bear.errors import BearError, DatabaseLockedError
 
 log = logging.getLogger(__name__)
 
 _LOCK_RE = re.compile(r"PID (\d+)")
-
-
-def _process_command(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
-    text = " ".join(text.split())  # one line, whatever the holder's arguments held
-    return (text[:157] + "…" if len(text) > 160 else text) or None
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -193,25 +183,23 @@ def _connect_raw(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "lock" not in text.lower():
             raise BearError(f"cannot open the database {path!r}: {text}") from exc
         match = _LOCK_RE.search(text)
-        pid = int(match.group(1)) if match else None
-        command = _process_command(pid) if pid else None
-        holder = f"process {pid}" if pid else "another process"
-        if command:
-            holder += f" ({command})"
+        who = holder.describe(int(match.group(1)) if match else None)
+        pid = who.pid
         url = served.served_by(path, pid) if pid else None
         if url:
             message = (
-                f"the database {path!r} is in use by {holder}: it is served at {url}. Work "
+                f"the database {path!r} is in use by {who.words}: it is served at {url}. Work "
                 f"on it through the server: `bear --server {url} …` on the command line, "
                 f"`bear.connect({url!r}, token=…)` in Python, or the dashboard at {url}."
             )
         else:
             message = (
-                f"the database {path!r} is in use by {holder}. A BEAR database can be open in "
-                "one process at a time: stop that process (or close the notebook or dashboard "
-                "that holds it) and try again, or work on a copy of the file."
+                f"the database {path!r} is in use by {who.words}. A BEAR database can be open "
+                f"in one process at a time: {who.advice}, or work on a copy of the file."
             )
-        raise DatabaseLockedError(message, path=path, pid=pid, command=command, url=url) from None
+        raise DatabaseLockedError(
+            message, path=path, pid=pid, command=who.command, url=url, holder=who.words
+        ) from None
     except duckdb.Error as exc:
         raise BearError(f"cannot open the database {path!r}: {exc}") from exc
 

@@ -1,4 +1,5 @@
-"""Hook specifications for notifications (pluggy project ``bear``).
+"""Hook specifications for plugins' own settings and for notifications (pluggy project
+``bear``).
 
 Notifiers are called after the work they report has been committed, once per outbox entry;
 a notifier that raises leaves its entry in the outbox to be retried, and never undoes a run.
@@ -6,10 +7,28 @@ a notifier that raises leaves its entry in the outbox to be retried, and never u
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from bear.config import PluginSetting
 from bear.markers import hookspec
 from bear.models import NotifierOptions, RunSummary
+
+
+@hookspec
+def bear_register_settings() -> Iterable[PluginSetting]:
+    """Declare the settings this plugin reads. Called once when the plugins are loaded, before
+    ``bear_register_rules``.
+
+    Each is stored as ``<plugin name>.<name>`` (the plugin name is its entry-point name),
+    validated, recorded and edited like BEAR's own settings (``bear settings set``, the
+    dashboard, ``ws.settings.update_by``), and read by the plugin's rules as
+    ``settings["<plugin name>.<name>"]``. A bad declaration (an unknown type, a default it
+    does not allow, a name given twice) is an error naming the plugin.
+
+    :returns: a list of ``bear.PluginSetting`` (name, kind, default, help, and optionally
+        minimum, maximum, choices, affects_rules).
+    """
 
 
 @hookspec

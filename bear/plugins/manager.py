@@ -1,153 +1,71 @@
-"""The plugin manager factory and ``PluginHost``, the one typed facade over the hooks.
+"""``PluginHost``, the one typed facade over the hooks, and the workspace's rule registry.
 
-Built-in rule modules and notifiers are registered exactly like third-party plugins. Sources,
-in order: built-ins, entry points of group ``bear`` (unless ``BEAR_DISABLE_PLUGIN_AUTOLOAD``),
-``.py`` files of the plugins folder (setting ``plugins_dir`` or ``$BEAR_PLUGINS_DIR``), and
-plugin objects passed to ``bear.connect(plugins=[...])``. ``BEAR_DISABLE_PLUGINS=a,b`` blocks
-plugins by name. Nothing else in BEAR touches ``pm.hook``.
+Built-in rule modules and notifiers are registered exactly like third-party plugins
+(``bear.plugins.loading`` finds and loads them all). The host collects the plugins' settings
+(``bear_register_settings``) and rules (``bear_register_rules``); an installed plugin that
+fails is reported (``failures``, ``bear plugins``) and, while it may hold rules, every event is
+held back by ``release.plugin_failed`` / ``invoice.plugin_failed`` — a broken plugin fails
+closed, never open. Nothing else in BEAR touches ``pm.hook``.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import importlib.util
 import logging
-import os
-import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
-import pluggy
 
-from bear.config import RULE_SETTINGS, Settings, SettingsSnapshot
+from bear.config import Settings, SettingsSnapshot
+from bear.config.defs import SettingDef
+from bear.config.plugin import declared
 from bear.db import Database
 from bear.errors import BearError, PluginError
-from bear.markers import PROJECT
 from bear.models import NotifierOptions, RunSummary
-from bear.plugins import hookspecs as notify_specs
-from bear.rules import hookspecs as rule_specs
+from bear.plugins.loading import (
+    BUILTIN_NAMES,
+    DEFAULT_PLUGINS,
+    ENTRY_POINT,
+    Failure,
+    Loaded,
+    autoload_disabled,
+    env_list,
+    make_plugin_manager,
+    named,
+    one_line,
+)
+from bear.rules import SqlRule
 from bear.rules.engine import RegisteredRule, Registry
+from bear.rules.model import sql_string
 
 log = logging.getLogger(__name__)
 
-# (module, plugin name): the core is built from these plugins, registered like any other.
-DEFAULT_PLUGINS = (
-    ("bear.rules.builtin_release", "builtin_release"),
-    ("bear.rules.builtin_invoice", "builtin_invoice"),
-    ("bear.rules.declarative", "rules_file"),
-    ("bear.plugins.notify_inapp", "in_app"),
-    ("bear.plugins.notify_email", "email"),
-    ("bear.plugins.notify_log", "log"),
-)
-BUILTIN_NAMES = {name for _, name in DEFAULT_PLUGINS}
+__all__ = ["BUILTIN_NAMES", "DEFAULT_PLUGINS", "PluginHost", "make_plugin_manager"]
 RESERVED_NAMESPACES = ("release", "invoice")
-
-
-def _env_list(name: str) -> list[str]:
-    return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
-
-
-def make_plugin_manager(
-    extra: Iterable[object] = (), plugins_dir: str = "", *, safe_mode: bool = False
-) -> tuple[pluggy.PluginManager, dict[str, str]]:
-    """Build a plugin manager; returns it and {plugin name: source}. ``safe_mode`` loads no
-    entry points and ignores ``$BEAR_PLUGINS_DIR``: only the built-ins, the plugins passed in
-    and ``plugins_dir`` if one is given."""
-    pm = pluggy.PluginManager(PROJECT)
-    pm.add_hookspecs(rule_specs)
-    pm.add_hookspecs(notify_specs)
-    sources: dict[str, str] = {}
-    for name in _env_list("BEAR_DISABLE_PLUGINS"):
-        pm.set_blocked(name)
-    for modname, short in DEFAULT_PLUGINS:
-        if pm.is_blocked(short):
-            continue
-        pm.register(importlib.import_module(modname), name=short)
-        sources[short] = "built-in"
-    if safe_mode:
-        log.warning("safe mode: entry-point plugins and the plugins folder are not loaded")
-    elif os.environ.get("BEAR_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0", "false"):
-        log.info("entry-point plugins not loaded: BEAR_DISABLE_PLUGIN_AUTOLOAD is set")
-    else:
-        before = set(n for n, _ in pm.list_name_plugin())
-        try:
-            pm.load_setuptools_entrypoints(PROJECT)
-        except Exception as exc:  # an entry point that fails to import is a start-up error
-            raise PluginError(
-                f"a plugin installed under entry-point group 'bear' failed to load: {exc}"
-            ) from exc
-        dist = {id(p): d for p, d in pm.list_plugin_distinfo()}
-        for name, plugin in pm.list_name_plugin():
-            if name not in before and plugin is not None:
-                d = dist.get(id(plugin))
-                sources[name] = (
-                    f"entry point ({d.project_name} {d.version})" if d else "entry point"
-                )
-    folder = plugins_dir or ("" if safe_mode else os.environ.get("BEAR_PLUGINS_DIR", ""))
-    setting = "plugins_dir" if plugins_dir else None
-    if folder:
-        path = Path(folder)
-        if not path.is_dir():
-            raise PluginError(
-                f"plugins folder {folder!r} does not exist or is not a folder", setting=setting
-            )
-        for file in sorted(path.glob("*.py")):
-            name = file.stem
-            if pm.is_blocked(name):
-                continue
-            modname = f"bear_plugin_{name}"
-            spec = importlib.util.spec_from_file_location(modname, file)
-            if spec is None or spec.loader is None:
-                raise PluginError(f"plugin file {file} cannot be loaded", setting=setting)
-            module = importlib.util.module_from_spec(spec)
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin file {file} failed to import: {type(exc).__name__}: {exc}",
-                    setting=setting,
-                ) from exc
-            sys.modules[modname] = module
-            _register(pm, module, name, setting)
-            sources[name] = f"plugins folder ({file})"
-    for obj in extra:
-        name = getattr(obj, "__name__", None) or type(obj).__name__
-        if isinstance(obj, type):
-            raise PluginError(f"plugin {name!r} is a class; pass an instance or a module")
-        if pm.is_blocked(name):
-            continue
-        base, n = name, 2
-        while pm.get_plugin(name) is not None:
-            name = f"{base}-{n}"
-            n += 1
-        _register(pm, obj, name)
-        sources[name] = "passed to connect()"
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from None
-    return pm, sources
-
-
-def _register(pm: pluggy.PluginManager, obj: object, name: str, setting: str | None = None) -> None:
-    try:
-        pm.register(obj, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r} is invalid: {exc}", setting=setting) from None
-    except ValueError as exc:
-        raise PluginError(f"plugin {name!r} cannot be registered: {exc}", setting=setting) from None
+STARTUP = ("plugins_dir", "rules_file")
+RULE_COLUMNS = [
+    "id",
+    "stage",
+    "severity",
+    "description",
+    "plugin",
+    "enabled",
+    "kind",
+    "last_seconds",
+    "last_events",
+    "last_violations",
+    "last_error",
+]
 
 
 def changed_startup(changed: dict[str, Any]) -> dict[str, Any]:
     """The start-up settings among ``changed`` (applied even in safe mode)."""
-    return {k: v for k, v in changed.items() if k in ("plugins_dir", "rules_file")}
+    return {k: v for k, v in changed.items() if k in STARTUP}
 
 
 class PluginHost:
@@ -157,76 +75,213 @@ class PluginHost:
         self,
         db: Database,
         settings: Settings,
-        extra: Iterable[object] = (),
+        extra: Iterable[object] | Mapping[str, object] = (),
         *,
         safe_mode: bool = False,
     ) -> None:
         self.db = db
         self.settings = settings
-        self.extra = list(extra)
+        self.extra = named(extra)
         self.safe_mode = safe_mode
         # safe mode: the stored start-up settings not applied (until they are set again)
-        self.skipped = {"plugins_dir", "rules_file"} if safe_mode else set()
-        self.pm, self.sources = make_plugin_manager(
-            self.extra, "" if safe_mode else settings.plugins_dir, safe_mode=safe_mode
-        )
+        self.skipped = set(STARTUP) if safe_mode else set()
+        # installed plugins that failed to register their rules (with the current settings)
+        self.failed: dict[str, Failure] = {}
         self._prepared: dict[int, duckdb.DuckDBPyConnection] = {}
         self._lock = threading.Lock()
-        self.registry = self.build_registry(self._effective(settings.snapshot()))
+        self._adopt(
+            make_plugin_manager(
+                self.extra, "" if safe_mode else settings.plugins_dir, safe_mode=safe_mode
+            )
+        )
+        self.registry = self._build(self._effective(settings.snapshot()))
+
+    def _adopt(self, loaded: Loaded) -> None:
+        """Take what was loaded: collect the plugins' settings (an installed plugin whose
+        declaration is bad is left out, reported) and hand them to the settings."""
+        defs = self._declared(loaded)
+        for failure in loaded.failed.values():
+            log.warning("%s", failure.message)
+        self.pm, self.sources, self.dists = loaded.pm, loaded.sources, loaded.dists
+        self.load_failed = loaded.failed
+        self.settings.declare_plugins(defs, self.why_not_loaded)
+
+    def _declared(self, loaded: Loaded) -> list[SettingDef]:
+        """Every plugin's declared settings (``bear_register_settings``), checked. An installed
+        plugin whose declaration is bad is unregistered and recorded as failed; any other
+        plugin's raises ``PluginError``."""
+        # Names are "<plugin>.<setting>" and a setting's own name has no dot, so two plugins
+        # can never declare the same one; a plugin naming one twice is refused in ``declared``.
+        defs: list[SettingDef] = []
+        for impl in loaded.pm.hook.bear_register_settings.get_hookimpls():
+            plugin = impl.plugin_name
+            try:
+                try:
+                    mine = declared(plugin, impl.function())
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {plugin!r} failed to declare its settings: {one_line(exc)}"
+                    ) from exc
+            except PluginError as exc:
+                if not loaded.sources.get(plugin, "").startswith(ENTRY_POINT):
+                    exc.setting = exc.setting or self._source_setting(loaded.sources, plugin)
+                    raise
+                judges = bool(
+                    [
+                        i
+                        for i in loaded.pm.hook.bear_register_rules.get_hookimpls()
+                        if i.plugin_name == plugin
+                    ]
+                )
+                error = _reason(plugin, exc)
+                dist, version = loaded.dists.get(plugin, ("", ""))
+                loaded.pm.unregister(name=plugin)
+                loaded.sources.pop(plugin, None)
+                failure = Failure(plugin, "bear_register_settings", error, dist, version, judges)
+                loaded.failed[plugin] = failure
+                continue
+            defs += mine
+        return defs
+
+    def why_not_loaded(self, plugin: str) -> str | None:
+        """Why plugin ``plugin`` is not loaded, in words (None: it is simply not installed)."""
+        if plugin in self.load_failed:
+            return self.load_failed[plugin].what
+        if plugin in env_list("BEAR_DISABLE_PLUGINS"):
+            return "it is disabled by BEAR_DISABLE_PLUGINS"
+        if self.safe_mode:
+            return "the book is open in safe mode, which loads no installed plugins"
+        if autoload_disabled():
+            return "BEAR_DISABLE_PLUGIN_AUTOLOAD is set, so no installed plugin is loaded"
+        return None
+
+    def failures(self) -> list[Failure]:
+        """The installed plugins that failed, to load or to register their rules."""
+        return [*self.load_failed.values(), *self.failed.values()]
 
     def _effective(self, settings: SettingsSnapshot) -> SettingsSnapshot:
         """The settings rules are registered with: in safe mode, without the stored plugins
         folder and rules file (the values stay stored, to be fixed)."""
         return replace(settings, **dict.fromkeys(self.skipped, "")) if self.skipped else settings
 
-    def _setting_of(self, plugin: str) -> str | None:
+    @staticmethod
+    def _source_setting(sources: Mapping[str, str], plugin: str) -> str | None:
         """The stored setting that brought ``plugin`` in, if one did."""
         if plugin == "rules_file":
             return "rules_file"
-        if self.sources.get(plugin, "").startswith("plugins folder"):
+        if sources.get(plugin, "").startswith("plugins folder"):
             return "plugins_dir"
         return None
 
+    def _setting_of(self, plugin: str) -> str | None:
+        return self._source_setting(self.sources, plugin)
+
     # -- rules -----------------------------------------------------------------------------
     def build_registry(self, settings: SettingsSnapshot) -> Registry:
-        """Collect every plugin's rules; bad definitions and duplicate ids fail here."""
+        """Collect every plugin's rules, as a check: any failure raises (``PluginError``)."""
+        return self._build(settings, checking=True)
+
+    def _build(
+        self, settings: SettingsSnapshot, *, checking: bool = False, changed: Iterable[str] = ()
+    ) -> Registry:
+        """Collect every plugin's rules; bad definitions and duplicate ids fail here. Opening
+        (``checking`` false), an installed plugin that fails is left out and reported; while a
+        change is checked, only one that fails already and is not concerned by the change is."""
         rules: list[RegisteredRule] = []
         owner: dict[str, str] = {}
+        failed: dict[str, Failure] = {}
+        touched = {n.rpartition(".")[0] for n in changed if "." in n}
+        cur = self._schema_cursor()
+        try:
+            for impl in self.pm.hook.bear_register_rules.get_hookimpls():
+                plugin = impl.plugin_name
+                try:
+                    mine = self._rules_of(impl, plugin, settings, owner)
+                    self._check_sql(cur, mine, settings)
+                except PluginError as exc:
+                    tolerated = self.sources.get(plugin, "").startswith(ENTRY_POINT) and (
+                        not checking or (plugin in self.failed and plugin not in touched)
+                    )
+                    if not tolerated:
+                        raise
+                    dist, version = self.dists.get(plugin, ("", ""))
+                    error = _reason(plugin, exc)
+                    failed[plugin] = Failure(plugin, "bear_register_rules", error, dist, version)
+                    continue
+                owner.update({rr.id: plugin for rr in mine})
+                rules += mine
+        finally:
+            cur.close()
         disabled = set(settings.disabled_rules)
-        for impl in self.pm.hook.bear_register_rules.get_hookimpls():
-            plugin = impl.plugin_name
-            try:
-                got = impl.function(settings=settings)
-            except PluginError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {plugin!r} failed to register its rules: {type(exc).__name__}: {exc}",
-                    setting=self._setting_of(plugin),
-                ) from exc
-            for rule in list(got or []):
-                rr = RegisteredRule.of(rule, plugin)
-                rid = rr.id
-                if rid in owner:
-                    raise PluginError(
-                        f"rule id {rid!r} is registered twice: by plugin {owner[rid]!r} and by plugin {plugin!r}",
-                        setting=self._setting_of(plugin),
-                    )
-                if rid.split(".")[0] in RESERVED_NAMESPACES and plugin not in BUILTIN_NAMES:
-                    raise PluginError(
-                        f"plugin {plugin!r}: rule id {rid!r} uses the built-in namespace "
-                        f"{rid.split('.')[0]!r}; choose a namespace of your own",
-                        setting=self._setting_of(plugin),
-                    )
-                owner[rid] = plugin
-                rr.enabled = rid not in disabled
-                rules.append(rr)
-        registry = Registry(rules)
-        self._check_sql(registry, settings)
-        return registry
+        for rr in rules:
+            rr.enabled = rr.id not in disabled
+        rules += self._fail_closed([*self.load_failed.values(), *failed.values()])
+        if not checking:
+            for name in failed.keys() - self.failed.keys():
+                log.warning("%s", failed[name].message)
+            self.failed = failed
+        return Registry(rules)
 
-    def _check_sql(self, registry: Registry, settings: SettingsSnapshot) -> None:
-        """Bind every SQL rule against the (empty) batch view, so a typo fails at start-up."""
+    def _rules_of(
+        self, impl: Any, plugin: str, settings: SettingsSnapshot, owner: Mapping[str, str]
+    ) -> list[RegisteredRule]:
+        """One plugin's rules, checked (metadata, namespace, ids unique across plugins)."""
+        try:
+            got = impl.function(settings=settings)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin!r} failed to register its rules: {one_line(exc)}",
+                setting=self._setting_of(plugin),
+            ) from exc
+        mine: list[RegisteredRule] = []
+        for rule in list(got or []):
+            rr = RegisteredRule.of(rule, plugin)
+            rid = rr.id
+            first = owner.get(rid) or next((r.plugin for r in mine if r.id == rid), None)
+            if first is not None:
+                raise PluginError(
+                    f"rule id {rid!r} is registered twice: by plugin {first!r} and by plugin {plugin!r}",
+                    setting=self._setting_of(plugin),
+                )
+            if rid.split(".")[0] in RESERVED_NAMESPACES and plugin not in BUILTIN_NAMES:
+                raise PluginError(
+                    f"plugin {plugin!r}: rule id {rid!r} uses the built-in namespace "
+                    f"{rid.split('.')[0]!r}; choose a namespace of your own",
+                    setting=self._setting_of(plugin),
+                )
+            mine.append(rr)
+        return mine
+
+    @staticmethod
+    def _fail_closed(failures: list[Failure]) -> list[RegisteredRule]:
+        """While an installed plugin that may hold rules is broken, every event is held back:
+        one blocking rule per stage, always enabled, whose message names the plugin, its
+        error and the way out. A broken plugin never lets through what it would have stopped."""
+        judging = [f for f in failures if f.judges]
+        if not judging:
+            return []
+        names = ", ".join(f.plugin for f in judging)
+        message = sql_string("; ".join(f.violation for f in judging))
+        out = []
+        for stage in ("release", "invoice"):
+            rule = SqlRule(
+                id=f"{stage}.plugin_failed",
+                stage=stage,
+                fail_when="true",
+                message_sql=message,
+                description=f"Plugin {names} failed: every event is held back until it is "
+                "fixed or disabled (BEAR_DISABLE_PLUGINS).",
+            )
+            rr = RegisteredRule.of(rule, names)
+            out.append(rr)
+        return out
+
+    def _schema_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor with the (empty) batch view, to bind SQL rules against."""
         from bear.rules.batch import build_batch
 
         cur = self.db.con.cursor()
@@ -234,31 +289,41 @@ class PluginHost:
             self.prepare(cur, remember=False)
             cur.execute("CREATE OR REPLACE TEMP TABLE _schema_ids (billing_event_id BIGINT)")
             build_batch(cur, "_schema_ids")
-            for rr in registry.rules:
-                if rr.kind != "sql":
-                    continue
-                where = f" in rules file {settings.rules_file}" if rr.plugin == "rules_file" else ""
-                try:
-                    kinds = cur.execute(
-                        f"DESCRIBE SELECT ({rr.fail_sql}) AS f, ({rr.message_sql})::VARCHAR AS m, billing_event_id FROM _batch"
-                    ).fetchall()
-                except duckdb.Error as exc:
-                    first = str(exc).splitlines()[0]
-                    raise PluginError(
-                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}",
-                        setting=self._setting_of(rr.plugin),
-                    ) from None
-                if kinds[0][1] not in ("BOOLEAN", '"NULL"', "NULL"):
-                    raise PluginError(
-                        f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: its predicate is "
-                        f"{kinds[0][1]}, not a true/false condition",
-                        setting=self._setting_of(rr.plugin),
-                    )
-        finally:
+        except BaseException:
             cur.close()
+            raise
+        return cur
+
+    def _check_sql(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        rules: list[RegisteredRule],
+        settings: SettingsSnapshot,
+    ) -> None:
+        """Bind every SQL rule against the (empty) batch view, so a typo fails at start-up."""
+        for rr in rules:
+            if rr.kind != "sql":
+                continue
+            where = f" in rules file {settings.rules_file}" if rr.plugin == "rules_file" else ""
+            try:
+                kinds = cur.execute(
+                    f"DESCRIBE SELECT ({rr.fail_sql}) AS f, ({rr.message_sql})::VARCHAR AS m, billing_event_id FROM _batch"
+                ).fetchall()
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0]
+                raise PluginError(
+                    f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: {first}",
+                    setting=self._setting_of(rr.plugin),
+                ) from None
+            if kinds[0][1] not in ("BOOLEAN", '"NULL"', "NULL"):
+                raise PluginError(
+                    f"rule {rr.id!r} of plugin {rr.plugin!r}{where} is invalid SQL: its predicate is "
+                    f"{kinds[0][1]}, not a true/false condition",
+                    setting=self._setting_of(rr.plugin),
+                )
 
     def rebuild(self) -> None:
-        self.registry = self.build_registry(self._effective(self.settings.snapshot()))
+        self.registry = self._build(self._effective(self.settings.snapshot()))
 
     def reload(self, changed: dict[str, Any]) -> None:
         """Apply changed settings: a new plugins folder reloads the plugins, anything else
@@ -266,11 +331,11 @@ class PluginHost:
         timings, hung = self.registry.timings, self.registry.hung
         self.skipped -= set(changed)  # a start-up setting set on purpose applies
         if "plugins_dir" in changed:
-            self.pm, self.sources = make_plugin_manager(
-                self.extra, self.settings.plugins_dir, safe_mode=self.safe_mode
+            self._adopt(
+                make_plugin_manager(self.extra, self.settings.plugins_dir, safe_mode=self.safe_mode)
             )
             self._prepared.clear()
-        self.registry = self.build_registry(self._effective(self.settings.snapshot()))
+        self.registry = self._build(self._effective(self.settings.snapshot()))
         self.registry.timings.update(
             {k: v for k, v in timings.items() if any(r.id == k for r in self.registry.rules)}
         )
@@ -278,19 +343,31 @@ class PluginHost:
 
     def check_settings(self, proposed: SettingsSnapshot, changed: dict[str, Any]) -> None:
         """Validator run before settings are saved: a change must leave a working registry."""
-        if not RULE_SETTINGS & set(changed):
+        if not self.settings.affects_rules(changed):
             return
         if "plugins_dir" not in changed:
-            self.build_registry(replace(self._effective(proposed), **changed_startup(changed)))
+            self._build(
+                replace(self._effective(proposed), **changed_startup(changed)),
+                checking=True,
+                changed=changed,
+            )
             return
         # A new plugins folder: load it into a plugin manager of its own and register every
         # rule with it, so a folder whose plugins fail is refused before anything is stored.
+        loaded = make_plugin_manager(self.extra, proposed.plugins_dir, safe_mode=self.safe_mode)
         probe = copy.copy(self)
-        probe.pm, probe.sources = make_plugin_manager(
-            self.extra, proposed.plugins_dir, safe_mode=self.safe_mode
-        )
+        probe.pm, probe.sources, probe.dists = loaded.pm, loaded.sources, loaded.dists
+        probe.load_failed = loaded.failed
         probe._prepared = {}
-        probe.build_registry(replace(self._effective(proposed), **changed_startup(changed)))
+        defs = probe._declared(loaded)
+        values = {k: v for k, v in proposed.as_dict().items() if "." not in k}
+        values.update(self.settings.values_for(defs))
+        with_plugins = SettingsSnapshot.of(values)
+        probe._build(
+            replace(self._effective(with_plugins), **changed_startup(changed)),
+            checking=True,
+            changed=changed,
+        )
 
     def rules_frame(self) -> pd.DataFrame:
         rows = []
@@ -304,47 +381,49 @@ class PluginHost:
                     "description": r.description,
                     "plugin": r.plugin,
                     "enabled": r.enabled,
-                    "kind": r.kind,
+                    # a rule of the TOML rules file is a SqlRule written without code
+                    "kind": "declarative" if r.plugin == "rules_file" else r.kind,
                     "last_seconds": None if t is None else round(t.seconds, 4),
                     "last_events": None if t is None else t.events,
                     "last_violations": None if t is None else t.failed,
                     "last_error": None if t is None else t.error,
                 }
             )
-        return pd.DataFrame(
-            rows,
-            columns=[
-                "id",
-                "stage",
-                "severity",
-                "description",
-                "plugin",
-                "enabled",
-                "kind",
-                "last_seconds",
-                "last_events",
-                "last_violations",
-                "last_error",
-            ],
-        )
+        return pd.DataFrame(rows, columns=RULE_COLUMNS)
 
     def plugins_frame(self) -> pd.DataFrame:
+        """Every plugin with its version, source, hooks, ``status`` (``ok`` or ``failed``) and
+        ``error`` (what went wrong and the way out, for a failed one)."""
         rows = []
-        dist = {id(p): d for p, d in self.pm.list_plugin_distinfo()}
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:
                 continue
-            d = dist.get(id(plugin))
+            failure = self.failed.get(name)
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             rows.append(
                 {
                     "name": name,
-                    "version": d.version if d else getattr(plugin, "__version__", ""),
+                    "version": self.dists[name][1]
+                    if name in self.dists
+                    else getattr(plugin, "__version__", ""),
                     "source": self.sources.get(name, ""),
                     "hooks": ", ".join(hooks),
+                    "status": "failed" if failure else "ok",
+                    "error": failure.message if failure else None,
                 }
             )
-        return pd.DataFrame(rows, columns=["name", "version", "source", "hooks"])
+        for f in self.load_failed.values():
+            rows.append(
+                {
+                    "name": f.plugin,
+                    "version": f.version,
+                    "source": f"{ENTRY_POINT} ({f.dist} {f.version})" if f.dist else ENTRY_POINT,
+                    "hooks": "",
+                    "status": "failed",
+                    "error": f.message,
+                }
+            )
+        return pd.DataFrame(rows, columns=["name", "version", "source", "hooks", "status", "error"])
 
     # -- connections -----------------------------------------------------------------------
     def prepare(self, con: duckdb.DuckDBPyConnection, *, remember: bool = True) -> None:
@@ -444,6 +523,19 @@ class PluginHost:
         t0 = time.perf_counter()
         ok, err, _ = _guarded(f"notify-{plugin_name}", lambda: impls[0].function(**kwargs), timeout)
         return ok, err, time.perf_counter() - t0
+
+
+def _reason(plugin: str, exc: BaseException) -> str:
+    """A plugin's error as a ``Failure`` holds it: its first line, without the plugin's name
+    and the step (the failure's message says those)."""
+    text = (str(exc).splitlines() or [""])[0]
+    for prefix in (
+        f"plugin {plugin!r} failed to register its rules: ",
+        f"plugin {plugin!r} failed to declare its settings: ",
+        f"plugin {plugin!r}: ",
+    ):
+        text = text.removeprefix(prefix)
+    return text
 
 
 def _guarded(name: str, fn: Any, timeout: float) -> tuple[bool, str | None, Any]:

@@ -14,7 +14,10 @@ from bear.markers import hookspec
 def bear_register_rules(settings: Any) -> Iterable[Any]:
     """Return the eligibility rules this plugin adds. Called once when the registry is built.
 
-    :param settings: the workspace's ``Settings`` (read-only use: e.g. a limit a rule needs).
+    :param settings: the settings, a read-only ``bear.config.SettingsSnapshot``: BEAR's as
+        attributes (``settings.max_lines_per_document``), and any setting, the plugin's own
+        included, by name: ``settings["<plugin name>.<setting>"]`` (see
+        ``bear_register_settings``).
     :returns: an iterable of rule objects, each with ``id``, ``stage`` (``release`` or
         ``invoice``), ``severity`` (``block`` or ``warn``), ``description`` and either a SQL
         predicate (``SqlRule``) or ``evaluate(batch)`` returning the failing

@@ -1,5 +1,6 @@
-"""The Settings & Rules screen: every setting with its validation message, the rules list
-with their plugins, rule toggles, the SMTP test e-mail, and the history of who changed what.
+"""The Settings & Rules screen: every setting with its validation message (BEAR's, then each
+plugin's own), the rules list with their plugins, rule toggles, the SMTP test e-mail, and the
+history of who changed what.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -96,16 +98,48 @@ class SettingsState(param.Parameterized):
         except BearError as exc:  # listing plugins never blocks the settings page
             log.warning("plugin list failed: %s", exc)
 
+    def affects_rules(self, name: str) -> bool:
+        """Whether saving setting ``name`` rebuilds the rules (BEAR's rule settings, and a
+        plugin's settings declared with ``affects_rules``)."""
+        item = next((i for i in self.items if i["name"] == name), None)
+        if item is None or "affects_rules" not in item:
+            return name in RULE_SETTINGS
+        return bool(item["affects_rules"])
+
+    def groups(self) -> list[tuple[str | None, list[dict[str, Any]]]]:
+        """The settings as the screen lays them out: BEAR's (plugin None) first, then each
+        plugin's own, under its name."""
+        out: dict[str | None, list[dict[str, Any]]] = {None: []}
+        for item in self.items:
+            out.setdefault(item.get("plugin"), []).append(item)
+        return list(out.items())
+
+    @staticmethod
+    def label(item: Mapping[str, Any]) -> str:
+        """A setting's label: its name without the plugin's, in words."""
+        name = str(item["name"])
+        if item.get("plugin"):
+            name = name.removeprefix(f"{item['plugin']}.")
+        return name.replace("_", " ").capitalize()
+
+    @staticmethod
+    def css_name(name: str) -> str:
+        """The CSS class of setting ``name``'s field (a plugin's dot becomes a dash)."""
+        return "bear-setting-" + name.replace(".", "-")
+
     @property
     def password_set(self) -> bool:
         env = os.environ if self._env is None else self._env
         return bool(env.get("BEAR_SMTP_PASSWORD"))
 
     def value_text(self, name: str) -> Any:
-        """The current value as a widget shows it (lists as comma-separated text)."""
+        """The current value as a widget shows it (lists as comma-separated text, a decimal
+        as its exact text)."""
         value = getattr(self.ws.settings, name)
         if isinstance(value, list):
             return ", ".join(value)
+        if isinstance(value, Decimal):
+            return format(value, "f")
         return value
 
     def save(self, name: str, value: Any) -> tuple[bool, str]:
@@ -121,10 +155,12 @@ class SettingsState(param.Parameterized):
             shown = clean.get(name, value)
             if isinstance(shown, list):
                 shown = ", ".join(shown) or "(none)"
+            elif isinstance(shown, Decimal):
+                shown = format(shown, "f")
             result = (True, f"saved: {shown}")
             self.items = self.ws.settings.describe()
             self.refresh_history()
-            if name in RULE_SETTINGS:
+            if self.affects_rules(name):
                 # the workspace rebuilt its rule registry: show the new rules
                 self.refresh_rules()
         self.messages = {**self.messages, name: result}

@@ -40,43 +40,16 @@ class SettingsView(Viewer):
         self._background = background
         self.fields: dict[str, pn.widgets.Widget] = {}
         self.notes: dict[str, pn.pane.HTML] = {}
-        rows = []
-        for item in state.items:
-            name, kind = item["name"], item["kind"]
-            value = state.value_text(name)
-            label = name.replace("_", " ").capitalize()
-            if kind == "bool":
-                w: pn.widgets.Widget = pn.widgets.Checkbox(
-                    name=label, value=bool(value), margin=(22, 10, 5, 10)
+        rows: list[Any] = []
+        for plugin, items in state.groups():
+            if plugin is not None and items:
+                rows.append(
+                    html_pane(
+                        f"<h4 style='margin:14px 10px 0 10px'>Plugin {esc(plugin)}</h4>",
+                        css_classes=[f"bear-plugin-settings-{plugin.replace('.', '-')}"],
+                    )
                 )
-            elif kind == "choice":
-                choices = item["allowed"].removeprefix("one of ").replace("'", "").split(", ")
-                w = pn.widgets.Select(name=label, options=choices, value=value, width=260)
-            else:
-                w = pn.widgets.TextInput(
-                    name=label, value="" if value is None else str(value), width=260
-                )
-            w.css_classes = [f"bear-setting-{name}"]
-            if not state.editable:  # a viewer or analyst reads the settings
-                w.disabled = True
-                hint = "<i>Only an admin changes settings.</i>"
-            elif item.get("editable", True):
-                w.param.watch(partial(self._save, name), "value")
-                hint = f"<i>Allowed: {esc(item['allowed'])}.</i>"
-            else:  # loads code or files of the server: set when BEAR starts
-                w.disabled = True
-                flag = name.replace("_", "-")
-                hint = (
-                    f"<i>Set when the server starts (<code>bear serve --{flag} …</code>), "
-                    "not from the dashboard.</i>"
-                )
-            note = html_pane(
-                f"<div class='bear-muted'>{esc(item['help'])} {hint}</div>",
-                margin=(20, 10, 0, 10),
-            )
-            self.fields[name] = w
-            self.notes[name] = note
-            rows.append(pn.Row(w, note, sizing_mode="stretch_width"))
+            rows += [self._field(item) for item in items]
         pw = "set" if state.password_set else "not set"
         self.password = html_pane(
             f"<div class='bear-line'>SMTP password: <b>{pw}</b> "
@@ -102,6 +75,7 @@ class SettingsView(Viewer):
                 "id": "Rule",
                 "stage": "Stage",
                 "severity": "Severity",
+                "kind": "Kind",
                 "plugin": "Plugin",
                 "enabled": "Enabled",
                 "last_seconds": "Last time (s)",
@@ -127,6 +101,45 @@ class SettingsView(Viewer):
         self._rules()
         self._plugins()
         self._history()
+
+    def _field(self, item: dict[str, Any]) -> pn.Row:
+        """One setting's widget, with its help and what it allows (or why it is read-only)."""
+        state = self.state
+        name, kind = item["name"], item["kind"]
+        value = state.value_text(name)
+        label = state.label(item)
+        if kind == "bool":
+            w: pn.widgets.Widget = pn.widgets.Checkbox(
+                name=label, value=bool(value), margin=(22, 10, 5, 10)
+            )
+        elif kind == "choice":
+            choices = item["allowed"].removeprefix("one of ").replace("'", "").split(", ")
+            w = pn.widgets.Select(name=label, options=choices, value=value, width=260)
+        else:
+            w = pn.widgets.TextInput(
+                name=label, value="" if value is None else str(value), width=260
+            )
+        w.css_classes = [state.css_name(name)]
+        if not state.editable:  # a viewer or analyst reads the settings
+            w.disabled = True
+            hint = "<i>Only an admin changes settings.</i>"
+        elif item.get("editable", True):
+            w.param.watch(partial(self._save, name), "value")
+            hint = f"<i>Allowed: {esc(item['allowed'])}.</i>"
+        else:  # loads code or files of the server: set when BEAR starts
+            w.disabled = True
+            flag = name.replace("_", "-")
+            hint = (
+                f"<i>Set when the server starts (<code>bear serve --{flag} …</code>), "
+                "not from the dashboard.</i>"
+            )
+        note = html_pane(
+            f"<div class='bear-muted'>{esc(item['help'])} {hint}</div>",
+            margin=(20, 10, 0, 10),
+        )
+        self.fields[name] = w
+        self.notes[name] = note
+        return pn.Row(w, note, sizing_mode="stretch_width")
 
     def _save(self, name: str, event: Any) -> None:
         self.state.save(name, event.new)
@@ -165,6 +178,7 @@ class SettingsView(Viewer):
             "enabled",
             "stage",
             "severity",
+            "kind",
             "plugin",
             "last_seconds",
             "last_violations",
