@@ -95,7 +95,8 @@ def site(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "site"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ["PYTHONPATH"]]))
+    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     monkeypatch.delenv("BEAR_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.delenv("BEAR_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("BEAR_PLUGINS_DIR", raising=False)
