@@ -140,3 +140,25 @@ def test_dashboard_works_under_the_policy(served, page):
     expect(page.get_by_role("textbox", name="Smtp host")).to_be_enabled()
     assert page.evaluate("window.__csp") == []
     assert not [m for m in console if "Content Security Policy" in m]
+
+
+def test_the_dashboard_loads_everything_from_its_server(served, page):
+    """Scripts, stylesheets, fonts and images all come from `bear serve` itself: a machine
+    without internet access (or behind a firewall that blocks CDNs) gets the whole dashboard."""
+    refused: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith((served.url, served.url.replace("http", "ws"), "data:")):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(served.url)
+    expect(page.locator(".tabulator-row").first).to_be_visible()
+    tabs = page.locator(".bk-tab")
+    for i in range(tabs.count()):
+        tabs.nth(i).click()
+        page.wait_for_timeout(300)
+    assert refused == []
