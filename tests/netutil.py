@@ -1,5 +1,6 @@
-"""Small network helpers for tests (a module of its own: conftest modules share one name):
-a free port, and the inbox of the test SMTP servers."""
+"""Small process and network helpers for tests (a module of its own: conftest modules share
+one name): a free port, the inbox of the test SMTP servers, `bear serve` as a subprocess, the
+CLI as a subprocess, and stopping a process group."""
 
 from __future__ import annotations
 
@@ -77,10 +78,33 @@ def serving(path: Path, *args: str, timeout: float = 60) -> Iterator[str]:
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop(proc)
         log.close()
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a process started with ``start_new_session=True`` and its children: SIGTERM to the
+    group, then SIGKILL if it has not gone within ``timeout`` seconds."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bear_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``bear *args`` as a subprocess from the project root (without ``$BEAR_DB``; ``env`` on
+    top of this process's environment): its exit status, stdout and stderr as text."""
+    full = {k: v for k, v in os.environ.items() if k != "BEAR_DB"}
+    return subprocess.run(
+        [sys.executable, "-m", "bear.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**full, **env},
+    )

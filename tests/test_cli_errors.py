@@ -15,24 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from netutil import bear_cli
 
 import bear
 from bear.db import holder, served
 from bear.testing import make_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def bear_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "BEAR_DB"}
-    return subprocess.run(
-        [sys.executable, "-m", "bear.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
 
 
 def json_error(r: subprocess.CompletedProcess[str], kind: str, *words: str) -> dict:

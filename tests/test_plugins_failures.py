@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from netutil import bear_cli
 
 import bear
 from bear.errors import PluginError
@@ -211,18 +211,6 @@ def test_a_plugin_passed_to_connect_that_fails_still_stops_the_book_naming_it():
 
 
 # -- the CLI -----------------------------------------------------------------------------------
-def bear_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k != "BEAR_DB"}
-    return subprocess.run(
-        [sys.executable, "-m", "bear.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**full, **env},
-    )
-
-
 @pytest.fixture
 def book(tmp_path) -> Path:
     path = tmp_path / "book.duckdb"

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from netutil import free_port
+from netutil import free_port, stop
 from playwright.sync_api import expect
 
 import bear
@@ -162,11 +161,7 @@ def lab(tmp_path_factory, demo_path):
             time.sleep(0.3)
         yield url, token, folder
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop(proc)
 
 
 def _open(page, lab, name: str) -> list[str]:
