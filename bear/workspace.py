@@ -415,9 +415,8 @@ class Workspace(Reading):
         run, who, when, reason, the document before and after, and the reversing document.
         An event outside ``scope`` (a person's scopes) is not found."""
         event = bounds.id_("billing_event_id", billing_event_id)
-        self.resolve_id_array([event])  # an unknown event is named
         if not q_records.event_visible(self.db.cursor(), event, scope):
-            raise NotFoundError(f"unknown billing event id(s): {event}")
+            raise NotFoundError(f"no billing event {event}")
         return q_records.history(self.db.cursor(), event)
 
     def cancel(self, run_id: int) -> RunResult:

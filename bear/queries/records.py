@@ -280,9 +280,7 @@ def document_lines(cur: duckdb.DuckDBPyConnection, document_id: int) -> pd.DataF
 def event_visible(
     cur: duckdb.DuckDBPyConnection, billing_event_id: int, scope: Scopes | None
 ) -> bool:
-    """Whether a person with ``scope`` may see event ``billing_event_id`` (which exists)."""
-    if scope is None or scope.unlimited:
-        return True
+    """Whether event ``billing_event_id`` exists and a person with ``scope`` may see it."""
     cond, params = scope_condition("x.id", scope)
     sql = f"SELECT count(*) FROM billing_events x WHERE x.id = $ev AND {cond}"
     return bool(cur.execute(sql, {**params, "ev": int(billing_event_id)}).fetchall()[0][0])
