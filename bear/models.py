@@ -175,6 +175,16 @@ class RunResult:
             ("not passed to accounting", _fmt_int(self.not_passed)),
             ("process run", _fmt_int(self.process_run_id)),
         ]
+        if self.action == "revert":
+            rows[4:7] = [
+                ("reason", self.reason or ""),
+                ("reverted / not reverted", f"{self.reverted:,} / {self.not_reverted:,}"),
+                ("documents discarded", f"{self.discarded:,}"),
+                (
+                    "reversing sales invoices / credit notes",
+                    f"{self.sales_invoices:,} / {self.credit_notes:,}",
+                ),
+            ]
         if self.error:
             rows.append(("error", self.error))
         body = "".join(

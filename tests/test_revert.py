@@ -325,3 +325,33 @@ def test_a_revert_racing_an_invoice_of_the_same_events_never_both_win(tmp_path):
                 assert set(documents.status) == {"in_progress"} and len(documents) == 40
                 logs = ws.app_logs(run_id=b.id)
                 assert set(logs.rule_id) == {"revert.in_other_run"}
+
+
+def test_a_revert_run_notifies_the_initiator_and_the_additional_recipients(tmp_path):
+    with _book(tmp_path, n=4, settings={"additional_notification_recipients": ["cfo@x.org"]}) as ws:
+        run = ws.release_and_invoice([1, 2, 3, 4], user=USER)
+        ws.post([int(ws.documents().id[0])], user=USER)
+        rv = ws.revert([1, 2, 3], reason="wrong rate", user=USER)
+        assert (rv.reverted, rv.discarded, rv.credit_notes) == (3, 2, 1)
+        notes = ws.notifications(run_id=rv.id)
+        emails = notes[notes.channel == "email"]
+        assert sorted(emails.recipient) == sorted([USER, "cfo@x.org"])
+        subject = emails.subject.iloc[0]
+        assert f"run {rv.id} (Revert billing)" in subject
+        assert "3 events reverted, 2 documents discarded, 1 reversing documents" in subject
+        assert "0 not reverted" in subject
+        assert "Reason: wrong rate" in emails.body.iloc[0]
+        assert run.id != rv.id
+
+
+def test_a_cancelled_revert_reverts_nothing_and_counts_every_event_as_not_reverted(tmp_path):
+    with _book(tmp_path, n=5) as ws:
+        ws.release_and_invoice([1, 2, 3, 4, 5], user=USER)
+        handle = ws.queue("revert", [1, 2, 3, 4, 5], USER, start=False, reason="oops")
+        ws.cancel(handle.id)
+        res = handle.wait(60)
+        assert res.status == "cancelled"
+        assert (res.reverted, res.not_reverted, res.not_passed) == (0, 5, 5)
+        assert ws.awaiting_release().ids() == []
+        assert set(ws.documents().status) == {"in_progress"}
+        assert ws.sql("SELECT count(*) AS n FROM event_claims").n[0] == 0
