@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     from bear.pipeline.core import Core
 
 
+# A revert batch holds this many times ``release_batch_size`` events (5,000 by default): a
+# revert fails per event, never per batch, so a batch is only the unit of a transaction, of
+# progress and of cancelling, and each one pays a fixed cost (the rules' batch view, the
+# numbering) that small batches would multiply.
+REVERT_BATCH_FACTOR = 25
+
+
 def revert_stage(
     core: Core, run_id: int, settings: SettingsSnapshot, stopping: Callable[[], bool]
 ) -> None:
@@ -42,7 +49,7 @@ def revert_stage(
     cur = core.db.cursor()
     if read_run(cur, run_id).stage == "done":
         return
-    retrying(_prepare, core, run_id, settings.release_batch_size)
+    retrying(_prepare, core, run_id, settings.release_batch_size * REVERT_BATCH_FACTOR)
     while True:
         check_cancel(core, run_id, stopping())
         if not retrying(_revert_batch, core, run_id):
