@@ -34,7 +34,8 @@ def runs(cur: duckdb.DuckDBPyConnection, limit: int = 1000) -> pd.DataFrame:
         "SELECT id, action, requested_by, status, stage, selected, excluded, released, not_released, "
         "batches_total AS batches, batches_done, failed_batches, invoice_total, invoice_done, sales_invoices, "
         "credit_notes, not_passed, process_run_id, error, created_at, started_at, updated_at, finished_at, "
-        "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds "
+        "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds, "
+        "reason, reverted, discarded, not_reverted "
         "FROM runs ORDER BY id DESC LIMIT $n",
         {"n": int(limit)},
     )
