@@ -326,10 +326,12 @@ def test_sigkill_during_a_revert_run_reverts_each_event_once(tmp_path):
             ).billing_event_id
         }
         assert len(released) > 3000 and len(complete) > 1000
+        # revert batches of 25 × 2 = 50 events: about seventy transactions to kill between
+        ws.settings.update(release_batch_size=2)
     script = tmp_path / "revert_child.py"
     script.write_text(REVERT_CHILD)
     rng = random.Random(20261130)
-    kills = 0
+    kills = mid = 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for _life in range(60):
         child = subprocess.Popen(
@@ -349,11 +351,19 @@ def test_sigkill_during_a_revert_run_reverts_each_event_once(tmp_path):
             child.send_signal(signal.SIGKILL)
             child.wait(30)
             kills += 1
+            con = duckdb.connect(str(path), read_only=True)
+            try:  # did this kill land between two committed revert batches?
+                mid += con.execute(
+                    "SELECT count(*) FROM runs WHERE action = 'revert' AND status = 'running' "
+                    "AND batches_done BETWEEN 1 AND batches_total - 1"
+                ).fetchall()[0][0]
+            finally:
+                con.close()
             continue
         assert _says(lines, "done", 300) or child.poll() == 0
         child.wait(60)
         break
-    assert kills >= 5, kills
+    assert kills >= 5 and mid >= 3, (kills, mid)
     with bear.connect(path, resume=False) as ws:
         runs = ws.runs()
         reverts = runs[runs.action == "revert"]
