@@ -12,6 +12,7 @@ from typing import Any, Literal
 class Stage(StrEnum):
     RELEASE = "release"
     INVOICE = "invoice"
+    REVERT = "revert"
 
 
 class Severity(StrEnum):
@@ -23,6 +24,7 @@ class Action(StrEnum):
     RELEASE_AND_INVOICE = "release_and_invoice"
     RELEASE = "release"
     INVOICE = "invoice"
+    REVERT = "revert"
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -30,6 +32,8 @@ class Action(StrEnum):
             return (Stage.RELEASE,)
         if self is Action.INVOICE:
             return (Stage.INVOICE,)
+        if self is Action.REVERT:
+            return (Stage.REVERT,)
         return (Stage.RELEASE, Stage.INVOICE)
 
 
@@ -76,6 +80,12 @@ class RunSummary:
     credit_notes: int = 0
     not_passed: int = 0
     process_run_id: int | None = None
+    # a revert run: its reason, events reverted, documents discarded, events not reverted
+    # (reversing documents are counted in sales_invoices and credit_notes)
+    reason: str | None = None
+    reverted: int = 0
+    discarded: int = 0
+    not_reverted: int = 0
     link: str = ""
     recipients: tuple[str, ...] = field(default_factory=tuple)
     totals: tuple[tuple[str, str, Decimal], ...] = field(default_factory=tuple)
@@ -133,6 +143,13 @@ class RunResult:
     started_at: Any = None
     updated_at: Any = None
     finished_at: Any = None
+    # A revert run (action ``revert``): why, events reverted (back to Awaiting Release),
+    # documents discarded, events not reverted; the reversing documents it created are
+    # counted in ``sales_invoices`` and ``credit_notes``.
+    reason: str | None = None
+    reverted: int = 0
+    discarded: int = 0
+    not_reverted: int = 0
 
     @property
     def finished(self) -> bool:
@@ -158,6 +175,16 @@ class RunResult:
             ("not passed to accounting", _fmt_int(self.not_passed)),
             ("process run", _fmt_int(self.process_run_id)),
         ]
+        if self.action == "revert":
+            rows[4:7] = [
+                ("reason", self.reason or ""),
+                ("reverted / not reverted", f"{self.reverted:,} / {self.not_reverted:,}"),
+                ("documents discarded", f"{self.discarded:,}"),
+                (
+                    "reversing sales invoices / credit notes",
+                    f"{self.sales_invoices:,} / {self.credit_notes:,}",
+                ),
+            ]
         if self.error:
             rows.append(("error", self.error))
         body = "".join(
@@ -215,7 +242,7 @@ class Preview:
         released but not invoiced (they end with an ERROR process log)."""
         if not self.validated:
             return self.selected
-        first = "invoice" if self.action == "invoice" else "release"
+        first = self.action if self.action in ("invoice", "revert") else "release"
         t = self.violations_table
         if t.num_rows == 0:
             return self.selected

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from bear.remote import RemoteWorkspace
     from bear.workspace import Workspace
 
-Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
-KINDS: tuple[str, ...] = ("awaiting_release", "awaiting_invoice", "all")
+# ``released``: every released event, invoiced or not (what a revert can take back);
+# ``invoiced``: the events with a document.
+Kind = Literal["awaiting_release", "awaiting_invoice", "released", "invoiced", "all"]
+KINDS: tuple[str, ...] = ("awaiting_release", "awaiting_invoice", "released", "invoiced", "all")
 
 __all__ = [
     "CATEGORIES",

@@ -21,16 +21,17 @@ from bear import pipeline
 from bear.auth import Team
 from bear.config import Settings
 from bear.db import Database, item_stats, open_database
-from bear.errors import BearError, PluginError
+from bear.errors import BearError, NotFoundError, PluginError
 from bear.io import ImportReport
 from bear.io import export_files as _export_files
 from bear.io import import_files as _import_files
-from bear.models import Action, Preview, RunResult
+from bear.models import Action, Preview, RunResult, Scopes
 from bear.pipeline import Core, IdQuery, IdSource, Outbox, RunHandle, Runner
 from bear.plugins.manager import PluginHost
 from bear.queries import adhoc, bounds
 from bear.queries import events as q_events
 from bear.queries import ids as q_ids
+from bear.queries import records as q_records
 from bear.reading import Reading
 from bear.selection import Filters, Kind, Selection
 
@@ -177,6 +178,14 @@ class Workspace(Reading):
         """Released events without a document yet, filtered."""
         return Selection("awaiting_invoice", Filters.build(**filters), self)
 
+    def released(self, **filters: Any) -> Selection:
+        """Released events, invoiced or not (what a revert can take back), filtered."""
+        return Selection("released", Filters.build(**filters), self)
+
+    def invoiced(self, **filters: Any) -> Selection:
+        """Events with a sales invoice or credit note, filtered."""
+        return Selection("invoiced", Filters.build(**filters), self)
+
     def events(self, **filters: Any) -> Selection:
         """All billing events, filtered."""
         return Selection("all", Filters.build(**filters), self)
@@ -236,13 +245,23 @@ class Workspace(Reading):
         *,
         full: bool = False,
         start: bool = True,
+        reason: str | None = None,
     ) -> RunHandle:
         """Queue a run and return its handle at once (``.id``, ``.result()``, ``.wait()``).
 
         ``start=False`` only records it: this process's runner is not woken, and whichever
-        process owns the book next (``bear worker``, the dashboard) executes it."""
+        process owns the book next (``bear worker``, the dashboard) executes it. A ``revert``
+        needs a ``reason``."""
+        if pipeline.action_of(action) is Action.REVERT:
+            pipeline.check_reason(reason)  # before the ids: a missing reason is named first
         run_id = pipeline.submit(
-            self.core, action, self._source(ids_or_selection), user, full=full, wake=start
+            self.core,
+            action,
+            self._source(ids_or_selection),
+            user,
+            full=full,
+            wake=start,
+            reason=reason,
         )
         return RunHandle(self.core, run_id)
 
@@ -362,6 +381,43 @@ class Workspace(Reading):
     ) -> RunResult | RunHandle:
         """Create sales invoices and credit notes for released events."""
         return self._start("invoice", ids_or_selection, user, wait, full, timeout)
+
+    def revert(
+        self,
+        ids_or_selection: Selection | Iterable[int],
+        *,
+        reason: str,
+        user: str,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> RunResult | RunHandle:
+        """Revert the release or invoice of these events (DESIGN §8), as a run: each goes back
+        to Awaiting Release; a document in progress is discarded, a complete one reversed by
+        an opposite document. ``reason`` is required (at most 500 characters). ``wait=True``
+        returns the finished ``RunResult`` (``reverted``, ``discarded``, ``not_reverted``, the
+        reversing documents in ``sales_invoices`` / ``credit_notes``); ``wait=False`` a handle."""
+        handle = self.queue("revert", ids_or_selection, user, reason=reason)
+        return handle.wait(timeout) if wait else handle
+
+    def post(
+        self, document_ids_or_run_id: Iterable[int] | int, *, user: str = "local"
+    ) -> pd.DataFrame:
+        """Post documents to accounting (``in_progress`` → ``complete``): a list of document
+        ids, or a run id (an ``int``: every document in progress that run created). All or
+        nothing; a document not in progress, or unknown, is named in the error. Returns the
+        documents posted (id, number, doc_type, billing_event_id, status, posted_at, posted_by)."""
+        if isinstance(document_ids_or_run_id, int | np.integer):
+            return pipeline.post_documents(self.core, run_id=int(document_ids_or_run_id), user=user)
+        return pipeline.post_documents(self.core, document_ids_or_run_id, user=user)
+
+    def history(self, billing_event_id: int, *, scope: Scopes | None = None) -> pd.DataFrame:
+        """The chain of one event, oldest first: every release, invoice and revert with its
+        run, who, when, reason, the document before and after, and the reversing document.
+        An event outside ``scope`` (a person's scopes) is not found."""
+        event = bounds.id_("billing_event_id", billing_event_id)
+        if not q_records.event_visible(self.db.cursor(), event, scope):
+            raise NotFoundError(f"no billing event {event}")
+        return q_records.history(self.db.cursor(), event)
 
     def cancel(self, run_id: int) -> RunResult:
         """Ask a run to stop at its next batch boundary."""

@@ -283,3 +283,117 @@ def _kill_soak(tmp_path: Path, min_kills: int, max_kills: int, seed: int = 20261
         assert len(emails) == 3 and set(emails.status) == {"sent"}
     got = {r for rcpts, _ in inbox.messages for r in rcpts}
     assert {"ana@example.com", "controller@example.com", "cfo@example.com"} <= got
+
+
+REVERT_CHILD = textwrap.dedent(
+    """
+    import sys
+    import bear
+    path = sys.argv[1]
+    ws = bear.connect(path)                      # an owner: resumes the unfinished revert
+    rows = ws.sql("SELECT max(id) AS id FROM runs WHERE action = 'revert'")
+    run_id = rows["id"][0]
+    if run_id is None or run_id != run_id:      # no revert yet (or its submission was killed)
+        run_id = ws.queue("revert", ws.released(), "ana@example.com", reason="crash test").id
+    print("ready", flush=True)
+    ws.runner.wait(int(run_id))
+    print("done", flush=True)
+    ws.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_revert_run_reverts_each_event_once(tmp_path):
+    """A revert of every released event (half of the documents posted, half in progress, some
+    events released only) SIGKILLed at random moments and resumed: each event is reverted
+    exactly once, each posted document reversed once, numbering stays gap-free."""
+    path = tmp_path / "revert.duckdb"
+    with bear.connect(path, resume=False) as ws:
+        bear.demo.seed(ws, events=4_000, seed=5)
+        ws.settings.update(release_batch_size=40)
+        ids = ws.awaiting_release(eligibility="eligible").ids()
+        ws.release(ids[:300], user="ana@example.com")
+        run = ws.release_and_invoice(ids[300:], user="ana@example.com", timeout=300)
+        docs = ws.documents(run_id=run.id)
+        ws.post([int(i) for i in docs["id"][::2]], user="ana@example.com")
+        released = set(ws.released().ids())
+        complete = {
+            int(e)
+            for e in ws.sql(
+                "SELECT billing_event_id FROM documents d JOIN billing_events e "
+                "ON e.document_id = d.id WHERE d.status = 'complete'"
+            ).billing_event_id
+        }
+        assert len(released) > 3000 and len(complete) > 1000
+        # revert batches of 25 × 2 = 50 events: about seventy transactions to kill between
+        ws.settings.update(release_batch_size=2)
+    script = tmp_path / "revert_child.py"
+    script.write_text(REVERT_CHILD)
+    rng = random.Random(20261130)
+    kills = mid = 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for _life in range(60):
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        assert child.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda out=child.stdout, q=lines: [q.put(x) for x in out], daemon=True
+        ).start()
+        assert "ready" in lines.get(timeout=120)
+        if kills < 12 and not _says(lines, "done", rng.uniform(0.05, 0.9)):
+            child.send_signal(signal.SIGKILL)
+            child.wait(30)
+            kills += 1
+            con = duckdb.connect(str(path), read_only=True)
+            try:  # did this kill land between two committed revert batches?
+                mid += con.execute(
+                    "SELECT count(*) FROM runs WHERE action = 'revert' AND status = 'running' "
+                    "AND batches_done BETWEEN 1 AND batches_total - 1"
+                ).fetchall()[0][0]
+            finally:
+                con.close()
+            continue
+        assert _says(lines, "done", 300) or child.poll() == 0
+        child.wait(60)
+        break
+    assert kills >= 5 and mid >= 3, (kills, mid)
+    with bear.connect(path, resume=False) as ws:
+        runs = ws.runs()
+        reverts = runs[runs.action == "revert"]
+        assert len(reverts) == 1 and reverts.status.tolist() == ["completed"]
+        rv = ws.run(int(reverts.id.iloc[0]))
+        assert rv.reverted == len(released) and rv.not_reverted == 0
+        assert ws.released().ids() == []
+        per_event = ws.sql(
+            "SELECT billing_event_id, count(*) AS n FROM billing_event_history "
+            "WHERE action = 'revert' GROUP BY 1"
+        )
+        assert set(per_event.billing_event_id) == released and set(per_event.n) == {1}
+        logs = ws.sql(
+            "SELECT record_id, count(*) AS n FROM app_logs WHERE run_id = $r AND level = 4 "
+            "GROUP BY 1",
+            r=rv.id,
+        )
+        assert set(logs.record_id) == released and set(logs.n) == {1}
+        reversing = ws.documents(run_id=rv.id)
+        assert set(reversing.billing_event_id) == complete
+        assert rv.credit_notes + rv.sales_invoices == len(complete) == len(reversing)
+        gaps = ws.sql(
+            "SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM documents "
+            "GROUP BY company_id, doc_type"
+        )
+        assert (gaps.lo == 1).all() and (gaps.hi == gaps.n).all()
+        live = ws.sql(
+            "SELECT count(*) AS n FROM documents WHERE reverses_document_id IS NULL "
+            "AND status IN ('in_progress', 'complete') AND billing_event_id IN "
+            "(SELECT unnest($e::BIGINT[]))",
+            e=sorted(released),
+        )
+        assert live.n[0] == 0

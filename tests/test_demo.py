@@ -28,7 +28,7 @@ def big():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BEAR_DISABLE_PLUGIN_AUTOLOAD", "1")
         w = bear.connect(":memory:", resume=False)
-    assert set(w.rules()["plugin"]) <= {"builtin_release", "builtin_invoice"}
+    assert set(w.rules()["plugin"]) <= {"builtin_release", "builtin_invoice", "builtin_revert"}
     info = bear.demo.seed(w, events=N_BIG, seed=7)
     w.seed_info = info
     yield w

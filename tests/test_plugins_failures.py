@@ -100,7 +100,11 @@ def site(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("BEAR_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.delenv("BEAR_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("BEAR_PLUGINS_DIR", raising=False)
-    for name in [m for m in sys.modules if m.startswith("bear_") and m.endswith("_plugin")]:
+    # modules of distributions earlier tests installed (bear_*_plugin here, fake_bear_plugin
+    # in test_rules_engine) would otherwise be reused instead of imported from this site
+    for name in [
+        m for m in sys.modules if m.endswith("_plugin") and m.startswith(("bear_", "fake_"))
+    ]:
         monkeypatch.delitem(sys.modules, name)
     return folder
 

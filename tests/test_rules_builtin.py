@@ -26,6 +26,13 @@ RELEASE_RULES = {
     "release.in_other_run",
     "release.project_missing",
 }
+REVERT_RULES = {
+    "revert.not_released",
+    "revert.document_settled",
+    "revert.in_other_run",
+    "revert.period_closed",
+    "revert.no_open_period",
+}
 INVOICE_RULES = {
     "invoice.not_released",
     "invoice.already_invoiced",
@@ -85,12 +92,14 @@ def only_message(df: pd.DataFrame, rule_id: str, event_id: int) -> str:
 def test_the_built_in_rules_are_the_documented_ones():
     with bear.connect(":memory:") as ws:
         rules = ws.rules()
-    builtin = rules[rules.plugin.isin(["builtin_release", "builtin_invoice"])]
+    builtin = rules[rules.plugin.isin(["builtin_release", "builtin_invoice", "builtin_revert"])]
     assert set(builtin[builtin.stage == "release"].id) == RELEASE_RULES
     assert set(builtin[builtin.stage == "invoice"].id) == INVOICE_RULES
-    assert set(builtin_rules()) == RELEASE_RULES | INVOICE_RULES
-    assert builtin.set_index("id").loc["invoice.no_billing_email", "severity"] == "warn"
-    assert set(builtin[builtin.id != "invoice.no_billing_email"].severity) == {"block"}
+    assert set(builtin[builtin.stage == "revert"].id) == REVERT_RULES
+    assert set(builtin_rules()) == RELEASE_RULES | INVOICE_RULES | REVERT_RULES
+    warns = {"invoice.no_billing_email", "revert.period_closed"}
+    assert set(builtin[builtin.id.isin(warns)].severity) == {"warn"}
+    assert set(builtin[~builtin.id.isin(warns)].severity) == {"block"}
     assert builtin.description.str.len().min() > 10
 
 

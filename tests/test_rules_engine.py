@@ -24,7 +24,15 @@ from bear.errors import BearError, PluginError
 from bear.models import RunSummary
 from bear.testing import make_workspace
 
-BUILTIN_PLUGINS = {"builtin_release", "builtin_invoice", "rules_file", "in_app", "email", "log"}
+BUILTIN_PLUGINS = {
+    "builtin_release",
+    "builtin_invoice",
+    "builtin_revert",
+    "rules_file",
+    "in_app",
+    "email",
+    "log",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -798,7 +806,7 @@ def test_cli_plugins_lists_plugins_and_rules(tmp_path):
     assert plugins["folder_rules"]["source"].startswith("plugins folder (")
     assert "bear_register_rules" in plugins["builtin_invoice"]["hooks"]
     rules = {r["id"]: r for r in data["rules"]}
-    assert len([r for r in rules.values() if r["plugin"].startswith("builtin_")]) == 31
+    assert len([r for r in rules.values() if r["plugin"].startswith("builtin_")]) == 36
     assert rules["folder.big"]["plugin"] == "folder_rules"
     assert set(data["rules"][0]) >= {"id", "stage", "severity", "description", "plugin", "enabled"}
     text = _cli("plugins", "--db", str(path))

@@ -208,7 +208,7 @@ BAD = [
         "bad-stage",
         rule(stage="deploy"),
         "acme.bad",
-        "stage 'deploy' must be 'release' or 'invoice'",
+        "stage 'deploy' must be 'release', 'invoice' or 'revert'",
     ),
     ("unknown-key", rule(sevrity="warn"), "acme.bad", "unknown key(s) ['sevrity']"),
     ("unknown-placeholder", rule(message="{nope} fails"), "acme.bad", "unknown column {nope}"),

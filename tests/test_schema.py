@@ -31,6 +31,7 @@ UNDECLARED = {
     "process_runs",
     "process_logs",
     "app_logs",
+    "billing_event_history",
     "notifications",
     "settings",
     # the team (bear.auth writes them; nothing imports or tests rows into them)

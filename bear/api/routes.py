@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bear.api.context import Context, Principal, context, principal
 from bear.api.problems import RESPONSES
 from bear.db.schema import CATEGORIES
-from bear.errors import PermissionDeniedError
+from bear.errors import BearError, PermissionDeniedError
 from bear.selection import Filters
 from bear.wire import ARROW, arrow_bytes, preview_arrow, preview_json, run_json, table_json
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
-Kind = Literal["awaiting_release", "awaiting_invoice", "all"]
-ActionName = Literal["release_and_invoice", "release", "invoice"]
+Kind = Literal["awaiting_release", "awaiting_invoice", "released", "invoiced", "all"]
+ActionName = Literal["release_and_invoice", "release", "invoice", "revert"]
 
 
 class TableOut(BaseModel):
@@ -99,6 +99,17 @@ class PreviewIn(SelectionIn):
 class RunIn(SelectionIn):
     action: ActionName = "release_and_invoice"
     full: bool = False
+    reason: str | None = Field(
+        default=None, max_length=2000, description="why: required for a revert, else none"
+    )
+
+
+class PostIn(BaseModel):
+    """The documents to post: their ids, or a run whose documents in progress to post."""
+
+    model_config = ConfigDict(extra="forbid")
+    document_ids: list[Id] | None = Field(default=None, max_length=1_000_000)
+    run_id: Id | None = None
 
 
 class CountOut(BaseModel):
@@ -288,9 +299,29 @@ def start_run(
     body: RunIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
 ) -> QueuedOut:
     """Queue a run; it executes in the background (poll ``GET /runs/{id}``)."""
-    who.require("run")
-    handle = ctx.ws.queue(body.action, selection(ctx, body, who), who.name, full=body.full)
+    who.require("revert" if body.action == "revert" else "run")
+    handle = ctx.ws.queue(
+        body.action, selection(ctx, body, who), who.name, full=body.full, reason=body.reason
+    )
     return QueuedOut(id=handle.id, status="queued")
+
+
+@router.post(
+    "/documents/post", responses=TABLE_RESPONSES, response_model=TableOut, tags=["records"]
+)
+def post_documents(
+    body: PostIn,
+    request: Request,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> Response:
+    """Post documents to accounting (in progress → complete): ``document_ids``, or every
+    document in progress of run ``run_id``. All or nothing."""
+    who.require("post")
+    if (body.document_ids is None) == (body.run_id is None):
+        raise BearError("post: give document_ids or run_id (one of the two)")
+    what: list[int] | int = body.run_id if body.document_ids is None else body.document_ids  # type: ignore[assignment]
+    return table(request, ctx.ws.post(what, user=who.name))
 
 
 @router.get("/runs", responses=TABLE_RESPONSES, response_model=TableOut, tags=["runs"])
@@ -396,6 +427,13 @@ _record_route(
     "Sales invoices and credit notes.",
     "run_id?",
     "limit?",
+    scoped=True,
+)
+_record_route(
+    "/events/{billing_event_id}/history",
+    "history",
+    "One event's releases, invoices and reverts in order, with their documents.",
+    "billing_event_id",
     scoped=True,
 )
 _record_route(

@@ -11,6 +11,8 @@ PERMISSIONS: dict[str, Role] = {
     "preview": Role.ANALYST,
     "run": Role.ANALYST,  # release, invoice, release and invoice
     "cancel": Role.ANALYST,
+    "revert": Role.ANALYST,  # revert billing (a run, with a reason)
+    "post": Role.ANALYST,  # post documents to accounting
     "test_notification": Role.ANALYST,
     "settings": Role.ADMIN,
     "rules": Role.ADMIN,

@@ -279,6 +279,12 @@ def _show_run(res: Any, as_json: bool) -> None:
         f"  sales invoices {res.sales_invoices:,}, credit notes {res.credit_notes:,}, "
         f"not passed to accounting {res.not_passed:,}"
     )
+    if res.action == "revert":
+        print(f"  reason: {printable(res.reason or '')}")
+        print(
+            f"  reverted {res.reverted:,}, documents discarded {res.discarded:,}, "
+            f"not reverted {res.not_reverted:,}"
+        )
     if res.process_run_id is not None:
         print(f"  process run {res.process_run_id}")
     if res.error:
@@ -299,13 +305,21 @@ def cmd_run(a: argparse.Namespace) -> int:
             raise BearError(
                 "run: give --user, who starts the run (an e-mail address gets the e-mail)"
             )
-        sel = selection_of(ws, a, "awaiting_invoice" if action == "invoice" else "awaiting_release")
+        kind = {"invoice": "awaiting_invoice", "revert": "released"}.get(action, "awaiting_release")
+        sel = selection_of(ws, a, kind)
         if remote and a.user and a.user != ws.user:
             print(
                 printable(f"note: the run is recorded as {ws.user}, the token's user"),
                 file=sys.stderr,
             )
-        handle = ws.queue(action, sel, a.user, full=a.full, start=not a.no_wait)
+        handle = ws.queue(
+            action,
+            sel,
+            a.user,
+            full=a.full,
+            start=not a.no_wait,
+            reason=getattr(a, "reason", None),
+        )
         run_id = handle.id
         if a.no_wait:
             if a.json:
@@ -328,6 +342,38 @@ def cmd_run(a: argparse.Namespace) -> int:
             ws.wait_notifications(res.id, timeout=30)
         _show_run(res, a.json)
     return 0 if res.status == "completed" else 1
+
+
+def cmd_post(a: argparse.Namespace) -> int:
+    if bool(a.document_ids) == (a.run is not None):
+        raise BearError("post: give document ids or --run RUN_ID (one of the two)")
+    with open_book(a) as ws:
+        what = a.run if a.run is not None else a.document_ids
+        kwargs = {} if is_remote(ws) or not a.user else {"user": a.user}
+        df = ws.post(what, **kwargs)
+        if a.json:
+            print_frame(df, True)
+        else:
+            print(f"posted {len(df):,} document(s): {', '.join(df['number'].astype(str))}")
+    return 0
+
+
+def cmd_history(a: argparse.Namespace) -> int:
+    with open_book(a) as ws:
+        df = ws.history(a.billing_event_id)
+        cols = [
+            "action",
+            "happened_at",
+            "run_id",
+            "actor",
+            "outcome",
+            "document_before_number",
+            "document_after_number",
+            "reversing_document_number",
+            "reason",
+        ]
+        print_frame(df if a.json else df[cols], a.json)
+    return 0
 
 
 def cmd_runs(a: argparse.Namespace) -> int:

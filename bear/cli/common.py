@@ -190,6 +190,8 @@ def selection_of(ws: Any, a: argparse.Namespace, kind: str) -> Any:
         if f:
             raise BearError("give either --ids-file or filters, not both")
         return read_ids_file(a.ids_file)
+    if kind == "released":
+        return ws.released(**f)
     return ws.awaiting_invoice(**f) if kind == "awaiting_invoice" else ws.awaiting_release(**f)
 
 

@@ -12,10 +12,12 @@ from bear.cli.commands import (
     REASONS_SHOWN,
     cmd_events,
     cmd_export,
+    cmd_history,
     cmd_import,
     cmd_init,
     cmd_notifications,
     cmd_plugins,
+    cmd_post,
     cmd_preview,
     cmd_run,
     cmd_runs,
@@ -182,10 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="start, show or cancel a run", description="start, show or cancel a run"
     )
     rsub = sp.add_subparsers(dest="run_command", required=True, metavar="ACTION")
-    for name in ("release-and-invoice", "release", "invoice"):
-        rp = rsub.add_parser(name, help=f"{name.replace('-', ' ')} a selection in the background")
+    for name in ("release-and-invoice", "release", "invoice", "revert"):
+        rp = rsub.add_parser(
+            name,
+            help="revert the release or invoice of released events in the background"
+            if name == "revert"
+            else f"{name.replace('-', ' ')} a selection in the background",
+        )
         add_db(rp)
         add_filters(rp)
+        if name == "revert":
+            rp.add_argument(
+                "--reason", required=True, help="why the events are reverted (required)"
+            )
         rp.add_argument(
             "--user",
             help="who starts the run (an e-mail address gets the e-mail); required for a "
@@ -201,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
         rp.add_argument("run_id", type=int)
         rp.add_argument("--json", action="store_true")
         rp.set_defaults(fn=cmd_run)
+
+    sp = cmd("post", cmd_post, "post documents to accounting (in progress -> complete)")
+    sp.add_argument("document_ids", nargs="*", type=int, metavar="DOCUMENT_ID")
+    sp.add_argument("--run", type=int, help="post every document in progress of this run")
+    sp.add_argument("--user", help="who posts (recorded on the documents); default: local")
+    sp.add_argument("--json", action="store_true")
+
+    sp = cmd("history", cmd_history, "one billing event's releases, invoices and reverts")
+    sp.add_argument("billing_event_id", type=int)
+    sp.add_argument("--json", action="store_true")
 
     sp = cmd("runs", cmd_runs, "list runs, newest first")
     sp.add_argument("--limit", type=int, default=50)

@@ -225,6 +225,12 @@ SETTINGS: dict[str, SettingDef] = {
             affects_rules=True,
         ),
         SettingDef(
+            "auto_post",
+            "bool",
+            False,
+            "Post a run's documents (in progress → complete) as soon as its invoicing ends.",
+        ),
+        SettingDef(
             "base_url",
             "url",
             "http://127.0.0.1:5006",

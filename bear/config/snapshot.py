@@ -50,6 +50,7 @@ class SettingsSnapshot:
     additional_notification_recipients: tuple[str, ...] = ()
     max_lines_per_document: int = 500
     require_approval: bool = True
+    auto_post: bool = False
     base_url: str = "http://127.0.0.1:5006"
     smtp_host: str = ""
     smtp_port: int = 25

@@ -29,6 +29,10 @@ _PENDING = """
     WHERE e.released AND NOT e.invoiced AND e.document_id IS NULL
 """
 
+# A document that still bills its event: an original (not a reversal), neither discarded nor
+# reversed. An event has at most one; reverting it ends that document's billing.
+LIVE = "d.reverses_document_id IS NULL AND d.status IN ('in_progress', 'complete')"
+
 _CHECK_SQL = f"""
 CREATE OR REPLACE TEMP TABLE {{target}} AS
 WITH ev AS ({_PENDING}
@@ -38,9 +42,12 @@ WITH ev AS ({_PENDING}
     WHERE i.billing_event_id BETWEEN (SELECT min(id) FROM ev) AND (SELECT max(id) FROM ev)
       AND i.billing_event_id IN (SELECT id FROM ev)
 ), billed AS (
-    -- items already on a line of some document (UNIQUE billing_event_item_id)
+    -- items already on a line of a document that still bills them: an original document
+    -- neither discarded nor reversed (a reverted event's items are billable again)
     SELECT l.billing_event_item_id AS id, l.document_id
-    FROM document_lines l WHERE l.billing_event_item_id IN (SELECT id FROM it)
+    -- (a line whose document row is gone still counts: an unknown is never a pass)
+    FROM document_lines l LEFT JOIN documents d ON d.id = l.document_id
+    WHERE l.billing_event_item_id IN (SELECT id FROM it) AND (d.id IS NULL OR {{live}})
 ), lines AS (
     SELECT it.billing_event_id,
            sum(it.amount) AS total,
@@ -57,9 +64,9 @@ WITH ev AS ({_PENDING}
     LEFT JOIN billed b ON b.id = it.id
     GROUP BY 1
 ), docs AS (
-    -- a document already holding the event (UNIQUE billing_event_id) though it is not linked
+    -- a document still billing the event though the event is not linked to it
     SELECT d.billing_event_id, min(d.number) AS number
-    FROM documents d WHERE d.billing_event_id IN (SELECT id FROM ev) GROUP BY 1
+    FROM documents d WHERE d.billing_event_id IN (SELECT id FROM ev) AND {{live}} GROUP BY 1
 ), facts AS (
     SELECT ev.*, coalesce(l.total, 0) AS items_total, l.no_product, l.first_no_product, l.gone,
            l.first_gone, l.gone_product, l.billed, l.first_billed, l.billed_document,
@@ -150,7 +157,7 @@ def check_documents(
     process log and passes the others to :func:`create_documents` (see
     :func:`exclude_culprits`).
     """
-    cur.execute(_CHECK_SQL.format(source=source, target=target))
+    cur.execute(_CHECK_SQL.format(source=source, target=target, live=LIVE))
     return int(cur.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0])
 
 
@@ -184,6 +191,12 @@ WITH ev AS (
     SELECT i.billing_event_id, sum(i.amount) AS items_total
     FROM billing_event_items i JOIN ev USING (billing_event_id)
     GROUP BY ALL
+), cycles AS (
+    -- the event's billing cycle: one more than its earlier original documents (each of them
+    -- discarded or reversed by a revert); UNIQUE (billing_event_id, bill_cycle)
+    SELECT d.billing_event_id, count(*) AS earlier
+    FROM documents d WHERE d.billing_event_id IN (SELECT billing_event_id FROM ev)
+      AND d.reverses_document_id IS NULL GROUP BY 1
 ), used AS (
     -- the highest number each company and type already has: a counter row that is missing
     -- or behind (changed outside BEAR) continues from here, never reusing a number
@@ -192,26 +205,29 @@ WITH ev AS (
 ), numbered AS (
     SELECT ev.*, coalesce(s.items_total, 0) AS items_total,
            greatest(coalesce(c.last_seq, 0), coalesce(u.max_seq, 0))
-             + row_number() OVER (PARTITION BY ev.company_id, ev.doc_type ORDER BY ev.billing_event_id) AS seq
+             + row_number() OVER (PARTITION BY ev.company_id, ev.doc_type ORDER BY ev.billing_event_id) AS seq,
+           coalesce(cy.earlier, 0) + 1 AS bill_cycle
     FROM ev
     LEFT JOIN sums s USING (billing_event_id)
     LEFT JOIN document_counters c ON c.company_id = ev.company_id AND c.doc_type = ev.doc_type
     LEFT JOIN used u ON u.company_id = ev.company_id AND u.doc_type = ev.doc_type
+    LEFT JOIN cycles cy USING (billing_event_id)
 )
 SELECT (SELECT coalesce(max(id), 0) FROM documents)
          + row_number() OVER (ORDER BY billing_event_id) AS id,
        doc_type || lpad(seq::VARCHAR, 6, '0') AS number,
        doc_type, billing_event_id, account_id, company_id, currency,
        CASE WHEN doc_type = 'SCN' THEN -items_total ELSE items_total END::DECIMAL(18, 2) AS total,
-       document_date, $process_run_id::BIGINT AS process_run_id, seq::INTEGER AS seq
+       document_date, $process_run_id::BIGINT AS process_run_id, seq::INTEGER AS seq,
+       bill_cycle::INTEGER AS bill_cycle
 FROM numbered
 """
 
 _STATEMENTS = (
     "INSERT INTO documents (id, number, doc_type, billing_event_id, account_id, company_id, currency,"
-    " total, document_date, process_run_id, seq)"
+    " total, document_date, process_run_id, seq, bill_cycle)"
     " SELECT id, number, doc_type, billing_event_id, account_id, company_id, currency, total,"
-    " document_date, process_run_id, seq FROM _new_docs",
+    " document_date, process_run_id, seq, bill_cycle FROM _new_docs",
     # Credit-note lines carry the negated unit price (and amount): the document reads positive.
     "INSERT INTO document_lines"
     " SELECT (SELECT coalesce(max(id), 0) FROM document_lines) + row_number() OVER (ORDER BY i.id),"

@@ -1,5 +1,5 @@
 """The stages of BEAR's work — preview, release (batched, all-or-nothing per batch), invoice,
-notify — and the runner that executes queued runs in the background.
+notify, revert, post — and the runner that executes queued runs in the background.
 
 Each module is one step: ``core`` (the collaborators every stage receives), ``ids`` (which
 events, and the rules' verdict on them), ``preview``, ``runs`` (records, queueing,
@@ -12,11 +12,13 @@ from __future__ import annotations
 from bear.pipeline.core import Core
 from bear.pipeline.ids import IdQuery, IdSource, action_of, judge, load_ids
 from bear.pipeline.outbox import Outbox, deliver_pending, owe, summary_of
+from bear.pipeline.post import post_documents
 from bear.pipeline.preview import eligibility_condition, eligibility_table, preview
 from bear.pipeline.runner import Runner, execute_run
 from bear.pipeline.runs import (
     RunHandle,
     cancel,
+    check_reason,
     check_user,
     clear_stale_claims,
     read_run,
@@ -33,6 +35,7 @@ __all__ = [
     "Runner",
     "action_of",
     "cancel",
+    "check_reason",
     "check_user",
     "clear_stale_claims",
     "deliver_pending",
@@ -42,6 +45,7 @@ __all__ = [
     "judge",
     "load_ids",
     "owe",
+    "post_documents",
     "preview",
     "read_run",
     "retrying",

@@ -59,7 +59,7 @@ def action_of(action: str | Action) -> Action:
         return Action(str(getattr(action, "value", action)).replace("-", "_"))
     except ValueError:
         raise BearError(
-            f"unknown action {action!r}; expected release_and_invoice, release or invoice"
+            f"unknown action {action!r}; expected release_and_invoice, release, invoice or revert"
         ) from None
 
 

@@ -14,8 +14,9 @@ from bear.db.documents import create_documents, exclude_culprits
 from bear.models import FINAL_STATUSES, Action
 from bear.pipeline.ids import judge
 from bear.pipeline.outbox import owe
+from bear.pipeline.post import auto_post
 from bear.pipeline.release import Judgement
-from bear.pipeline.runs import check_cancel, close_run, read_run
+from bear.pipeline.runs import check_cancel, close_run, read_run, run_settings
 from bear.pipeline.tx import retrying
 
 if TYPE_CHECKING:
@@ -191,6 +192,12 @@ def _invoice_chunk(
             """,
             {"p": pr},
         )
+        tx.execute(
+            "INSERT INTO billing_event_history (billing_event_id, action, run_id, actor, "
+            "document_after, outcome) SELECT billing_event_id, 'invoice', $r, $u, id, doc_type "
+            "FROM _new_docs ORDER BY billing_event_id",
+            {"r": run_id, "u": run.requested_by},
+        )
         failed = n - sin - scn
         tx.execute(
             "UPDATE process_runs SET processed = processed + $n, succeeded = succeeded + $ok, "
@@ -216,5 +223,7 @@ def _finish_invoicing(core: Core, run_id: int) -> None:
             "WHERE id = ? AND status = 'running'",
             [run.process_run_id],
         )
+        if run_settings(core, tx, run_id).auto_post:
+            auto_post(tx, run.process_run_id, run.requested_by)
         close_run(tx, run_id, "completed")
         owe(core, tx, run_id, "invoicing_finished")

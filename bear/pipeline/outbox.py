@@ -54,6 +54,10 @@ def summary_of(
         credit_notes=run.credit_notes,
         not_passed=run.not_passed,
         process_run_id=run.process_run_id,
+        reason=run.reason,
+        reverted=run.reverted,
+        discarded=run.discarded,
+        not_reverted=run.not_reverted,
         link=f"{base_url.rstrip('/')}/?run={run.id}",
         recipients=recipients,
     )

@@ -74,14 +74,7 @@ def preview(
         if validated
         else "billing_events e WHERE e.id IN (SELECT billing_event_id FROM _pv_ok)"
     )
-    docs = core.frame(
-        f"""
-        SELECT CASE WHEN e.summary_amount < 0 THEN 'SCN' ELSE 'SIN' END AS doc_type, e.currency,
-               count(*) AS count, sum(abs(e.summary_amount)) AS total
-        FROM {events} AND e.summary_amount <> 0
-        GROUP BY ALL ORDER BY doc_type DESC, currency
-        """
-    )
+    docs = core.frame((_REVERT_DOCS if act is Action.REVERT else _DOCS).format(events=events))
     by_rule = core.frame(
         # one row per event and rule by construction (Python rules' rows are made distinct)
         "SELECT stage, rule_id, severity, count(*) AS events FROM _violations "
@@ -125,6 +118,29 @@ def preview(
     )
 
 
+# The documents an action would create: one per event, by the sign of its amount.
+_DOCS = """
+SELECT CASE WHEN e.summary_amount < 0 THEN 'SCN' ELSE 'SIN' END AS doc_type, e.currency,
+       count(*) AS count, sum(abs(e.summary_amount)) AS total
+FROM {events} AND e.summary_amount <> 0
+GROUP BY ALL ORDER BY doc_type DESC, currency
+"""
+
+# A revert: the reversing documents it would create (effect ``create``: a credit note for a
+# complete sales invoice, a sales invoice for a complete credit note) and the documents in
+# progress it would discard (effect ``discard``, of their own type).
+_REVERT_DOCS = """
+SELECT CASE WHEN d.status = 'complete' THEN 'create' ELSE 'discard' END AS effect,
+       CASE WHEN d.status = 'in_progress' THEN d.doc_type
+            WHEN d.doc_type = 'SIN' THEN 'SCN' ELSE 'SIN' END AS doc_type,
+       d.currency, count(*) AS count, sum(d.total) AS total
+FROM documents d
+WHERE d.status IN ('in_progress', 'complete') AND d.reverses_document_id IS NULL
+  AND d.id IN (SELECT e.document_id FROM {events} AND e.document_id IS NOT NULL)
+GROUP BY ALL ORDER BY effect, doc_type DESC, currency
+"""
+
+
 def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     """Blocking violations of every event of ``kind`` (cached until data or settings change).
 
@@ -138,12 +154,16 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     where = {
         "awaiting_release": "NOT released",
         "awaiting_invoice": "released AND NOT invoiced",
+        "released": "released",
+        "invoiced": "invoiced",
     }.get(kind, "true")
     cur.execute(
         f"CREATE OR REPLACE TEMP TABLE _el_ids AS SELECT id AS billing_event_id FROM billing_events WHERE {where}"
     )
-    stages = ["invoice"] if kind == "awaiting_invoice" else ["release", "invoice"]
-    judge(core, cur, stages, "_el_ids", target="_el_v", as_released=kind != "awaiting_invoice")
+    stages = {"awaiting_invoice": ["invoice"], "released": ["revert"], "invoiced": ["revert"]}.get(
+        kind, ["release", "invoice"]
+    )
+    judge(core, cur, stages, "_el_ids", target="_el_v", as_released=stages[0] == "release")
     table = cur.sql(
         """
         SELECT billing_event_id, count(*) AS reasons,

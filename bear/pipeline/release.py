@@ -391,6 +391,23 @@ def reconcile(tx: duckdb.DuckDBPyConnection, run_id: int) -> None:
         {"r": run_id},
     )
     _record_progress(tx, run_id, [])
+    # The history of the run's releases, written once per release stage (when it ends, is
+    # cancelled or resumes) rather than by every batch: a statement per batch would cost a
+    # tenth of the stage. The run's claims keep every released event out of another run (a
+    # revert) until this has been written; a replay writes nothing twice.
+    tx.execute(
+        """
+        INSERT INTO billing_event_history (billing_event_id, action, run_id, actor, happened_at)
+        SELECT e.id, 'release', $r, (SELECT requested_by FROM runs WHERE id = $r),
+               coalesce(e.released_at, current_timestamp)
+        FROM run_events re JOIN billing_events e ON e.id = re.billing_event_id
+        WHERE re.run_id = $r AND e.release_run_id = $r
+          AND e.id NOT IN (SELECT billing_event_id FROM billing_event_history
+                           WHERE run_id = $r AND action = 'release')
+        ORDER BY e.id
+        """,
+        {"r": run_id},
+    )
 
 
 def _release_ids(

@@ -15,6 +15,7 @@ from bear.models import FINAL_STATUSES, Action, RunResult
 from bear.pipeline.invoice import invoice_stage
 from bear.pipeline.outbox import owe
 from bear.pipeline.release import reconcile, release_stage
+from bear.pipeline.revert import revert_stage
 from bear.pipeline.runs import (
     Cancelled,
     Stopped,
@@ -138,7 +139,9 @@ def execute_run(core: Core, run_id: int, stopping: Callable[[], bool] = lambda: 
         judged = None
         if act in (Action.RELEASE, Action.RELEASE_AND_INVOICE):
             judged = release_stage(core, run_id, settings, stopping)
-        if act in (Action.INVOICE, Action.RELEASE_AND_INVOICE):
+        if act is Action.REVERT:
+            revert_stage(core, run_id, settings, stopping)
+        elif act in (Action.INVOICE, Action.RELEASE_AND_INVOICE):
             invoice_stage(core, run_id, stopping, judged)
         else:
             _finish(core, run_id, "completed")

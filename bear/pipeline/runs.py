@@ -24,7 +24,7 @@ RUN_COLUMNS = (
     "id, action, requested_by, status, stage, validated, selected, excluded, batches_total, "
     "batches_done, failed_batches, released, not_released, invoice_total, invoice_done, "
     "sales_invoices, credit_notes, not_passed, process_run_id, error, created_at, started_at, "
-    "updated_at, finished_at"
+    "updated_at, finished_at, reason, reverted, discarded, not_reverted"
 )
 
 
@@ -89,6 +89,21 @@ def check_user(user: Any) -> str:
     return user
 
 
+REASON_MAX = 500
+
+
+def check_reason(reason: object) -> str:
+    """A revert's reason, checked: required, one to ``REASON_MAX`` characters of text."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise BearError("revert: give a reason (why these events are reverted)")
+    reason = reason.strip()
+    if len(reason) > REASON_MAX:
+        raise BearError(f"revert: the reason has {len(reason)} characters; at most {REASON_MAX}")
+    if any(not ch.isprintable() and ch not in "\n\t" for ch in reason):
+        raise BearError("revert: the reason may hold text, line breaks and tabs only")
+    return reason
+
+
 def submit(
     core: Core,
     action: str | Action,
@@ -97,11 +112,17 @@ def submit(
     *,
     full: bool = False,
     wake: bool = True,
+    reason: str | None = None,
 ) -> int:
     """Queue a run: record it with the settings it runs with, its events in order, and claim
-    the events no other run holds; ``wake`` tells this process's runner."""
+    the events no other run holds; ``wake`` tells this process's runner. A revert needs a
+    ``reason`` (checked by ``check_reason``); the other actions take none."""
     act = action_of(action)
     user = check_user(user)
+    if act is Action.REVERT:
+        reason = check_reason(reason)
+    elif reason is not None:
+        raise BearError(f"{act.value}: a reason is given to a revert only")
     settings = core.snapshot()
     clear_stale_claims(core)
     cur = core.db.cursor()
@@ -111,9 +132,9 @@ def submit(
     validated = bool(full) or n <= settings.validation_limit
     with core.db.transaction() as tx:
         run_id = tx.execute(
-            "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, updated_at) "
-            "VALUES (?, ?, ?, ?, ?::JSON, current_timestamp) RETURNING id",
-            [act.value, user, validated, n, settings.to_json()],
+            "INSERT INTO runs (action, requested_by, validated, selected, settings_snapshot, "
+            "reason, updated_at) VALUES (?, ?, ?, ?, ?::JSON, ?, current_timestamp) RETURNING id",
+            [act.value, user, validated, n, settings.to_json(), reason],
         ).fetchall()[0][0]
         tx.execute(
             "INSERT INTO run_events (run_id, billing_event_id, ord) "
@@ -198,7 +219,9 @@ def close_run(
     tx.execute(
         "UPDATE runs SET status = $st, stage = 'done', error = coalesce($e, error), "
         "not_passed = CASE WHEN action = 'release' THEN not_passed "
+        "WHEN action = 'revert' THEN selected - reverted "
         "ELSE selected - sales_invoices - credit_notes END, "
+        "not_reverted = CASE WHEN action = 'revert' THEN selected - reverted ELSE 0 END, "
         "finished_at = current_timestamp, updated_at = current_timestamp "
         "WHERE id = $r AND status IN ('queued', 'running')",
         {"r": run_id, "st": status, "e": error},

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PLUGINS = (
     ("bear.rules.builtin_release", "builtin_release"),
     ("bear.rules.builtin_invoice", "builtin_invoice"),
+    ("bear.rules.builtin_revert", "builtin_revert"),
     ("bear.rules.declarative", "rules_file"),
     ("bear.plugins.notify_inapp", "in_app"),
     ("bear.plugins.notify_email", "email"),

@@ -46,7 +46,7 @@ from bear.rules.model import sql_string
 log = logging.getLogger(__name__)
 
 __all__ = ["BUILTIN_NAMES", "DEFAULT_PLUGINS", "PluginHost", "make_plugin_manager"]
-RESERVED_NAMESPACES = ("release", "invoice")
+RESERVED_NAMESPACES = ("release", "invoice", "revert")
 STARTUP = ("plugins_dir", "rules_file")
 RULE_COLUMNS = [
     "id",
@@ -267,7 +267,7 @@ class PluginHost:
         names = ", ".join(f.plugin for f in judging)
         message = sql_string("; ".join(f.violation for f in judging))
         out = []
-        for stage in ("release", "invoice"):
+        for stage in ("release", "invoice", "revert"):
             rule = SqlRule(
                 id=f"{stage}.plugin_failed",
                 stage=stage,

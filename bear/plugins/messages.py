@@ -10,6 +10,7 @@ ACTION_LABEL = {
     "release_and_invoice": "Release and Invoice",
     "release": "Release",
     "invoice": "Invoice",
+    "revert": "Revert billing",
 }
 
 
@@ -23,6 +24,23 @@ def compose(kind: str, s: RunSummary, error: str = "") -> tuple[str, str, str]:
             f"Released: {s.released:,}",
             f"Not released: {s.not_released:,}",
             f"Batches: {s.batches:,} ({s.failed_batches:,} failed)",
+        ]
+    elif kind == "invoicing_finished" and s.action == "revert":
+        reversing = s.sales_invoices + s.credit_notes
+        subject = (
+            f"BEAR run {s.run_id} ({action}) finished: {s.reverted:,} events reverted, "
+            f"{s.discarded:,} documents discarded, {reversing:,} reversing documents, "
+            f"{s.not_reverted:,} not reverted"
+        )
+        lines = [
+            f"Run {s.run_id} ({action}, started by {s.requested_by}) has finished.",
+            f"Reason: {s.reason or ''}",
+            f"Events reverted (back in Awaiting Release): {s.reverted:,}",
+            f"Documents in progress discarded: {s.discarded:,}",
+            f"Reversing documents created: {s.credit_notes:,} credit notes, "
+            f"{s.sales_invoices:,} sales invoices",
+            f"Events that could not be reverted: {s.not_reverted:,}",
+            f"Selected: {s.selected:,}",
         ]
     elif kind == "invoicing_finished":
         subject = (

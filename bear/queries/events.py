@@ -25,6 +25,8 @@ from bear.queries.pager import Listing, frame
 KIND_SQL = {
     "awaiting_release": "NOT e.released",
     "awaiting_invoice": "e.released AND NOT e.invoiced",
+    "released": "e.released",
+    "invoiced": "e.invoiced",
     "all": "true",
 }
 

@@ -34,7 +34,8 @@ def runs(cur: duckdb.DuckDBPyConnection, limit: int = 1000) -> pd.DataFrame:
         "SELECT id, action, requested_by, status, stage, selected, excluded, released, not_released, "
         "batches_total AS batches, batches_done, failed_batches, invoice_total, invoice_done, sales_invoices, "
         "credit_notes, not_passed, process_run_id, error, created_at, started_at, updated_at, finished_at, "
-        "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds "
+        "date_diff('millisecond', started_at, coalesce(finished_at, updated_at)) / 1000.0 AS seconds, "
+        "reason, reverted, discarded, not_reverted "
         "FROM runs ORDER BY id DESC LIMIT $n",
         {"n": int(limit)},
     )
@@ -188,9 +189,14 @@ DOC_COLUMNS: dict[str, str] = {
     "document_date": "d.document_date",
     "process_run_id": "d.process_run_id",
     "run_id": "pr.run_id",
+    "status": "d.status",
+    "reverses_document_id": "d.reverses_document_id",
+    "reversed_by_document_id": "rv.id",
+    "posted_at": "d.posted_at",
 }
 _DOC_JOINS = {
     "pr": "LEFT JOIN process_runs pr ON pr.id = d.process_run_id",
+    "rv": "LEFT JOIN documents rv ON rv.reverses_document_id = d.id",
     "a": "LEFT JOIN accounts a ON a.id = d.account_id",
     "c": "LEFT JOIN companies c ON c.id = d.company_id",
 }
@@ -268,6 +274,38 @@ def document_lines(cur: duckdb.DuckDBPyConnection, document_id: int) -> pd.DataF
         "SELECT l.*, p.name AS product FROM document_lines l LEFT JOIN products p ON p.id = l.product_id "
         "WHERE l.document_id = $d ORDER BY l.id",
         {"d": int(document_id)},
+    )
+
+
+# -- history -----------------------------------------------------------------------------------
+def event_visible(
+    cur: duckdb.DuckDBPyConnection, billing_event_id: int, scope: Scopes | None
+) -> bool:
+    """Whether event ``billing_event_id`` exists and a person with ``scope`` may see it."""
+    cond, params = scope_condition("x.id", scope)
+    sql = f"SELECT count(*) FROM billing_events x WHERE x.id = $ev AND {cond}"
+    return bool(cur.execute(sql, {**params, "ev": int(billing_event_id)}).fetchall()[0][0])
+
+
+def history(cur: duckdb.DuckDBPyConnection, billing_event_id: int) -> pd.DataFrame:
+    """Every release, invoice and revert of one event, in the order they happened, with the
+    documents they touched (number and type, and their status today)."""
+    return frame(
+        cur,
+        """
+        SELECT h.id, h.billing_event_id, h.action, h.happened_at, h.run_id, h.actor, h.reason,
+               h.outcome, h.document_before, db.number AS document_before_number,
+               h.document_after, da.number AS document_after_number,
+               coalesce(da.status, db.status) AS document_status,
+               h.reversing_document_id, rd.number AS reversing_document_number
+        FROM billing_event_history h
+        LEFT JOIN documents db ON db.id = h.document_before
+        LEFT JOIN documents da ON da.id = h.document_after
+        LEFT JOIN documents rd ON rd.id = h.reversing_document_id
+        WHERE h.billing_event_id = $e ORDER BY h.id
+        """,
+        {"e": int(billing_event_id)},
+        nullable_ints=True,
     )
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from bear.errors import BearError
 from bear.models import Action, Preview, RunResult
 from bear.pipeline.ids import action_of
+from bear.pipeline.runs import check_reason
 from bear.queries import bounds
 from bear.remote.http import Http
 from bear.remote.runs import RemoteRunHandle
@@ -120,6 +121,14 @@ class RemoteWorkspace:
         """Released events without a document yet, filtered."""
         return Selection("awaiting_invoice", Filters.build(**filters), self)
 
+    def released(self, **filters: Any) -> Selection:
+        """Released events, invoiced or not (what a revert can take back), filtered."""
+        return Selection("released", Filters.build(**filters), self)
+
+    def invoiced(self, **filters: Any) -> Selection:
+        """Events with a sales invoice or credit note, filtered."""
+        return Selection("invoiced", Filters.build(**filters), self)
+
     def events(self, **filters: Any) -> Selection:
         """All billing events, filtered."""
         return Selection("all", Filters.build(**filters), self)
@@ -208,11 +217,16 @@ class RemoteWorkspace:
         *,
         full: bool = False,
         start: bool = True,
+        reason: str | None = None,
     ) -> RemoteRunHandle:
         """Queue a run on the server and return its handle at once (``.id``, ``.result()``,
         ``.wait()``). The server records the signed-in user as its author and executes it
-        (``user`` and ``start`` are accepted for compatibility with the local workspace)."""
-        body = {**self._events(ids_or_selection), "action": action_of(action).value, "full": full}
+        (``user`` and ``start`` are accepted for compatibility with the local workspace). A
+        ``revert`` needs a ``reason``."""
+        act = action_of(action)
+        body = {**self._events(ids_or_selection), "action": act.value, "full": full}
+        if reason is not None or act is Action.REVERT:
+            body["reason"] = check_reason(reason) if act is Action.REVERT else reason
         queued = self._http.json("POST", "/runs", json=body)
         return RemoteRunHandle(self._http, int(queued["id"]))
 
@@ -324,6 +338,40 @@ class RemoteWorkspace:
     ) -> RunResult | RemoteRunHandle:
         """Create sales invoices and credit notes for released events."""
         return self._start("invoice", ids_or_selection, wait, full, timeout)
+
+    def revert(
+        self,
+        ids_or_selection: Ids,
+        *,
+        reason: str,
+        user: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> RunResult | RemoteRunHandle:
+        """Revert the release or invoice of these events as a run on the server (analyst);
+        ``reason`` is required. The token's user is recorded as its author."""
+        handle = self.queue("revert", ids_or_selection, reason=reason)
+        return handle.wait(timeout) if wait else handle
+
+    def post(
+        self, document_ids_or_run_id: Iterable[int] | int, *, user: str | None = None
+    ) -> pd.DataFrame:
+        """Post documents to accounting (in progress → complete): document ids, or a run id
+        (an ``int``). All or nothing. Returns the documents posted."""
+        if isinstance(document_ids_or_run_id, int):
+            body: dict[str, Any] = {"run_id": bounds.id_("run_id", document_ids_or_run_id)}
+        else:
+            if isinstance(document_ids_or_run_id, str | bytes):
+                raise BearError("post: give a list of document ids, not text")
+            values = document_ids_or_run_id
+            listed = values.tolist() if hasattr(values, "tolist") else list(values)
+            body = {"document_ids": jsonable(listed)}
+        return self._http.table("POST", "/documents/post", json=body)
+
+    def history(self, billing_event_id: int) -> pd.DataFrame:
+        """One event's releases, invoices and reverts in order, with their documents."""
+        event = bounds.id_("billing_event_id", billing_event_id)
+        return self._http.table("GET", f"/events/{event}/history", nullable_ints=True)
 
     def run(self, run_id: int) -> RunResult:
         """The ``RunResult`` of a run."""

@@ -16,6 +16,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from bear.db.reversals import REVERSAL_DATES
+
 # name -> description, in the view's column order.
 COLUMNS: dict[str, str] = {
     "billing_event_id": "the event's id",
@@ -74,6 +76,12 @@ COLUMNS: dict[str, str] = {
     "first_item_on_hold": "id of the first such item",
     "first_item_on_hold_desc": "its description",
     "claimed_by_run": "id of another unfinished run that holds the event (NULL when free)",
+    "document_number": "number of the event's document (revert stage only; NULL otherwise)",
+    "document_status": "its status: in_progress, complete, discarded or reversed (revert stage only)",
+    "reversal_date": "date a reversing document would carry: today, or the first open period's "
+    "start when today's period is closed (NULL when none is open; revert stage only)",
+    "reversal_period_closed": "today falls in a closed accounting period of the document's "
+    "company (revert stage only)",
 }
 
 # Long text columns of the small dimension tables are not copied into every row: the view
@@ -159,6 +167,8 @@ SELECT e.id AS billing_event_id, e.name AS event_name, e.batch_id, e.project_id,
        coalesce(e.items_on_hold, 0) AS items_on_hold,
        e.first_item_on_hold, e.first_item_on_hold_desc,
        cl.run_id AS claimed_by_run,
+       NULL::VARCHAR AS document_number, NULL::VARCHAR AS document_status,
+       NULL::DATE AS reversal_date, false AS reversal_period_closed,
        {product_check} AS product_check
 FROM ev e
 LEFT JOIN projects p ON p.id = e.project_id
@@ -207,6 +217,19 @@ WHERE b.billing_event_id = g.billing_event_id
 """
 
 
+# The revert stage's columns: each event's document and the date its reversal would carry.
+_DOCUMENTS_SQL = f"""
+UPDATE _batch_core b
+SET document_number = d.number, document_status = d.status,
+    reversal_date = CASE WHEN coalesce(rd.period_closed, false) THEN rd.reversal_date
+                         ELSE current_date END,
+    reversal_period_closed = coalesce(rd.period_closed, false)
+FROM documents d
+LEFT JOIN ({REVERSAL_DATES}) rd ON rd.company_id = d.company_id
+WHERE d.id = b.document_id
+"""
+
+
 def build_batch(
     cur: duckdb.DuckDBPyConnection,
     source: str,
@@ -214,6 +237,7 @@ def build_batch(
     as_released: bool = False,
     run_id: int | None = None,
     require_approval: bool = True,
+    documents: bool = False,
 ) -> int:
     """(Re)build ``_batch`` on ``cur`` for the ids in table ``source``; returns its row count."""
     lo, hi, p_lo, p_hi, p_n = cur.execute(
@@ -237,6 +261,8 @@ def build_batch(
     # Usually no event needs it (every product id in range exists): one cheap count.
     if cur.execute("SELECT count(*) FROM _batch_core WHERE product_check").fetchall()[0][0]:
         cur.execute(_MISSING_PRODUCTS_SQL)
+    if documents:
+        cur.execute(_DOCUMENTS_SQL)
     cur.execute(_VIEW_SQL)
     return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 

@@ -242,15 +242,16 @@ def load_rules_file(path: str | Path) -> list[SqlRule]:
             raise fail(
                 "id must look like 'namespace.name' (lower-case letters, digits, underscores)"
             )
-        if rid.split(".")[0] in ("release", "invoice"):
+        if rid.split(".")[0] in ("release", "invoice", "revert"):
             raise fail(
-                "the 'release.' and 'invoice.' namespaces belong to the built-in rules; use your own"
+                "the 'release.', 'invoice.' and 'revert.' namespaces belong to the built-in "
+                "rules; use your own"
             )
         if rid in seen:
             raise fail("duplicate id in this file")
         seen.add(rid)
-        if entry["stage"] not in ("release", "invoice"):
-            raise fail(f"stage {entry['stage']!r} must be 'release' or 'invoice'")
+        if entry["stage"] not in ("release", "invoice", "revert"):
+            raise fail(f"stage {entry['stage']!r} must be 'release', 'invoice' or 'revert'")
         severity = entry.get("severity", "block")
         if severity not in ("block", "warn"):
             raise fail(f"severity {severity!r} must be 'block' or 'warn'")

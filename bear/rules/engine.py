@@ -397,6 +397,7 @@ def evaluate(
         source,
         run_id=run_id,
         require_approval=bool(getattr(settings, "require_approval", True)),
+        documents="revert" in stages,
     )
     for stage in stages:
         if invoice_as_released and stage == "invoice":

@@ -101,7 +101,7 @@ def normalise(rule: Any, plugin: str) -> tuple[str, str, str, str]:
         stage = Stage(str(getattr(rule.stage, "value", rule.stage))).value
     except ValueError:
         raise PluginError(
-            f"plugin {plugin!r}: rule {rid!r} has stage {rule.stage!r}; expected release or invoice"
+            f"plugin {plugin!r}: rule {rid!r} has stage {rule.stage!r}; expected release, invoice or revert"
         ) from None
     try:
         severity = Severity(str(getattr(rule.severity, "value", rule.severity))).value

@@ -30,12 +30,13 @@ def settings_view(**overrides: Any) -> SettingsSnapshot:
 
 def builtin_rules(**settings: Any) -> dict[str, Any]:
     """Every built-in rule by id, registered with the default settings plus ``settings``."""
-    from bear.rules import builtin_invoice, builtin_release
+    from bear.rules import builtin_invoice, builtin_release, builtin_revert
 
     view = settings_view(**settings)
     rules = [
         *builtin_release.bear_register_rules(settings=view),
         *builtin_invoice.bear_register_rules(settings=view),
+        *builtin_revert.bear_register_rules(settings=view),
     ]
     return {r.id: r for r in rules}
 
@@ -98,7 +99,7 @@ def evaluate_rule(
         try:
             stages = (Stage(stage).value,)
         except ValueError:
-            raise BearError(f"stage {stage!r}: expected release or invoice") from None
+            raise BearError(f"stage {stage!r}: expected release, invoice or revert") from None
     own = ws is None
     if own:
         ws = make_workspace(events or (), items, **book)

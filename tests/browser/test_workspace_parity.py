@@ -356,3 +356,48 @@ def test_an_unreachable_server_is_named():
     url = f"http://127.0.0.1:{free_port()}"
     err = error_of(lambda: bear.connect(url, token="bear_1_" + "x" * 43))
     assert type(err) is BearError and url in str(err)
+
+
+# -- revert billing (DESIGN §8) ------------------------------------------------------------------
+def test_post_revert_and_history_match(book):
+    ids = book.ref.awaiting_release(currency="GBP", eligibility="eligible").ids()[-6:]
+    got, want = _run_on_both(book, "release_and_invoice", ids, wait=True, timeout=120)
+    assert got.status == want.status == "completed" and got.sales_invoices + got.credit_notes
+    docs = book.ref.documents(run_id=want.id)
+    first_two = [int(i) for i in docs["id"][:2]]
+    posted = book.ws.post(first_two, user="ana@example.com")
+    want_posted = book.ref.post(first_two, user="ana@example.com")
+    frames_equal(posted, want_posted, skip=("posted_at", "posted_by"))
+    assert set(posted["status"]) == {"complete"}
+    # posting twice is refused alike, naming the document
+    err = same_error(book, lambda w: w.post(first_two[:1]), BearError)
+    assert "is complete" in str(err)
+    same_error(book, lambda w: w.post([987_654_321]), NotFoundError)
+    pv_got, pv_want = book.ws.preview(ids, action="revert"), book.ref.preview(ids, action="revert")
+    assert pv_got.eligible_ids == pv_want.eligible_ids
+    frames_equal(pv_got.expected_documents, pv_want.expected_documents)
+    frames_equal(pv_got.violations, pv_want.violations)
+    got = book.ws.revert(ids, reason="wrong hours", user="ana@example.com", timeout=120)
+    want = book.ref.revert(ids, reason="wrong hours", user="ana@example.com", timeout=120)
+    counts = ("id", "action", "reason", "reverted", "discarded", "credit_notes", "sales_invoices")
+    assert [getattr(got, k) for k in counts] == [getattr(want, k) for k in counts]
+    assert got.reverted == 6 and got.discarded == len(docs) - 2
+    assert got.credit_notes + got.sales_invoices == 2
+    for read in (
+        lambda w: w.documents(run_id=got.id),
+        lambda w: w.documents(run_id=want.id - 1),
+        lambda w: w.app_logs(run_id=got.id),
+        lambda w: w.history(ids[0]),
+        lambda w: w.released(currency="GBP").page(0, 5),
+    ):
+        want_frame = read(book.ref)
+        frames_equal(read(book.ws), want_frame, skip=times(want_frame) + ("actor", "posted_by"))
+    # the remote user is the token's user; a viewer may not revert, the reason is required
+    same_error(book, lambda w: w.revert(ids, reason="  ", user="ana"), BearError)
+    if book.remote:
+        assert book.ws.run(got.id).requested_by == "admin"
+        with bear.connect(book.url, token=book.tokens["vic"]) as vic:
+            with pytest.raises(PermissionDeniedError):
+                vic.revert(ids, reason="no", user="vic")
+            with pytest.raises(PermissionDeniedError):
+                vic.post([1])
