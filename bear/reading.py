@@ -74,9 +74,13 @@ class Reading:
         scope: Scopes | None = None,
     ) -> pd.DataFrame:
         """Sales invoices and credit notes (of one run, or all); with ``scope``, those of the
-        events the person may see."""
+        events the person may see. Id columns that may be empty (``reverses_document_id``…)
+        are pandas ``Int64``."""
         query = DocumentQuery(run_id=bounds.optional_id("run_id", run_id), scope=scope)
-        return self.export(query, limit=limit)
+        if limit is not None:
+            limit = bounds.whole("limit", limit, 0, bounds.BIGINT_MAX)
+        listing = self._listing(query)
+        return q_pager.export(self.db.cursor(), listing, limit, nullable_ints=True)
 
     def document_lines(self, document_id: int, *, scope: Scopes | None = None) -> pd.DataFrame:
         """The lines of one sales invoice or credit note, with product names. A document of

@@ -37,6 +37,11 @@ def frame(book) -> pd.DataFrame:
     co = book.sql("SELECT id AS company_id, name AS company FROM companies")
     df = ev.merge(pj, on="project_id", how="inner")
     df = df.merge(ac, on="account_id", how="left").merge(co, on="company_id", how="left")
+    dc = book.sql(
+        "SELECT id AS document_id, number AS document_number, doc_type AS document_type, "
+        "status AS document_status, document_date FROM documents"
+    )
+    df = df.merge(dc, on="document_id", how="left")
     df = df.sort_values("id").reset_index(drop=True)
     items = book.sql("SELECT billing_event_id, category FROM billing_event_items")
     cats = items.groupby("billing_event_id")["category"].apply(set)

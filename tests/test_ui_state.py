@@ -627,12 +627,12 @@ def test_display_frame_has_no_decimals_or_nans():
 def test_dashboard_builds_and_renders(demo_ws, finished_run):
     from bokeh.document import Document
 
-    from bear.ui.dashboard import Dashboard
+    from bear.ui.dashboard import RUNS, Dashboard
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dash = Dashboard(demo_ws, USER, run_link=finished_run.id, background=None, poll=False)
-        assert dash.tabs.active == 2 and dash.runs.run_id == finished_run.id
+        assert dash.tabs.active == RUNS and dash.runs.run_id == finished_run.id
         dash.template().server_doc(Document())
         dash.release_view.table.selection = [0, 1]
         assert dash.release_grid.selected_count == 2
@@ -750,3 +750,57 @@ def test_warning_dialog_reaches_every_violation_row(demo_ws, grid, monkeypatch):
         seen += list(zip(shown["billing_event_id"], shown["rule_id"], strict=True))
     assert len(seen) == 120
     assert set(seen) == {(r[0], r[2]) for r in rows}
+
+
+def test_revert_from_the_invoiced_grid_with_a_reason_and_post_on_documents(demo_ws):
+    filters = FilterState(currency=["USD"])
+    release = GridState(demo_ws, filters, kind="awaiting_release")
+    filters.eligibility = "eligible"
+    release.refresh()
+    release.set_page_selection(range(4))
+    picked = [release.row_ids[i] for i in range(4)]
+    flow = ActionFlow(demo_ws, release, USER)
+    flow.open("release_and_invoice")
+    run = demo_ws.runner.wait(flow.proceed(), timeout=60)
+    assert run.status == "completed" and run.documents == 4
+    # Post two of them on the Documents screen: ticked rows, then Post
+    docs = DocumentsState(demo_ws, user=USER)
+    docs.param.update(run_id=run.id, status="in_progress")
+    assert docs.total == 4 and "status" in docs.rows.columns
+    docs.tick([0, 1])
+    posted = set(docs.ticked)
+    assert docs.post() == 2 and docs.message.startswith("Posted 2 documents")
+    assert docs.total == 2 and docs.ticked == []
+    assert docs.post() == 0 and "tick the documents" in docs.message
+    # the Invoiced grid shows each event's document, and reverts with a reason only
+    invoiced = GridState(demo_ws, FilterState(currency=["USD"]), kind="invoiced")
+    invoiced.refresh()
+    assert invoiced.total >= 4
+    assert {"document_number", "document_status", "document_date"} <= set(invoiced.rows.columns)
+    mine = demo_ws.invoiced(ids=picked).page(0, 10, sort=[("document_status", "asc")])
+    assert list(mine["document_status"]) == ["complete"] * 2 + ["in_progress"] * 2
+    invoiced.select_ids(picked)
+    rflow = ActionFlow(demo_ws, invoiced, USER)
+    rflow.open("revert")
+    pv = rflow.preview
+    assert rflow.phase == "confirm" and pv.eligible == 4
+    assert set(pv.expected_documents["effect"]) == {"create", "discard"}
+    assert rflow.proceed() is None and "give a reason" in rflow.message  # the dialog stays
+    assert rflow.phase == "confirm"
+    rflow.reason = "wrong hours"
+    result = demo_ws.runner.wait(rflow.proceed(), timeout=60)
+    assert (result.action, result.reverted, result.discarded, result.reason) == (
+        "revert",
+        4,
+        2,
+        "wrong hours",
+    )
+    assert result.sales_invoices + result.credit_notes == 2
+    # the events are back in Awaiting Release; one's history is the whole chain
+    assert sorted(demo_ws.awaiting_release(ids=picked).ids()) == sorted(picked)
+    history = release.history(picked[0])
+    assert list(history["action"]) == ["release", "invoice", "revert"]
+    reversed_docs = demo_ws.documents()
+    reversed_docs = reversed_docs[reversed_docs.id.isin(posted)]
+    assert set(reversed_docs.status) == {"reversed"}
+    assert str(reversed_docs.reversed_by_document_id.dtype) == "Int64"

@@ -1,10 +1,10 @@
 """Billing events as the grids, selections and the CLI read them: kinds, columns, joins,
 conditions, counts, ids, totals per currency, pages, category masks and filter options.
 
-A selection's rows are ``billing_events e`` joined to its project (``p``), account (``a``)
-and company (``c``). Joins are made only when a condition or a sort uses the alias — DuckDB
-keeps unused LEFT JOINs, which costs 5-7x on a count over a million events — and the display
-columns are joined to the page's rows alone. Every function takes a cursor and a
+A selection's rows are ``billing_events e`` joined to its project (``p``), account (``a``),
+company (``c``) and current document (``d``). Joins are made only when a condition or a sort
+uses the alias — DuckDB keeps unused LEFT JOINs, which costs 5-7x on a count over a million
+events — and the display columns are joined to the page's rows alone. Every function takes a cursor and a
 ``Condition`` (SQL text over those aliases, its parameters, and any Arrow tables it reads).
 """
 
@@ -34,6 +34,8 @@ JOINS = {
     "p": "JOIN projects p ON p.id = e.project_id",
     "a": "LEFT JOIN accounts a ON a.id = e.account_id",
     "c": "LEFT JOIN companies c ON c.id = e.company_id",
+    # an event's current document (the Invoiced view shows its number, type, status, date)
+    "d": "LEFT JOIN documents d ON d.id = e.document_id",
 }
 FROM_SQL = "FROM billing_events e " + " ".join(JOINS.values())
 
@@ -59,13 +61,17 @@ COLUMNS: dict[str, str] = {
     "released_at": "e.released_at",
     "invoiced": "e.invoiced",
     "document_id": "e.document_id",
+    "document_number": "d.number",
+    "document_type": "d.doc_type",
+    "document_status": "d.status",
+    "document_date": "d.document_date",
 }
 
 # An alias is used when "x." appears not as the tail of a longer name or a $parameter.
 _ALIAS_RE: dict[str, re.Pattern[str]] = {}
 
 
-def aliases_of(sql: str, aliases: Sequence[str] = ("p", "a", "c")) -> set[str]:
+def aliases_of(sql: str, aliases: Sequence[str] = tuple(JOINS)) -> set[str]:
     """The table aliases ``sql`` refers to (``p.name`` uses ``p``; ``ep.name`` does not)."""
     found = set()
     for a in aliases:

@@ -214,7 +214,8 @@ class Filters:
             cond.append(
                 "(strpos(lower(e.name), lower($f_search)) > 0 OR strpos(lower(p.name), lower($f_search)) > 0"
                 " OR strpos(lower(coalesce(a.name, '')), lower($f_search)) > 0"
-                " OR e.id::VARCHAR = $f_search)"
+                " OR e.id::VARCHAR = $f_search"
+                " OR e.document_id IN (SELECT id FROM documents WHERE lower(number) = lower($f_search)))"
             )
             params["f_search"] = self.search
         if self.scope is not None:

@@ -194,6 +194,7 @@ DOC_COLUMNS: dict[str, str] = {
     "reversed_by_document_id": "rv.id",
     "posted_at": "d.posted_at",
 }
+DOC_STATUSES = ("in_progress", "complete", "discarded", "reversed")
 _DOC_JOINS = {
     "pr": "LEFT JOIN process_runs pr ON pr.id = d.process_run_id",
     "rv": "LEFT JOIN documents rv ON rv.reverses_document_id = d.id",
@@ -210,9 +211,14 @@ class DocumentQuery:
     run_id: int | None = None
     search: str = ""
     scope: Scopes | None = None  # the person's scopes: documents of their events only
+    status: str = "all"  # or one of DOC_STATUSES
 
     def __post_init__(self) -> None:
         bounds.optional_id("run_id", self.run_id)
+        if self.status != "all" and self.status not in DOC_STATUSES:
+            raise BearError(
+                f"document status {self.status!r}: expected all or one of {', '.join(DOC_STATUSES)}"
+            )
 
 
 def document_listing(
@@ -227,6 +233,9 @@ def document_listing(
     if q.doc_type != "all":
         cond.append("d.doc_type = $dt")
         params["dt"] = q.doc_type
+    if q.status != "all":
+        cond.append("d.status = $st")
+        params["st"] = q.status
     if q.run_id is not None:
         cond.append("pr.run_id = $run")
         params["run"] = int(q.run_id)

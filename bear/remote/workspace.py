@@ -408,7 +408,9 @@ class RemoteWorkspace:
     def documents(self, run_id: int | None = None, limit: int | None = None) -> pd.DataFrame:
         """Sales invoices and credit notes (of one run, or all)."""
         run = bounds.optional_id("run_id", run_id)
-        return self._http.table("GET", "/documents", params={"run_id": run, "limit": limit})
+        return self._http.table(
+            "GET", "/documents", params={"run_id": run, "limit": limit}, nullable_ints=True
+        )
 
     def document_lines(self, document_id: int) -> pd.DataFrame:
         """The lines of one sales invoice or credit note, with product names."""

@@ -42,7 +42,15 @@ from bear.ui.views import (
 
 log = logging.getLogger(__name__)
 
-TAB_NAMES = ("Awaiting Release", "Awaiting Invoice", "Runs", "Documents", "Settings & Rules")
+TAB_NAMES = (
+    "Awaiting Release",
+    "Awaiting Invoice",
+    "Invoiced",
+    "Runs",
+    "Documents",
+    "Settings & Rules",
+)
+RELEASE, INVOICE, INVOICED, RUNS, DOCUMENTS, SETTINGS = range(len(TAB_NAMES))
 POLL_MS = 1000
 ACCENT = "#1f5fa8"
 
@@ -81,29 +89,33 @@ class Dashboard(Viewer):
         self.invoice_grid = GridState(
             ws, self.filters, background, kind="awaiting_invoice", active=False
         )
+        self.invoiced_grid = GridState(ws, self.filters, background, kind="invoiced", active=False)
         self.release_flow = ActionFlow(ws, self.release_grid, user, background, account=account)
         self.invoice_flow = ActionFlow(ws, self.invoice_grid, user, background, account=account)
+        self.invoiced_flow = ActionFlow(ws, self.invoiced_grid, user, background, account=account)
         self.progress = RunProgress(ws)
         self.notes = NotificationState(ws, user)
         scope = account.scopes if account is not None else None
         self.runs = RunsState(ws, scope=scope)
-        self.docs = DocumentsState(ws, scope=scope)
+        self.docs = DocumentsState(ws, scope=scope, user=user, account=account)
         self.settings = SettingsState(ws, user=user, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
         self.release_view = EventGrid(self.release_grid, self.release_flow, self.run_started)
         self.invoice_view = EventGrid(self.invoice_grid, self.invoice_flow, self.run_started)
+        self.invoiced_view = EventGrid(self.invoiced_grid, self.invoiced_flow, self.run_started)
         self.runs_view = RunsView(self.runs, open_documents=self.open_documents)
         self.docs_view = DocumentsView(self.docs)
         self.settings_view = SettingsView(self.settings, background, user=user)
         self.bell = NotificationBell(self.notes)
         self.tabs = pn.Tabs(
-            (TAB_NAMES[0], self.release_view),
-            (TAB_NAMES[1], self.invoice_view),
-            (TAB_NAMES[2], self.runs_view),
-            (TAB_NAMES[3], self.docs_view),
-            (TAB_NAMES[4], self.settings_view),
+            (TAB_NAMES[RELEASE], self.release_view),
+            (TAB_NAMES[INVOICE], self.invoice_view),
+            (TAB_NAMES[INVOICED], self.invoiced_view),
+            (TAB_NAMES[RUNS], self.runs_view),
+            (TAB_NAMES[DOCUMENTS], self.docs_view),
+            (TAB_NAMES[SETTINGS], self.settings_view),
             dynamic=True,
             sizing_mode="stretch_width",
         )
@@ -118,13 +130,14 @@ class Dashboard(Viewer):
 
     # -- navigation ---------------------------------------------------------------------------
     def _tab(self, event: Any) -> None:
-        self.release_grid.active = event.new == 0
-        self.invoice_grid.active = event.new == 1
-        if event.new == 2:
+        self.release_grid.active = event.new == RELEASE
+        self.invoice_grid.active = event.new == INVOICE
+        self.invoiced_grid.active = event.new == INVOICED
+        if event.new == RUNS:
             self.runs.refresh_runs()
-        elif event.new == 3:
+        elif event.new == DOCUMENTS:
             self.docs.refresh_if_stale()
-        elif event.new == 4:
+        elif event.new == SETTINGS:
             self.settings.refresh_rules()
 
     def open_run(self, run_id: int) -> None:
@@ -132,11 +145,11 @@ class Dashboard(Viewer):
         self.runs.refresh_runs()
         if not self.runs.open(run_id):
             toast("error", self.runs.error)
-        self.tabs.active = 2
+        self.tabs.active = RUNS
 
     def open_documents(self, run_id: int | None, search: str = "") -> None:
         self.docs.param.update(run_id=run_id, search=search, doc_type="all")
-        self.tabs.active = 3
+        self.tabs.active = DOCUMENTS
 
     def run_started(self, run_id: int) -> None:
         toast("success", f"Run {run_id} started")
@@ -155,13 +168,14 @@ class Dashboard(Viewer):
                     toast("warning", f"Run {self.progress.run_id} {self.progress.status}")
             self.release_grid.refresh_if_stale()
             self.invoice_grid.refresh_if_stale()
+            self.invoiced_grid.refresh_if_stale()
             now = time.monotonic()
-            if self.tabs.active == 2 and now - self._last_runs_refresh > 3:
+            if self.tabs.active == RUNS and now - self._last_runs_refresh > 3:
                 self._last_runs_refresh = now
                 self.runs.refresh_runs()
                 if self.runs.result is not None and not self.runs.result.finished:
                     self.runs.reload()
-            if self.tabs.active == 3:
+            if self.tabs.active == DOCUMENTS:
                 self.docs.refresh_if_stale()
         except Exception:  # keep polling: one failed read must not stop the session's updates
             log.exception("dashboard poll failed")

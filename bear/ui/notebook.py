@@ -37,6 +37,7 @@ VIEWS = (
     "run",
     "awaiting_release",
     "awaiting_invoice",
+    "invoiced",
     "documents",
     "settings",
     "dashboard",
@@ -188,7 +189,7 @@ def dashboard(ws: Any, view: str = "runs", **kwargs: Any) -> NotebookView:
 
     :param ws: an open ``Workspace``.
     :param view: ``runs``, ``run`` (needs ``run_id``), ``awaiting_release`` /
-        ``awaiting_invoice`` (filters as keyword arguments, e.g. ``currency=["EUR"]``, and
+        ``awaiting_invoice`` / ``invoiced`` (filters as keyword arguments, e.g. ``currency=["EUR"]``, and
         ``user``), ``documents`` (``run_id``), ``settings`` or ``dashboard`` (every tab).
     :returns: a Panel object (display it, or ``pn.panel(obj)``). It works as the first Panel
         call of a fresh kernel: each call loads the browser side again (``extension()``), so
@@ -217,7 +218,7 @@ def _build(ws: Any, view: str, **kwargs: Any) -> Any:
         if not state.open(int(kwargs["run_id"])):
             raise BearError(state.error)
         return v.RunDetail(state)
-    if view in ("awaiting_release", "awaiting_invoice"):
+    if view in ("awaiting_release", "awaiting_invoice", "invoiced"):
         filters = {k: list(val) if isinstance(val, tuple) else val for k, val in kwargs.items()}
         for name in FilterState.list_names():
             if name in filters and not isinstance(filters[name], list):

@@ -19,6 +19,7 @@ import param
 from bear.auth import require
 from bear.errors import BearError
 from bear.models import User
+from bear.pipeline import check_reason
 from bear.queries.records import VIOLATION_COLUMNS, ViolationQuery
 from bear.selection import Selection
 from bear.ui.downloads import frame_csv
@@ -49,6 +50,7 @@ class ActionFlow(param.Parameterized):
     action = param.Selector(default="release_and_invoice", objects=list(ACTION_LABEL))
     preview = param.Parameter(default=None, doc="the bear.models.Preview shown")
     message = param.String(default="")
+    reason = param.String(default="", doc="why a revert is made (required for a revert)")
     run_id = param.Integer(default=None, allow_None=True, doc="the run this flow started last")
 
     def __init__(
@@ -85,7 +87,7 @@ class ActionFlow(param.Parameterized):
         if action not in ACTION_LABEL:
             raise BearError(f"unknown action {action!r}")
         sel = self.grid.selection()
-        self.param.update(action=action, preview=None, message="")
+        self.param.update(action=action, preview=None, message="", reason="")
         if sel is None:
             self.param.update(phase="error", message="Select at least one billing event first.")
             return
@@ -139,10 +141,18 @@ class ActionFlow(param.Parameterized):
             if pv.validated and pv.releasable == 0:
                 self.param.update(phase="nothing")
                 return None
+            reason = None
+            if self.action == "revert":
+                try:
+                    reason = check_reason(self.reason)
+                except BearError as exc:
+                    # a missing or too long reason: the dialog stays open to fix it
+                    self.message = str(exc)
+                    return None
             try:
-                require(self.account, "run")
+                require(self.account, "revert" if self.action == "revert" else "run")
                 handle = self.ws.queue(
-                    self.action, self._selection, self.user, full=bool(pv.validated)
+                    self.action, self._selection, self.user, full=bool(pv.validated), reason=reason
                 )
             except BearError as exc:
                 self.param.update(phase="error", message=str(exc))
@@ -153,7 +163,7 @@ class ActionFlow(param.Parameterized):
             return run_id
 
     def close(self) -> None:
-        self.param.update(phase="idle", preview=None, message="")
+        self.param.update(phase="idle", preview=None, message="", reason="")
         self._selection = None
 
     def ineligible_frame(self) -> pd.DataFrame:

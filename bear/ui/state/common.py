@@ -27,12 +27,17 @@ if TYPE_CHECKING:
 
 Background = Callable[[Callable[[], None]], None]
 
-KINDS = ("awaiting_release", "awaiting_invoice")
-KIND_ACTION = {"awaiting_release": "release_and_invoice", "awaiting_invoice": "invoice"}
+KINDS = ("awaiting_release", "awaiting_invoice", "invoiced")
+KIND_ACTION = {
+    "awaiting_release": "release_and_invoice",
+    "awaiting_invoice": "invoice",
+    "invoiced": "revert",
+}
 ACTION_LABEL = {
     "release_and_invoice": "Release and Invoice",
     "release": "Release",
     "invoice": "Create Sales Invoices and Credit Notes",
+    "revert": "Revert billing",
 }
 
 # Columns each grid shows (all of them sortable: they are keys of selection.COLUMNS).
@@ -56,6 +61,15 @@ GRID_COLUMNS: dict[str, tuple[str, ...]] = {
         "practice",
         "grp",
     ),
+    "invoiced": (
+        *_COMMON,
+        "document_number",
+        "document_type",
+        "document_status",
+        "document_date",
+        "released_at",
+        "company",
+    ),
 }
 TITLES = {
     "id": "Event",
@@ -72,6 +86,10 @@ TITLES = {
     "invoice_date": "Invoice date",
     "approved": "Approved",
     "released_at": "Released at",
+    "document_number": "Document",
+    "document_type": "Type",
+    "document_status": "Status",
+    "document_date": "Document date",
     "ok": "OK",
     "eligibility": "Eligibility",
     "reasons": "Reasons",

@@ -1,5 +1,6 @@
-"""The Documents screen: sales invoices and credit notes paged in SQL (filter by type, run
-and number or account; sort by any column), their lines on demand, and downloads.
+"""The Documents screen: sales invoices and credit notes paged in SQL (filter by type,
+status, run and number or account; sort by any column), their lines on demand, downloads,
+and posting to accounting (the ticked documents, or every one in progress of a run).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import param
 
-from bear.models import Scopes
+from bear.auth import require
+from bear.errors import BearError
+from bear.models import Scopes, User
 from bear.queries import Pager
-from bear.queries.records import DOC_COLUMNS, DocumentQuery
+from bear.queries.records import DOC_COLUMNS, DOC_STATUSES, DocumentQuery
 from bear.ui.downloads import EXCEL_MAX_ROWS, frame_csv, frame_xlsx
 from bear.ui.state.common import Navigation, display_frame
 
@@ -31,7 +34,10 @@ SHOWN = (
     "currency",
     "total",
     "document_date",
+    "status",
     "billing_event_id",
+    "reverses_document_id",
+    "reversed_by_document_id",
     "process_run_id",
     "run_id",
 )
@@ -41,6 +47,7 @@ class DocumentsState(Navigation, param.Parameterized):
     """Sales invoices and credit notes, paged in SQL, with lines on demand."""
 
     doc_type = param.Selector(default="all", objects=["all", "SIN", "SCN"])
+    status = param.Selector(default="all", objects=["all", *DOC_STATUSES])
     run_id = param.Integer(default=None, allow_None=True)
     search = param.String(default="", doc="document number or account name")
     sort_by = param.Selector(default="id", objects=list(DOC_COLUMNS))
@@ -53,23 +60,34 @@ class DocumentsState(Navigation, param.Parameterized):
     document_id = param.Integer(default=None, allow_None=True)
     lines = param.DataFrame(default=None, allow_None=True)
     seconds = param.Number(default=0.0)
+    ticked = param.List(default=[], doc="ids of the documents ticked for posting")
+    message = param.String(default="", doc="the outcome of the last post")
 
-    def __init__(self, ws: Workspace, scope: Scopes | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        scope: Scopes | None = None,
+        user: str = "analyst",
+        account: User | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.ws = ws
         self.scope = scope  # the signed-in person's scopes: documents of their events only
+        self.user = user
+        self.account = account  # the signed-in person; None: the single-user owner
         self.pager = Pager()
         self._lock = threading.RLock()
         self._seen_data = -1
         self.refresh()
 
     def query(self) -> DocumentQuery:
-        return DocumentQuery(self.doc_type, self.run_id, self.search, self.scope)
+        return DocumentQuery(self.doc_type, self.run_id, self.search, self.scope, self.status)
 
     def _sort(self) -> list[tuple[str, str]]:
         return [(self.sort_by, "desc" if self.descending else "asc")]
 
-    @param.depends("doc_type", "run_id", "search", "sort_by", "descending", watch=True)
+    @param.depends("doc_type", "status", "run_id", "search", "sort_by", "descending", watch=True)
     def refresh(self) -> None:
         with self._lock:
             self._seen_data = self.ws.data_version
@@ -118,3 +136,36 @@ class DocumentsState(Navigation, param.Parameterized):
         if fmt == "xlsx":
             return frame_xlsx(self.export_frame(EXCEL_MAX_ROWS), "documents")
         return frame_csv(self.export_frame())
+
+    # -- posting ------------------------------------------------------------------------------
+    def tick(self, positions: list[int]) -> None:
+        """The table's ticked rows of the current page (positions) replace those of this page."""
+        page = set(self.row_ids)
+        kept = [i for i in self.ticked if i not in page]
+        self.ticked = kept + [self.row_ids[p] for p in positions if 0 <= p < len(self.row_ids)]
+
+    def page_ticked(self) -> list[int]:
+        ticked = set(self.ticked)
+        return [pos for pos, i in enumerate(self.row_ids) if i in ticked]
+
+    def post(self, run_id: int | None = None) -> int:
+        """Post the ticked documents — or, with ``run_id``, every document in progress of that
+        run — to accounting. All or nothing: a document not in progress is named in
+        ``message`` and nothing is posted. Returns how many were posted."""
+        try:
+            require(self.account, "post")
+            if run_id is not None:
+                done = self.ws.post(int(run_id), user=self.user)
+            elif self.ticked:
+                done = self.ws.post(list(self.ticked), user=self.user)
+            else:
+                raise BearError("tick the documents to post first")
+        except BearError as exc:
+            self.message = f"Nothing was posted: {exc}"
+            return 0
+        n = len(done)
+        what = f"run {run_id}'s documents" if run_id is not None else "the ticked documents"
+        self.message = f"Posted {n:,} document{'s' if n != 1 else ''} ({what})."
+        self.ticked = []
+        self.refresh()
+        return n

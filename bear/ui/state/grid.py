@@ -286,6 +286,14 @@ class GridState(Navigation, param.Parameterized):
         v = pv.violations
         return v[["stage", "rule_id", "severity", "message"]].reset_index(drop=True)
 
+    def history(self, event_id: int) -> pd.DataFrame:
+        """One event's releases, invoices and reverts with their documents (oldest first)."""
+        try:
+            return self.ws.history(int(event_id), scope=self.filter_state.scope)
+        except BearError as exc:
+            log.warning("history of event %s: %s", event_id, exc)
+            return pd.DataFrame()
+
     # -- selection -------------------------------------------------------------------------
     def is_selected(self, event_id: int) -> bool:
         if self.select_all:

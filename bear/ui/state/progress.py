@@ -37,6 +37,9 @@ class RunProgress(param.Parameterized):
     credit_notes = param.Integer(default=0)
     documents = param.Integer(default=0)
     not_passed = param.Integer(default=0)
+    reverted = param.Integer(default=0, doc="a revert run: events back in Awaiting Release")
+    discarded = param.Integer(default=0, doc="a revert run: documents discarded")
+    not_reverted = param.Integer(default=0, doc="a revert run: events left as they were")
     fraction = param.Number(default=0.0, bounds=(0, 1))
     rate = param.Number(default=None, allow_None=True, doc="events per second in this stage")
     eta_s = param.Number(default=None, allow_None=True)
@@ -89,7 +92,7 @@ class RunProgress(param.Parameterized):
         elif r.action == "release_and_invoice":
             fraction = 0.5 + 0.5 * inv if stage == "invoice" else 0.5 * rel
         else:
-            fraction = rel if r.action == "release" else inv
+            fraction = inv if r.action == "invoice" else rel  # a revert goes by batches
         self.param.update(
             action=r.action,
             status=r.status,
@@ -105,6 +108,9 @@ class RunProgress(param.Parameterized):
             credit_notes=r.credit_notes,
             documents=r.sales_invoices + r.credit_notes,
             not_passed=r.not_passed,
+            reverted=r.reverted,
+            discarded=r.discarded,
+            not_reverted=r.not_reverted,
             fraction=max(0.0, min(1.0, fraction)),
             rate=rate,
             eta_s=eta,

@@ -63,8 +63,19 @@ class ActionDialog(Viewer):
         )
         # one row per event and reason: the pager counts rows, as the table shows them
         self.vpager = PagerBar(flow.violations, noun="reasons")
+        # a revert says why (kept on the run, in every event's history and in the e-mail)
+        self.reason = pn.widgets.TextAreaInput(
+            name="Reason (required; kept in each event's history)",
+            placeholder="Why are these events reverted? e.g. wrong hours on the March invoices",
+            max_length=500,
+            height=80,
+            sizing_mode="stretch_width",
+        )
+        self.reason.param.watch(lambda e: setattr(flow, "reason", e.new or ""), "value_input")
+        self.reason_error = html_pane()
         self.modal.param.watch(self._closed, "open")
         flow.param.watch(self._render, ["phase", "preview"])
+        flow.param.watch(self._message, "message")
         flow.violations.param.watch(self._page, "rows")
 
     def show(self, action: str, preview_only: bool = False) -> None:
@@ -89,10 +100,20 @@ class ActionDialog(Viewer):
     def _page(self, *_: Any) -> None:
         set_frame(self.violations, self.flow.violations.rows)
 
+    def _message(self, event: Any) -> None:
+        # while a dialog is open, the flow's message is a problem with the reason
+        shown = self.flow.phase not in ("idle", "started", "error", "working")
+        self.reason_error.object = alert(event.new, "err") if event.new and shown else ""
+
     def _buttons(self, *buttons: pn.widgets.Button) -> pn.Row:
         close = button("Cancel", "light", width=100)
         close.on_click(lambda e: self._close())
-        return pn.Row(*buttons, close, margin=(10, 0, 0, 0))
+        row = pn.Row(*buttons, close, margin=(10, 0, 0, 0))
+        if self.flow.action != "revert" or not buttons:
+            return row
+        self.reason.value = self.reason.value_input = self.flow.reason
+        self.reason_error.object = ""
+        return pn.Column(self.reason, self.reason_error, row, sizing_mode="stretch_width")
 
     def _close(self) -> None:
         self.modal.open = False
@@ -113,8 +134,9 @@ class ActionDialog(Viewer):
         docs = self.flow.expected_documents()
         if not len(docs):
             return "<p class='bear-muted'>No documents would be created.</p>"
+        revert = self.flow.action == "revert"
         rows = "".join(
-            f"<tr><td>{'Sales invoices' if r.doc_type == 'SIN' else 'Credit notes'}</td>"
+            f"<tr><td>{esc(_doc_label(r.doc_type, getattr(r, 'effect', 'create'), revert))}</td>"
             f"<td>{esc(r.currency)}</td><td class='n'>{int(r.count):,}</td>"
             f"<td class='n'>{fmt_num(r.total, 2)}</td></tr>"
             for r in docs.itertuples()
@@ -219,8 +241,24 @@ class ActionDialog(Viewer):
         return self.modal
 
 
+def _doc_label(doc_type: str, effect: str, revert: bool) -> str:
+    """A line of the expected documents: created (for a revert: reversing) or discarded."""
+    kind = "sales invoices" if doc_type == "SIN" else "credit notes"
+    if effect == "discard":
+        return f"Discarded {kind} (not posted yet)"
+    return f"Reversing {kind}" if revert else kind.capitalize()
+
+
 def _continue_text(pv: Preview) -> str:
     """What Continue will do with the whole selection, in the run's own terms."""
+    if pv.action == "revert":
+        return (
+            f"{pv.ineligible:,} of the {pv.selected:,} selected events cannot be reverted; they "
+            "are listed below with every reason. Continue runs the whole selection: "
+            f"{pv.eligible:,} go back to Awaiting Release (a document not posted yet is "
+            "discarded, a posted one gets a reversing document), and the others are left as "
+            "they are with an application log each."
+        )
     verb = "invoiced" if pv.action == "invoice" else "released"
     parts = [
         f"{pv.ineligible:,} of the {pv.selected:,} selected events cannot be fully processed; "
@@ -245,5 +283,5 @@ def _continue_text(pv: Preview) -> str:
 
 
 def _continue_label(pv: Preview) -> str:
-    verb = "invoice" if pv.action == "invoice" else "release"
+    verb = {"invoice": "invoice", "revert": "revert"}.get(pv.action, "release")
     return f"Continue with all {pv.selected:,} selected ({pv.releasable:,} to {verb})"

@@ -34,6 +34,25 @@ from bear.ui.views.common import button
 
 log = logging.getLogger(__name__)
 
+# Each grid's buttons: (label, Bokeh button type, action, preview only).
+ACTIONS: dict[str, list[tuple[str, str, str, bool]]] = {
+    "awaiting_release": [
+        ("Preview", "default", "release_and_invoice", True),
+        ("Release", "default", "release", False),
+        ("Release and Invoice", "primary", "release_and_invoice", False),
+    ],
+    "awaiting_invoice": [
+        ("Preview", "default", "invoice", True),
+        ("Revert billing", "light", "revert", False),
+        ("Create Sales Invoices and Credit Notes", "primary", "invoice", False),
+    ],
+    "invoiced": [
+        ("Preview", "default", "revert", True),
+        ("Revert billing", "warning", "revert", False),
+    ],
+}
+HISTORY_ACTION = {"release": "Released", "invoice": "Invoiced", "revert": "Reverted"}
+
 
 class EventGrid(Viewer):
     """Cards, sort and pager, the SQL-paged grid with checkbox selection, selection bar, actions."""
@@ -79,22 +98,15 @@ class EventGrid(Viewer):
         self.selection_bar = html_pane()
         self.error = html_pane()
         self.dialog = ActionDialog(flow, on_started)
-        if grid.kind == "awaiting_release":
-            specs = [
-                ("Preview", "default", "release_and_invoice", True),
-                ("Release", "default", "release", False),
-                ("Release and Invoice", "primary", "release_and_invoice", False),
-            ]
-        else:
-            specs = [
-                ("Preview", "default", "invoice", True),
-                ("Create Sales Invoices and Credit Notes", "primary", "invoice", False),
-            ]
+        specs = ACTIONS[grid.kind]
         self.buttons = []
         for label, kind, action, preview_only in specs:
             b = button(label, kind)
             # a viewer sees no action they may not take (the core refuses it anyway)
-            b.visible = allowed(flow.account, "preview" if preview_only else "run")
+            b.visible = allowed(
+                flow.account,
+                "preview" if preview_only else ("revert" if action == "revert" else "run"),
+            )
             b.on_click(partial(self._act, action, preview_only))
             self.buttons.append(b)
         grid.param.watch(self._rows, "rows")
@@ -196,7 +208,7 @@ class EventGrid(Viewer):
             text = (
                 f"<div class='bear-line'>Every reason for event {event_id}:<ul>{items}</ul></div>"
             )
-        return html_pane(text, margin=(0, 30))
+        return html_pane(text + _lineage_html(self.grid.history(event_id)), margin=(0, 30))
 
     def _act(self, action: str, preview_only: bool, event: Any) -> None:
         self.dialog.show(action, preview_only=preview_only)
@@ -221,3 +233,35 @@ class EventGrid(Viewer):
             self.dialog,
             sizing_mode="stretch_width",
         )
+
+
+def _lineage_html(history: pd.DataFrame) -> str:
+    """The event's chain, oldest first: each release, invoice and revert with its documents."""
+    if history is None or not len(history):
+        return ""
+
+    def text(value: Any) -> str:
+        return "" if value is None or pd.isna(value) else esc(str(value))
+
+    rows = []
+    for h in history.itertuples():
+        docs = []
+        if text(h.document_after_number):
+            docs.append(f"created <b>{text(h.document_after_number)}</b>")
+        if text(h.document_before_number):
+            verb = "reversed" if text(h.reversing_document_number) else "discarded"
+            docs.append(f"{verb} <b>{text(h.document_before_number)}</b>")
+        if text(h.reversing_document_number):
+            docs.append(f"by <b>{text(h.reversing_document_number)}</b>")
+        when = pd.Timestamp(h.happened_at).strftime("%Y-%m-%d %H:%M") if text(h.happened_at) else ""
+        rows.append(
+            f"<tr><td>{HISTORY_ACTION.get(str(h.action), text(h.action))}</td><td>{when}</td>"
+            f"<td>run {text(h.run_id)}</td><td>{text(h.actor)}</td><td>{' '.join(docs)}</td>"
+            f"<td>{text(h.document_status)}</td><td class='bear-wrap'>{text(h.reason)}</td></tr>"
+        )
+    return (
+        "<div class='bear-line bear-lineage'><b>History</b> (oldest first)"
+        "<table class='bear-kv'><tr><th>Step</th><th>When</th><th>Run</th><th>By</th>"
+        "<th>Documents</th><th>Document status now</th><th>Reason</th></tr>"
+        f"{''.join(rows)}</table></div>"
+    )

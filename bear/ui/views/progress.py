@@ -79,15 +79,31 @@ class ProgressPanel(Viewer):
         self.bar.bar_color = (
             "success" if s.status == "completed" else "danger" if s.finished else "primary"
         )
+        if s.action == "revert":
+            counts = [
+                ("reverted", f"{s.reverted:,}"),
+                ("not reverted", f"{s.not_reverted:,}"),
+                ("documents discarded", f"{s.discarded:,}"),
+                (
+                    "reversing documents",
+                    f"{s.documents:,} ({s.sales_invoices:,} invoices, "
+                    f"{s.credit_notes:,} credit notes)",
+                ),
+            ]
+        else:
+            counts = [
+                ("released", f"{s.released:,}"),
+                ("not released", f"{s.not_released:,}"),
+                (
+                    "documents",
+                    f"{s.documents:,} ({s.sales_invoices:,} invoices, "
+                    f"{s.credit_notes:,} credit notes)",
+                ),
+            ]
         parts = [
             ("stage", s.stage or "—"),
             ("batches", f"{s.batches_done:,}/{s.batches:,}"),
-            ("released", f"{s.released:,}"),
-            ("not released", f"{s.not_released:,}"),
-            (
-                "documents",
-                f"{s.documents:,} ({s.sales_invoices:,} invoices, {s.credit_notes:,} credit notes)",
-            ),
+            *counts,
             ("failed batches", f"{s.failed_batches:,}"),
             ("rate", "—" if not s.rate else f"{s.rate:,.0f} events/s"),
             ("ETA", "—" if s.eta_s is None else f"{s.eta_s:,.0f} s"),
@@ -99,7 +115,7 @@ class ProgressPanel(Viewer):
         elif s.message:
             extra = alert(s.message)
         self.stats.object = f"<div class='bear-line'>{line}</div>{extra}"
-        self.cancel.disabled = s.finished
+        self.cancel.visible = not s.finished  # a finished run has nothing to cancel
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.layout
