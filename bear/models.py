@@ -289,8 +289,12 @@ class Preview:
             head += f" — <i>{_html.escape(self.reason)}</i>"
         else:
             head += f", {self.ineligible:,} ineligible ({self.seconds:.2f} s)"
+        # a revert's documents say what happens to them: ``create`` (reversing) or ``discard``
+        effect = "effect" in self.expected_documents.columns
         docs = "".join(
-            f"<tr><td>{_html.escape(str(r.doc_type))}</td><td>{_html.escape(str(r.currency))}</td>"
+            "<tr>"
+            + (f"<td>{_html.escape(str(r.effect))}</td>" if effect else "")
+            + f"<td>{_html.escape(str(r.doc_type))}</td><td>{_html.escape(str(r.currency))}</td>"
             f"<td style='text-align:right'>{r.count:,}</td><td style='text-align:right'>{r.total:,.2f}</td></tr>"
             for r in self.expected_documents.itertuples()
         )
@@ -306,7 +310,8 @@ class Preview:
                 f"unreleasable one and would fail with it if run unvalidated.</p>"
             )
         return (
-            f"<div><p>{head}</p><table><thead><tr><th>document</th><th>currency</th><th>count</th>"
+            f"<div><p>{head}</p><table><thead><tr>{'<th>effect</th>' if effect else ''}"
+            "<th>document</th><th>currency</th><th>count</th>"
             f"<th>total</th></tr></thead><tbody>{docs}</tbody></table>"
             + (
                 f"<table><thead><tr><th>stage</th><th>rule</th><th>severity</th><th>events</th></tr></thead>"

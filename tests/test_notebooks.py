@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -65,10 +66,11 @@ def _execute(nb, *, env: dict[str, str], cwd: Path, allow_errors: bool = False):
     return nb
 
 
-def _texts(nb) -> str:
-    """Every text a notebook's cells produced (streams, plain and HTML results, errors)."""
+def _texts(nb, cells=None) -> str:
+    """Every text a notebook's cells (or ``cells`` of it) produced (streams, plain and HTML
+    results, errors)."""
     out: list[str] = []
-    for cell in nb.cells:
+    for cell in nb.cells if cells is None else cells:
         for o in cell.get("outputs", []):
             if o.output_type == "stream":
                 out.append(o.text)
@@ -79,6 +81,50 @@ def _texts(nb) -> str:
             elif o.output_type == "error":
                 out.append(f"{o.ename}: {o.evalue}\n" + "\n".join(o.traceback))
     return "\n".join(out)
+
+
+def _cell_texts(nb, snippet: str) -> str:
+    """What the one code cell whose source holds ``snippet`` printed and showed."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and snippet in c.source]
+    assert len(cells) == 1, f"expected one cell with {snippet!r}, found {len(cells)}"
+    return _texts(nb, cells)
+
+
+REVERT_REASON = "hours booked to the wrong project"
+
+
+def _check_the_revert_section(nb) -> None:
+    """Notebook 03's last section: documents posted but two, a revert previewed (a rule blocks
+    the never-released event; documents to create and to discard) and run (5 reverted, 1 not,
+    2 discarded, 3 reversing credit notes), the reversing documents pointing at the invoices
+    they reverse, one event's history ending in the revert, the five awaiting release again."""
+    posted = _cell_texts(nb, "ws.post(")
+    assert "documents posted; not posted: " in posted
+    assert "complete" in posted and "in_progress" in posted
+    preview = _cell_texts(nb, 'action="revert"')
+    assert "<b>Preview of revert</b>: 6 selected, 5 eligible, 1 ineligible" in preview
+    assert "revert.not_released" in preview
+    assert "<th>effect</th>" in preview
+    assert "<td>create</td>" in preview and "<td>discard</td>" in preview
+    run = _cell_texts(nb, "ws.revert(")
+    assert "reverted / not reverted</th><td>5 / 1</td>" in run, run
+    assert "documents discarded</th><td>2</td>" in run
+    assert REVERT_REASON in run and "not reverted: " in run
+    pairs = re.findall(r"credit note (SCN\d{6}) reverses sales invoice (SIN\d{6})", run)
+    assert len(pairs) == 3, run
+    reversing = _cell_texts(nb, "ws.documents(run_id=revert_run.id)")
+    assert "reverses_document_id" in reversing
+    for note, invoice in pairs:  # each reversing document's row names the invoice it reverses
+        row = rf"<td>{note}</td>(?:(?!</tr>).)*<td>{invoice}</td>"
+        assert re.search(row, reversing, re.DOTALL), (note, invoice)
+    history = _cell_texts(nb, "ws.history(")
+    assert REVERT_REASON in history and "revert" in history and "reversed" in history
+    assert any(note in history for note, _ in pairs), history
+    back = _cell_texts(nb, "ws.awaiting_release(ids=picks)")
+    assert "5 of the 5 reverted events are awaiting release again" in back
+
+
+CHECKS = {"03-release-and-invoice.ipynb": _check_the_revert_section}
 
 
 def test_there_are_notebooks():
@@ -132,6 +178,8 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
     text = _texts(nb)
     for expected in EXPECTED_OUTPUT.get(path.name, []):
         assert expected in text, f"{path.name}: expected {expected!r} in its output"
+    if path.name in CHECKS:
+        CHECKS[path.name](nb)
     # The kernel is gone and the notebook closed its workspace: the file opens again at once.
     import bear
 
@@ -170,6 +218,8 @@ def test_notebook_runs_against_a_served_book(path: Path, tmp_path: Path, served_
     expected = [e for e in EXPECTED_OUTPUT.get(path.name, []) if not e.startswith("Run 1")]
     for line in expected:
         assert line in text, f"{path.name}: expected {line!r} in its output"
+    if path.name in CHECKS:
+        CHECKS[path.name](nb)
     assert not (path.parent / "book.duckdb").exists()
 
 

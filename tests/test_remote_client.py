@@ -84,6 +84,25 @@ def test_the_workspace_raises_what_the_server_answers():
         assert caught.value.name == "colour"
 
 
+def test_post_sends_a_run_id_given_as_a_numpy_integer_as_a_run_id():
+    """``ws.post(run_id)`` with the id read from a DataFrame (``numpy.int64``) posts that run's
+    documents, as the local workspace does; a list of ids stays a list."""
+    sent: list[dict] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/me":
+            return httpx.Response(200, json={"name": "ana", "role": "analyst"})
+        sent.append(json.loads(request.content))
+        return _problem(404, type="urn:bear:error:NotFoundError", detail="stop here")
+
+    run_ids = pd.DataFrame({"run_id": [7]})["run_id"]
+    with RemoteWorkspace(URL, "secret", transport=httpx.MockTransport(answer)) as ws:
+        for given in (run_ids.iloc[0], 7, run_ids.tolist(), run_ids.to_numpy()):
+            with pytest.raises(BearError, match="stop here"):
+                ws.post(given)
+    assert sent == [{"run_id": 7}, {"run_id": 7}, {"document_ids": [7]}, {"document_ids": [7]}]
+
+
 def test_a_token_belongs_to_a_server_url_not_a_file():
     with pytest.raises(BearError, match="token is for a server"):
         bear.connect(":memory:", token="x")

@@ -163,6 +163,21 @@ def test_revert_rules_leave_events_out_with_a_reason_each(tmp_path):
         assert set(pv.violations.rule_id) == {"acme.keep_two", "revert.not_released"}
 
 
+def test_a_revert_preview_shows_which_documents_it_creates_and_which_it_discards(tmp_path):
+    """In a notebook a revert preview's documents table has an ``effect`` column: a posted
+    invoice gets a credit note (``create``), an unposted one is ``discard``ed — not a table
+    that reads as two new documents. A release preview's table is unchanged."""
+    with _book(tmp_path, n=4) as ws:
+        ws.release_and_invoice([1, 2, 3], user=USER, timeout=120)
+        ws.post([int(i) for i in _doc(ws, 1)["id"]], user=USER)
+        html = ws.preview([1, 2], action="revert")._repr_html_()
+        assert "<tr><th>effect</th><th>document</th>" in html
+        assert "<tr><td>create</td><td>SCN</td>" in html
+        assert "<tr><td>discard</td><td>SIN</td>" in html
+        release = ws.preview([4], action="release_and_invoice")._repr_html_()
+        assert "effect" not in release and "<tr><th>document</th>" in release
+
+
 def test_a_closed_period_dates_the_reversal_in_the_first_open_one_with_a_warning(tmp_path):
     today = dt.date.today()
     start = today.replace(day=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -358,7 +359,7 @@ class RemoteWorkspace:
     ) -> pd.DataFrame:
         """Post documents to accounting (in progress → complete): document ids, or a run id
         (an ``int``). All or nothing. Returns the documents posted."""
-        if isinstance(document_ids_or_run_id, int):
+        if isinstance(document_ids_or_run_id, Integral):  # int or a NumPy integer, as locally
             body: dict[str, Any] = {"run_id": bounds.id_("run_id", document_ids_or_run_id)}
         else:
             if isinstance(document_ids_or_run_id, str | bytes):

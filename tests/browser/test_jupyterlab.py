@@ -1,8 +1,9 @@
 """The notebooks in real JupyterLab, in headless Chromium, with every request off the machine
 blocked: all cells run without an error output, every chart is drawn (a canvas), the run's
 progress display moves while the run works and ends on the run's final counts, the inline run
-view has rows, a click in a view after the workspace closed gives one line (no traceback), and
-``ws.dashboard`` works as the first Panel call of a fresh kernel and again after a page reload.
+view has rows, the revert at the end leaves its history, a click in a view after the workspace
+closed gives one line (no traceback), and ``ws.dashboard`` works as the first Panel call of a
+fresh kernel and again after a page reload.
 
 JupyterLab is started from this interpreter's environment on a free loopback port, with the
 notebooks copied into a temporary folder (each then seeds its own demo book there).
@@ -292,6 +293,13 @@ def test_release_and_invoice_shows_live_progress_and_a_full_run_view(page, lab):
     # the inline run view shows its tables when first displayed
     view = next(c for c in cells if 'ws.dashboard("run"' in c["source"])
     assert view["rows"] > 0
+
+    # the revert at the end: one event's history shows the revert and its reason, and the
+    # reverted events are awaiting release again
+    history = next(c for c in cells if "ws.history(" in c["source"])
+    assert "hours booked to the wrong project" in history["text"], history["text"]
+    back = next(c for c in cells if "awaiting_release(ids=picks)" in c["source"])
+    assert "5 of the 5 reverted events are awaiting release again" in back["text"], back["text"]
 
     # the last cell closed the workspace: a click in the view gives one line, no traceback
     before = [c["outputs"] for c in cells]
