@@ -54,6 +54,48 @@ table.bear-kv td.n { text-align: right; font-variant-numeric: tabular-nums; }
 """
 
 
+# Dialogs: centred in the viewport below the page header and never taller than the space
+# left (the body scrolls, the title and the close button stay on screen), in the theme's own
+# colours (dark mode included).
+DIALOG_CSS = """
+.dialog-container { align-items: center; justify-content: center; box-sizing: border-box;
+  padding: 72px 16px 16px 16px; }
+.dialog-content { max-height: calc(100vh - 96px); max-width: calc(100vw - 48px);
+  overflow: auto; box-sizing: border-box; border-radius: 8px; padding: 16px 20px 20px 20px;
+  background-color: var(--panel-surface-color, var(--panel-background-color, #fff));
+  color: var(--panel-on-surface-color, var(--panel-on-background-color, inherit)); }
+.pnx-dialog-close { color: inherit; top: 6px; right: 6px; }
+.pnx-dialog-close:focus-visible { outline: 2px solid #2e90fa; outline-offset: 2px; }
+"""
+
+# The page frame's card contains its content for paint, which makes it the box a fixed
+# dialog is placed in: dialogs would centre on the scrolled card, not on the screen.
+TEMPLATE_CSS = """
+fast-card.pn-wrapper { contain: none !important; }
+"""
+
+# Escape closes the open dialog (the dialog library ignores keys from inside shadow roots),
+# and focus moves to the dialog's primary button once it is drawn.
+DIALOG_JS = """
+window._bearDialogs = window._bearDialogs || new Set();
+window._bearDialogs.add(source);
+if (!window._bearEscape) {
+  window._bearEscape = true;
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') { return; }
+    for (const m of window._bearDialogs) { if (m.open) { m.open = false; } }
+  });
+}
+"""
+
+
+def dialog(*objects: Any, width: int = 900, **kw: Any) -> pn.Modal:
+    """A modal dialog that fits the viewport, follows the theme and closes with Escape."""
+    modal = pn.Modal(*objects, width=width, stylesheets=[DIALOG_CSS], **kw)
+    modal.jscallback(open=DIALOG_JS)
+    return modal
+
+
 def esc(value: Any) -> str:
     """HTML-escaped text of any value (quotes included)."""
     return html.escape("" if value is None else str(value), quote=True)

@@ -17,7 +17,7 @@ from panel.theme.fast import Fast as PanelFast
 from panel.viewable import Viewer
 
 from bear.models import User
-from bear.ui.components import CSS, esc, html_pane, run_in_background, toast
+from bear.ui.components import CSS, TEMPLATE_CSS, esc, html_pane, run_in_background, toast
 from bear.ui.state import (
     ActionFlow,
     Background,
@@ -214,7 +214,7 @@ class Dashboard(Viewer):
             header_background=ACCENT,
             sidebar_width=330,
             theme_toggle=True,
-            raw_css=[CSS],
+            raw_css=[CSS, TEMPLATE_CSS],
             design=LocalFast,
             font_url="",
         )

@@ -60,8 +60,11 @@ class FilterState(param.Parameterized):
         """Validated ``Filters``; raises ``BearError`` naming the bad filter."""
         raw: dict[str, Any] = {name: getattr(self, name) for name in self.NAMES}
         for name in ("min_amount", "max_amount"):
-            if raw[name] is not None:
-                raw[name] = Decimal(repr(float(raw[name])))
+            value = raw[name]
+            if value is not None and value == value:  # NaN (value != value) means "any"
+                raw[name] = Decimal(repr(float(value)))
+            else:
+                raw[name] = None
         return Filters.build(**raw).scoped(self.scope)
 
     @classmethod

@@ -13,6 +13,7 @@ from panel.viewable import Viewer
 from bear.ui.components import (
     PagerBar,
     alert,
+    dialog,
     esc,
     fmt_num,
     html_pane,
@@ -42,9 +43,22 @@ class ActionDialog(Viewer):
         self.flow = flow
         self._on_started = on_started
         self.body = pn.Column(sizing_mode="stretch_width", min_height=120)
-        self.modal = pn.Modal(self.body, width=900, background_close=False)
+        self.modal = dialog(self.body, width=900, background_close=False)
         self.violations = table(
             height=300,
+            # long reasons wrap inside their column instead of running off the dialog
+            layout="fit_columns",
+            widths={
+                "billing_event_id": 80,
+                "name": 110,
+                "stage": 80,
+                "rule_id": 200,
+                "severity": 80,
+            },
+            stylesheets=[
+                ".tabulator-row .tabulator-cell[tabulator-field='message'] "
+                "{ white-space: normal !important; overflow-wrap: anywhere; }"
+            ],
             titles={
                 "billing_event_id": "Event",
                 "name": "Name",

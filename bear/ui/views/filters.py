@@ -4,6 +4,7 @@ message when a filter value is not allowed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import panel as pn
@@ -59,12 +60,10 @@ class FilterPanel(Viewer):
         self.date_to = pn.widgets.DatePicker.from_param(
             state.param.date_to, name="Event date to", sizing_mode="stretch_width"
         )
-        self.min_amount = pn.widgets.FloatInput.from_param(
-            state.param.min_amount, name="Amount from", sizing_mode="stretch_width"
-        )
-        self.max_amount = pn.widgets.FloatInput.from_param(
-            state.param.max_amount, name="Amount to", sizing_mode="stretch_width"
-        )
+        # Amounts are typed as text and parsed here: a numeric spinner shows "NaN" once reset
+        # and then drops what is typed; text shows exactly what the filter holds.
+        self.min_amount = self._amount("min_amount", "Amount from")
+        self.max_amount = self._amount("max_amount", "Amount to")
         self.category = choice("category", "Item category", options["category"])
         self.eligibility = pn.widgets.Select.from_param(
             state.param.eligibility,
@@ -76,13 +75,36 @@ class FilterPanel(Viewer):
         self.search = pn.widgets.TextInput.from_param(
             state.param.search,
             name="Search",
-            placeholder="event, project or account name, or event id",
+            placeholder="event, project or account name, or event id, or document number — Enter",
             sizing_mode="stretch_width",
         )
         self.reset = button("Reset filters", "light", sizing_mode="stretch_width")
         self.reset.on_click(lambda e: state.reset())
         self.message = html_pane()
         state.param.watch(self._error, "error")
+
+    def _amount(self, name: str, label: str) -> pn.widgets.TextInput:
+        widget = pn.widgets.TextInput(
+            name=label, placeholder="any", sizing_mode="stretch_width", value=""
+        )
+
+        def typed(event: param.parameterized.Event) -> None:
+            try:
+                value = parse_amount(event.new)
+            except ValueError:
+                self.state.error = f"{label}: {event.new!r} is not an amount (e.g. 1000 or -250.50)"
+                return
+            self.state.error = ""
+            setattr(self.state, name, value)
+
+        def shown(event: param.parameterized.Event) -> None:
+            text = "" if event.new is None else f"{event.new:g}"
+            if parse_amount_or_none(widget.value) != event.new:
+                widget.value = text
+
+        widget.param.watch(typed, "value")
+        self.state.param.watch(shown, name)
+        return widget
 
     def _error(self, event: param.parameterized.Event) -> None:
         self.message.object = alert(event.new, "err") if event.new else ""
@@ -103,3 +125,22 @@ class FilterPanel(Viewer):
             self.reset,
             sizing_mode="stretch_width",
         )
+
+
+def parse_amount(text: str | None) -> float | None:
+    """An amount typed in a filter: empty is "any"; thousands separators and spaces are
+    allowed; anything else that is not a finite number raises ``ValueError``."""
+    cleaned = (text or "").replace(",", "").replace(" ", "").replace("\u00a0", "")
+    if not cleaned:
+        return None
+    value = float(cleaned)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def parse_amount_or_none(text: str | None) -> float | None:
+    try:
+        return parse_amount(text)
+    except ValueError:
+        return None

@@ -73,6 +73,9 @@ class EventGrid(Viewer):
             options=["Ascending", "Descending"],
             value="Descending" if grid.descending else "Ascending",
             margin=(26, 5, 5, 5),
+            # outlined, the chosen one filled: the active direction reads at a glance
+            button_type="primary",
+            button_style="outline",
         )
         self.sort_by.param.watch(lambda e: grid.sort(e.new, grid.descending), "value")
         self.sort_dir.param.watch(lambda e: grid.sort(grid.sort_by, e.new == "Descending"), "value")
@@ -93,8 +96,12 @@ class EventGrid(Viewer):
             embed_content=False,
             frozen_columns=["id"],
             widths={"eligibility": 300, "name": 110},
+            sortable=True,  # a header click sorts every matching event, in SQL (see _header)
+            sorters=[{"field": grid.sort_by, "dir": "desc" if grid.descending else "asc"}],
         )
         self.table.param.watch(self._ticked, "selection")
+        self.table.param.watch(self._header, "sorters")
+        grid.param.watch(self._sorted, ["sort_by", "descending"])
         self.selection_bar = html_pane()
         self.error = html_pane()
         self.dialog = ActionDialog(flow, on_started)
@@ -154,6 +161,28 @@ class EventGrid(Viewer):
         finally:
             self._syncing = False
 
+    def _header(self, event: Any) -> None:
+        """A column header was clicked: sort the whole selection that way, not just the page."""
+        if self._syncing or not event.new:
+            return
+        first = event.new[0]
+        column, descending = first.get("field"), first.get("dir") == "desc"
+        if column in self.grid.columns():
+            self.grid.sort(column, descending)
+        else:  # a computed column (eligibility, reasons): not sortable in SQL
+            self._sorted()
+
+    def _sorted(self, *_: Any) -> None:
+        """The sort changed (header, list or code): every control shows it."""
+        g = self.grid
+        self._syncing = True
+        try:
+            self.sort_by.value = g.sort_by
+            self.sort_dir.value = "Descending" if g.descending else "Ascending"
+            self.table.sorters = [{"field": g.sort_by, "dir": "desc" if g.descending else "asc"}]
+        finally:
+            self._syncing = False
+
     def _ticked(self, event: Any) -> None:
         if self._syncing:
             return
@@ -183,10 +212,16 @@ class EventGrid(Viewer):
         if totals is not None and len(totals):
             parts = [f"{esc(r.currency)} {fmt_num(r.amount, 2)}" for r in totals.itertuples()]
             sin, scn = int(totals["sales_invoices"].sum()), int(totals["credit_notes"].sum())
+        # counted from the amounts alone: Preview says how many are eligible
+        docs = (
+            f"<span class='bear-muted'>before eligibility: {sin:,} sales invoices, "
+            f"{scn:,} credit notes</span>"
+            if g.kind != "invoiced"
+            else ""
+        )
         self.selection_bar.object = (
             f"<div class='bear-line'><b>{n:,} selected</b> <span class='bear-muted'>"
-            f"({esc(g.selection_ids_hint())})</span> · {' · '.join(parts)} · expected "
-            f"<b>{sin:,}</b> sales invoices, <b>{scn:,}</b> credit notes</div>"
+            f"({esc(g.selection_ids_hint())})</span> · {' · '.join(parts)} · {docs}</div>"
         )
 
     def _loading(self, event: Any) -> None:

@@ -1,0 +1,120 @@
+"""The dashboard's second pass in headless Chromium: dialogs that fit the viewport and close
+with Escape, readable dialogs in dark mode, amount filters that survive a reset, column
+headers that sort every matching event, a selection bar that says what it counts.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore::pytest.PytestRemovedIn10Warning"),
+]
+
+TIMEOUT = 30_000
+
+
+def pager(page: Page, pattern: str):
+    return page.get_by_text(re.compile(pattern)).filter(visible=True).first
+
+
+def open_dashboard(page: Page, url: str) -> None:
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    expect(pager(page, r"Page 1 of")).to_be_visible()
+
+
+def open_warning(page: Page) -> None:
+    page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
+    expect(page.get_by_text(re.compile(r"[\d,]+ selected"))).to_be_visible()
+    page.get_by_role("button", name="Release and Invoice", exact=True).click()
+    expect(page.get_by_text("cannot be fully processed", exact=False)).to_be_visible()
+
+
+def luminance(css_color: str) -> float:
+    r, g, b = (int(x) for x in re.findall(r"\d+", css_color)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_a_large_dialog_fits_the_viewport_wraps_reasons_and_closes_with_escape(
+    page: Page, served, artifacts
+):
+    page.set_viewport_size({"width": 1500, "height": 900})
+    open_dashboard(page, served.url)
+    open_warning(page)
+    content = page.locator(".dialog-content").filter(visible=True).first
+    box = content.bounding_box()
+    assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
+    close = page.locator(".pnx-dialog-close").filter(visible=True).first
+    close_box = close.bounding_box()
+    header = page.locator("#header").bounding_box()
+    assert header is not None and close_box is not None
+    assert close_box["y"] >= header["y"] + header["height"]  # the ✕ is not under the header
+    expect(page.get_by_role("heading", name="Release and Invoice")).to_be_in_viewport()
+    message = page.locator(".dialog-content .tabulator-cell[tabulator-field=message]").first
+    assert message.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    page.screenshot(path=artifacts / "dialog-fits-viewport.png")
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("cannot be fully processed", exact=False)).to_be_hidden()
+
+
+def test_dialogs_are_readable_in_dark_mode(page: Page, served, artifacts):
+    open_dashboard(page, f"{served.url}/?theme=dark")
+    open_warning(page)
+    content = page.locator(".dialog-content").filter(visible=True).first
+    background = content.evaluate("e => getComputedStyle(e).backgroundColor")
+    heading = page.get_by_role("heading", name="Release and Invoice")
+    text = heading.evaluate("e => getComputedStyle(e).color")
+    assert luminance(background) < 0.35, background
+    assert luminance(text) - luminance(background) > 0.5, (text, background)
+    page.screenshot(path=artifacts / "dialog-dark.png")
+
+
+def events_card(page: Page):
+    return page.locator(".bear-card", has_text="matching the filters").filter(visible=True).first
+
+
+def cards_events(page: Page) -> re.Pattern[str]:
+    """The card's event count, as a pattern matching the card while it shows that count."""
+    count = re.search(r"[\d,]+", events_card(page).inner_text()).group(0)
+    return re.compile(rf"(?<![\d,]){re.escape(count)}(?![\d,])")
+
+
+def test_amount_filter_survives_a_reset(page: Page, served):
+    open_dashboard(page, served.url)
+    everything = cards_events(page)
+    amount_from = page.get_by_label("Amount from")
+    amount_from.fill("5,000")
+    amount_from.press("Enter")
+    expect(events_card(page)).not_to_have_text(everything)
+    page.get_by_role("button", name="Reset filters").click()
+    expect(amount_from).to_have_value("")  # not "NaN"
+    expect(events_card(page)).to_have_text(everything)
+    amount_from.fill("5000")
+    amount_from.press("Enter")
+    expect(events_card(page)).not_to_have_text(everything)
+    # what is not an amount is named, and the filter is not silently dropped
+    amount_from.fill("lots")
+    amount_from.press("Enter")
+    expect(page.get_by_text("is not an amount", exact=False)).to_be_visible()
+
+
+def test_a_column_header_sorts_every_matching_event(page: Page, served):
+    open_dashboard(page, served.url)
+    page.locator(".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title").click()
+    expect(page.get_by_label("Sort by")).to_have_value("Amount")
+    first = page.locator(".tabulator-row [tabulator-field=summary_amount]").first
+    # ascending over every matching event: the first row holds the largest credit
+    expect(first).to_contain_text("-")
+    ascending = page.locator(".bk-btn-group .bk-btn", has_text="Ascending").filter(visible=True)
+    expect(ascending.first).to_have_class(re.compile(r"\bbk-active\b"))
+
+
+def test_the_selection_bar_says_its_document_count_is_before_eligibility(page: Page, served):
+    open_dashboard(page, served.url)
+    page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
+    expect(page.get_by_text("before eligibility", exact=False)).to_be_visible()
