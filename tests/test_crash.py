@@ -326,8 +326,8 @@ def test_sigkill_during_a_revert_run_reverts_each_event_once(tmp_path):
             ).billing_event_id
         }
         assert len(released) > 3000 and len(complete) > 1000
-        # revert batches of 25 × 2 = 50 events: about seventy transactions to kill between
-        ws.settings.update(release_batch_size=2)
+        # revert batches of 100 × 1 = 100 events: about forty transactions to kill between
+        ws.settings.update(release_batch_size=1)
     script = tmp_path / "revert_child.py"
     script.write_text(REVERT_CHILD)
     rng = random.Random(20261130)

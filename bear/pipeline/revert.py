@@ -35,11 +35,12 @@ if TYPE_CHECKING:
     from bear.pipeline.core import Core
 
 
-# A revert batch holds this many times ``release_batch_size`` events (5,000 by default): a
+# A revert batch holds this many times ``release_batch_size`` events (20,000 by default): a
 # revert fails per event, never per batch, so a batch is only the unit of a transaction, of
 # progress and of cancelling, and each one pays a fixed cost (the rules' batch view, the
-# numbering) that small batches would multiply.
-REVERT_BATCH_FACTOR = 25
+# numbering, scans of documents and lines, a commit that usually checkpoints) that small
+# batches multiply: 100k events took about 1.9 times longer in batches of 5,000 than of 20,000.
+REVERT_BATCH_FACTOR = 100
 
 
 def revert_stage(
@@ -198,21 +199,40 @@ def _revert_batch(core: Core, run_id: int) -> bool:
     return True
 
 
+# The documents the batch ends, as they will read: discarded (in progress before) or reversed
+# (complete before), each only from its expected prior state and never a reversing document.
+_ENDED = """
+CREATE OR REPLACE TEMP TABLE _rv_ended AS
+SELECT d.* REPLACE (CASE d.status WHEN 'in_progress' THEN 'discarded' ELSE 'reversed' END AS status,
+                    current_timestamp::TIMESTAMP AS status_changed_at)
+FROM documents d
+SEMI JOIN _rv_do o ON o.document_id = d.id
+    AND o.outcome = CASE d.status WHEN 'in_progress' THEN 'discarded' WHEN 'complete' THEN 'reversed' END
+WHERE d.reverses_document_id IS NULL
+"""
+
+
 def _apply(cur: duckdb.DuckDBPyConnection, expect: dict[str, int]) -> int:
     """Mark the documents discarded or reversed and put the events back in Awaiting Release,
-    each ``UPDATE … WHERE <expected prior state>``; returns the events put back."""
-    for outcome, prior in (("discarded", "in_progress"), ("reversed", "complete")):
-        if not expect.get(outcome):
-            continue
-        changed = cur.execute(
-            f"UPDATE documents SET status = '{outcome}', status_changed_at = current_timestamp "
-            f"WHERE id IN (SELECT document_id FROM _rv_do WHERE outcome = '{outcome}') "
-            f"AND status = '{prior}' AND reverses_document_id IS NULL"
-        ).fetchall()[0][0]
-        if changed != expect[outcome]:
+    each only from its expected prior state; returns the events put back.
+
+    DuckDB executes any UPDATE of ``documents`` as a delete and an insert of whole rows (an
+    UPDATE binds the columns of every multi-column CHECK, and those include indexed columns),
+    and that internal path is about 2.5 times slower than the same delete and insert written
+    out (2,500 documents: 0.13 s against 0.05 s, DuckDB 2.0). So the documents' new rows are
+    computed once (``_rv_ended``), the old rows deleted and the new ones inserted, in the
+    batch's transaction; the insert checks every constraint of the table."""
+    cur.execute(_ENDED)
+    got = dict(cur.execute("SELECT status, count(*) FROM _rv_ended GROUP BY 1").fetchall())
+    for outcome in ("discarded", "reversed"):
+        if got.get(outcome, 0) != expect.get(outcome, 0):
             raise BearError(
-                f"{expect[outcome] - changed} document(s) changed state during the revert"
+                f"{expect.get(outcome, 0) - got.get(outcome, 0)} document(s) changed state "
+                "during the revert"
             )
+    if got:
+        cur.execute("DELETE FROM documents WHERE id IN (SELECT id FROM _rv_ended)")
+        cur.execute("INSERT INTO documents BY NAME SELECT * FROM _rv_ended")
     return int(
         cur.execute(
             "UPDATE billing_events SET released = false, released_at = NULL, release_run_id = NULL, "
