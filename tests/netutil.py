@@ -50,11 +50,19 @@ class Inbox:
 
 
 @contextmanager
-def serving(path: Path, *args: str, timeout: float = 60) -> Iterator[str]:
+def serving(
+    path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`bear serve --db path *args` on a free 127.0.0.1 port; yields its URL, stops it after
-    (SIGTERM, then SIGKILL). Its output goes to ``serve.log`` beside the book."""
+    (SIGTERM, then SIGKILL). Its output goes to ``serve.log`` beside the book. ``env`` adds
+    to (or overrides) the environment, e.g. ``{"PYTHONWARNINGS": "default"}``."""
     port = free_port()
-    env = {**os.environ, "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "BEAR_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
     log_path = path.parent / "serve.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(

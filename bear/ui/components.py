@@ -226,14 +226,14 @@ class PagerBar(Viewer):
         self._state = state
         self._noun = noun
         self._total_param = total_param
-        self.first = pn.widgets.Button(name="«", width=42, margin=(5, 2), description="First page")
+        self.first = pn.widgets.Button(label="«", width=42, margin=(5, 2), description="First page")
         self.prev = pn.widgets.Button(
-            name="‹", width=42, margin=(5, 2), description="Previous page"
+            label="‹", width=42, margin=(5, 2), description="Previous page"
         )
-        self.next = pn.widgets.Button(name="›", width=42, margin=(5, 2), description="Next page")
-        self.last = pn.widgets.Button(name="»", width=42, margin=(5, 2), description="Last page")
+        self.next = pn.widgets.Button(label="›", width=42, margin=(5, 2), description="Next page")
+        self.last = pn.widgets.Button(label="»", width=42, margin=(5, 2), description="Last page")
         self.label = html_pane(width=260, sizing_mode="fixed", margin=(10, 8))
-        self.jump = pn.widgets.IntInput(value=1, start=1, width=80, margin=(5, 4), name="")
+        self.jump = pn.widgets.IntInput(value=1, start=1, width=80, margin=(5, 4), label="")
         self.first.on_click(lambda e: state.goto(0))
         self.prev.on_click(lambda e: state.goto(state.page - 1))
         self.next.on_click(lambda e: state.goto(state.page + 1))

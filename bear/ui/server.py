@@ -30,6 +30,12 @@ def quiet_warnings() -> None:
 
     silence(FIXED_SIZING_MODE, True)
     silence(EMPTY_LAYOUT, True)
+    # panel.io.fastapi builds Tornado requests the pre-6.7 way on every page: Panel's to fix.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The (method, uri, and version arguments|start_line argument) to HTTPServerRequest",
+        category=DeprecationWarning,
+    )
     try:
         from pandas.errors import Pandas4Warning
     except ImportError:  # pandas < 3

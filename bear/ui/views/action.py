@@ -72,14 +72,14 @@ class ActionDialog(Viewer):
             callback=flow.violations_csv,
             filename="ineligible-events.csv",
             label="Download CSV",
-            button_type="light",
+            color="light",
             width=160,
         )
         # one row per event and reason: the pager counts rows, as the table shows them
         self.vpager = PagerBar(flow.violations, noun="reasons")
         # a revert says why (kept on the run, in every event's history and in the e-mail)
         self.reason = pn.widgets.TextAreaInput(
-            name="Reason (required; kept in each event's history)",
+            label="Reason (required; kept in each event's history)",
             placeholder="Why are these events reverted? e.g. wrong hours on the March invoices",
             max_length=500,
             height=80,
@@ -104,7 +104,7 @@ class ActionDialog(Viewer):
     def _working(self, action: str) -> pn.viewable.Viewable:
         n = self.flow.grid.selected_count
         return pn.Row(
-            pn.indicators.LoadingSpinner(value=True, size=28, name=""),
+            pn.indicators.LoadingSpinner(value=True, size=28, label=""),
             html_pane(
                 f"<div class='bear-line'>Checking {n:,} selected events against the rules for "
                 f"<b>{esc(ACTION_LABEL[action])}</b>…</div>"

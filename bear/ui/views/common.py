@@ -8,5 +8,5 @@ import panel as pn
 
 
 def button(name: str, kind: str = "default", **kw: Any) -> pn.widgets.Button:
-    """A button of a Bokeh button type (``default``, ``primary``, ``light``…)."""
-    return pn.widgets.Button(name=name, button_type=kind, **kw)
+    """A button of a colour (``default``, ``primary``, ``light``, ``warning``…)."""
+    return pn.widgets.Button(label=name, color=kind, **kw)

@@ -54,7 +54,7 @@ class DocumentsView(Viewer):
         )
         self.status = pn.widgets.Select.from_param(
             state.param.status,
-            name="Status",
+            label="Status",
             options={
                 "any": "all",
                 "in progress": "in_progress",
@@ -64,24 +64,24 @@ class DocumentsView(Viewer):
             },
             width=150,
         )
-        self.run = pn.widgets.IntInput.from_param(state.param.run_id, name="Run", width=110)
+        self.run = pn.widgets.IntInput.from_param(state.param.run_id, label="Run", width=110)
         self.search = pn.widgets.TextInput.from_param(
-            state.param.search, name="Number or account", width=220, description=None
+            state.param.search, label="Number or account", width=220, description=None
         )
         self.sort_by = pn.widgets.Select.from_param(
             state.param.sort_by,
-            name="Sort by",
+            label="Sort by",
             options={DOC_TITLES[c]: c for c in DOC_TITLES},
             width=150,
         )
         self.descending = pn.widgets.Checkbox.from_param(
-            state.param.descending, name="Descending", margin=(32, 5, 5, 5)
+            state.param.descending, label="Descending", margin=(32, 5, 5, 5)
         )
         self.csv = pn.widgets.FileDownload(
             callback=partial(state.download, "csv"),
             filename="bear-documents.csv",
             label="CSV",
-            button_type="light",
+            color="light",
             width=80,
             margin=(26, 5, 5, 5),
         )
@@ -89,7 +89,7 @@ class DocumentsView(Viewer):
             callback=partial(state.download, "xlsx"),
             filename="bear-documents.xlsx",
             label="Excel",
-            button_type="light",
+            color="light",
             width=80,
             margin=(26, 5, 5, 5),
         )
@@ -131,14 +131,14 @@ class DocumentsView(Viewer):
 
     def _ticks(self, *_: Any) -> None:
         n = len(self.state.ticked)
-        self.post.name = f"Post {n:,} ticked" if n else "Post ticked"
+        self.post.label = f"Post {n:,} ticked" if n else "Post ticked"
         self.post.disabled = n == 0
 
     def _run(self, *_: Any) -> None:
         run = self.state.run_id
         self.post_run.visible = allowed(self.state.account, "post") and run is not None
         if run is not None:
-            self.post_run.name = f"Post run {run}'s documents in progress"
+            self.post_run.label = f"Post run {run}'s documents in progress"
 
     def _post(self, run_id: int | None) -> None:
         n = self.state.post(run_id)

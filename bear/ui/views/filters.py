@@ -36,7 +36,7 @@ class FilterPanel(Viewer):
         def choice(name: str, label: str, opts: Any, **kw: Any) -> pn.widgets.MultiChoice:
             return pn.widgets.MultiChoice.from_param(
                 state.param[name],
-                name=label,
+                label=label,
                 options=opts,
                 sizing_mode="stretch_width",
                 search_option_limit=40,
@@ -55,10 +55,10 @@ class FilterPanel(Viewer):
         ):
             setattr(self, name, choice(name, label, [esc(v) for v in options[name]]))
         self.date_from = pn.widgets.DatePicker.from_param(
-            state.param.date_from, name="Event date from", sizing_mode="stretch_width"
+            state.param.date_from, label="Event date from", sizing_mode="stretch_width"
         )
         self.date_to = pn.widgets.DatePicker.from_param(
-            state.param.date_to, name="Event date to", sizing_mode="stretch_width"
+            state.param.date_to, label="Event date to", sizing_mode="stretch_width"
         )
         # Amounts are typed as text and parsed here: a numeric spinner shows "NaN" once reset
         # and then drops what is typed; text shows exactly what the filter holds.
@@ -67,14 +67,14 @@ class FilterPanel(Viewer):
         self.category = choice("category", "Item category", options["category"])
         self.eligibility = pn.widgets.Select.from_param(
             state.param.eligibility,
-            name="Eligibility",
+            label="Eligibility",
             options=labelled(options["eligibility"]),
             sizing_mode="stretch_width",
             description=None,
         )
         self.search = pn.widgets.TextInput.from_param(
             state.param.search,
-            name="Search",
+            label="Search",
             placeholder="event, project or account name, or event id, or document number — Enter",
             sizing_mode="stretch_width",
         )
@@ -85,7 +85,7 @@ class FilterPanel(Viewer):
 
     def _amount(self, name: str, label: str) -> pn.widgets.TextInput:
         widget = pn.widgets.TextInput(
-            name=label, placeholder="any", sizing_mode="stretch_width", value=""
+            label=label, placeholder="any", sizing_mode="stretch_width", value=""
         )
 
         def typed(event: param.parameterized.Event) -> None:

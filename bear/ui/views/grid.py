@@ -67,15 +67,15 @@ class EventGrid(Viewer):
         self.cards = html_pane(min_height=90)
         cols = grid.columns()
         self.sort_by = pn.widgets.Select(
-            name="Sort by", options={TITLES[c]: c for c in cols}, value=grid.sort_by, width=170
+            label="Sort by", options={TITLES[c]: c for c in cols}, value=grid.sort_by, width=170
         )
         self.sort_dir = pn.widgets.RadioButtonGroup(
             options=["Ascending", "Descending"],
             value="Descending" if grid.descending else "Ascending",
             margin=(26, 5, 5, 5),
             # outlined, the chosen one filled: the active direction reads at a glance
-            button_type="primary",
-            button_style="outline",
+            color="primary",
+            variant="outline",
         )
         self.sort_by.param.watch(lambda e: grid.sort(e.new, grid.descending), "value")
         self.sort_dir.param.watch(lambda e: grid.sort(grid.sort_by, e.new == "Descending"), "value")
@@ -148,7 +148,7 @@ class EventGrid(Viewer):
             ),
         ]
         self.cards.object = cards_html(cards)
-        self.select_all.name = f"Select all {c.get('events', 0):,} matching"
+        self.select_all.label = f"Select all {c.get('events', 0):,} matching"
 
     def _rows(self, *_: Any) -> None:
         frame = self.grid.rows

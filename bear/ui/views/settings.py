@@ -58,7 +58,7 @@ class SettingsView(Viewer):
         )
         own = state.account.email if state.account is not None else None
         self.recipient = pn.widgets.TextInput(
-            name="Send a test e-mail to",
+            label="Send a test e-mail to",
             value=(own or "") if state.account is not None else (user if "@" in user else ""),
             width=260,
             # signed in, the test e-mail goes to the person's own address only
@@ -110,14 +110,14 @@ class SettingsView(Viewer):
         label = state.label(item)
         if kind == "bool":
             w: pn.widgets.Widget = pn.widgets.Checkbox(
-                name=label, value=bool(value), margin=(22, 10, 5, 10)
+                label=label, value=bool(value), margin=(22, 10, 5, 10)
             )
         elif kind == "choice":
             choices = item["allowed"].removeprefix("one of ").replace("'", "").split(", ")
-            w = pn.widgets.Select(name=label, options=choices, value=value, width=260)
+            w = pn.widgets.Select(label=label, options=choices, value=value, width=260)
         else:
             w = pn.widgets.TextInput(
-                name=label, value="" if value is None else str(value), width=260
+                label=label, value="" if value is None else str(value), width=260
             )
         w.css_classes = [state.css_name(name)]
         if not state.editable:  # a viewer or analyst reads the settings
