@@ -196,7 +196,7 @@ class Reading:
     def filter_options(self) -> dict[str, Any]:
         """Choices for the filter widgets (labels → values), eligibility rules included."""
         rules = self.rules()
-        block = [str(r.id) for r in rules.itertuples() if r.severity == "block"]
+        block = {str(r.id): str(r.description) for r in rules.itertuples() if r.severity == "block"}
         return q_events.filter_options(self.db.cursor(), block)
 
     def selection_where(self, sel: Selection) -> tuple[str, dict[str, Any]]:

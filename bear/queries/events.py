@@ -260,8 +260,12 @@ def listing(
     )
 
 
-def filter_options(cur: duckdb.DuckDBPyConnection, block_rules: Sequence[str]) -> dict[str, Any]:
-    """Choices for the filter widgets: labels (raw text from the data; views escape) → values."""
+def filter_options(
+    cur: duckdb.DuckDBPyConnection, block_rules: Mapping[str, str] | Sequence[str]
+) -> dict[str, Any]:
+    """Choices for the filter widgets: labels (raw text from the data; views escape) → values.
+    ``block_rules``: the blocking rules' ids, or ids → descriptions (the label then says what
+    the rule checks, its id in brackets)."""
 
     def pairs(sql: str) -> dict[str, Any]:
         return {str(label): value for value, label in cur.execute(sql).fetchall()}
@@ -270,7 +274,15 @@ def filter_options(cur: duckdb.DuckDBPyConnection, block_rules: Sequence[str]) -
         return [r[0] for r in cur.execute(sql).fetchall() if r[0] is not None]
 
     eligibility = {"any": "", "eligible": "eligible", "ineligible": "ineligible"}
-    eligibility.update({f"fails {r}": r for r in block_rules})
+    described = block_rules if isinstance(block_rules, Mapping) else dict.fromkeys(block_rules, "")
+    for rule, text in described.items():
+        text = text.strip().rstrip(".")
+        label = (
+            f"fails: {text[:90]}{'…' if len(text) > 90 else ''} [{rule}]"
+            if text
+            else f"fails {rule}"
+        )
+        eligibility[label] = rule
     return {
         "company": pairs("SELECT id, name || ' (' || id || ')' FROM companies ORDER BY name"),
         "account": pairs("SELECT id, name FROM accounts ORDER BY name, id"),

@@ -120,6 +120,7 @@ class Dashboard(Viewer):
             sizing_mode="stretch_width",
         )
         self.tabs.param.watch(self._tab, "active")
+        self.runs.param.watch(self._run_url, "run_id")
         self._last_runs_refresh = 0.0
         self.release_grid.refresh()
         if run_link is not None:
@@ -146,6 +147,12 @@ class Dashboard(Viewer):
         if not self.runs.open(run_id):
             toast("error", self.runs.error)
         self.tabs.active = RUNS
+
+    def _run_url(self, event: Any) -> None:
+        """The address bar follows the run shown (``/?run=N``): a link to share, and Back."""
+        location = pn.state.location
+        if location is not None and event.new is not None:
+            location.update_query(run=int(event.new))
 
     def open_documents(self, run_id: int | None, search: str = "") -> None:
         self.docs.param.update(run_id=run_id, search=search, doc_type="all")

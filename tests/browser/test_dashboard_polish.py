@@ -118,3 +118,25 @@ def test_the_selection_bar_says_its_document_count_is_before_eligibility(page: P
     open_dashboard(page, served.url)
     page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
     expect(page.get_by_text("before eligibility", exact=False)).to_be_visible()
+
+
+def test_opening_a_run_puts_it_in_the_address_bar(page: Page, served):
+    open_dashboard(page, served.url)
+    page.locator(".bk-tab", has_text="Runs").first.click()
+    page.locator(".tabulator-row", has_text="Release and Invoice").filter(
+        visible=True
+    ).first.click()
+    expect(page.get_by_text(re.compile(r"Run \d+ — Release and Invoice"))).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]run=\d+"))
+    run_id = re.search(r"run=(\d+)", page.url).group(1)
+    page.goto(page.url)  # the address opens the same run
+    expect(page.get_by_text(f"Run {run_id} — Release and Invoice")).to_be_visible()
+
+
+def test_rule_filters_and_settings_read_as_words(page: Page, served):
+    open_dashboard(page, served.url)
+    options = page.get_by_label("Eligibility").locator("option").all_inner_texts()
+    assert any(o.startswith("fails: ") and "[release.not_approved]" in o for o in options)
+    page.locator(".bk-tab", has_text="Settings & Rules").first.click()
+    expect(page.get_by_text("SMTP host").first).to_be_visible()
+    expect(page.get_by_text("Rule timeout (seconds)").first).to_be_visible()

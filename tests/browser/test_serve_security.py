@@ -137,7 +137,7 @@ def test_dashboard_works_under_the_policy(served, page):
     # start-up settings are shown, read-only
     expect(page.get_by_role("textbox", name="Plugins dir")).to_be_disabled()
     expect(page.get_by_role("textbox", name="Rules file")).to_be_disabled()
-    expect(page.get_by_role("textbox", name="Smtp host")).to_be_enabled()
+    expect(page.get_by_role("textbox", name="SMTP host")).to_be_enabled()
     assert page.evaluate("window.__csp") == []
     assert not [m for m in console if "Content Security Policy" in m]
 

@@ -30,6 +30,20 @@ log = logging.getLogger(__name__)
 HISTORY_ROWS = 50  # the newest setting changes the screen shows
 
 
+# How a setting's name reads as a label: acronyms in capitals, a unit suffix in brackets.
+_WORDS = {
+    "smtp": "SMTP",
+    "starttls": "STARTTLS",
+    "url": "URL",
+    "tls": "TLS",
+    "id": "ID",
+    "ids": "IDs",
+    "api": "API",
+    "csv": "CSV",
+}
+_UNITS = {"s": "seconds", "ms": "milliseconds", "mb": "MB", "pct": "%"}
+
+
 class SettingsState(param.Parameterized):
     """Every setting with its validation message, the test e-mail, the rules list, and the
     newest setting changes. Changes are recorded as made by ``user`` (the dashboard's user)."""
@@ -120,7 +134,12 @@ class SettingsState(param.Parameterized):
         name = str(item["name"])
         if item.get("plugin"):
             name = name.removeprefix(f"{item['plugin']}.")
-        return name.replace("_", " ").capitalize()
+        words = [_WORDS.get(w, w) for w in name.split("_")]
+        unit = ""
+        if words and words[-1] in _UNITS:
+            unit = f" ({_UNITS[words.pop()]})"
+        text = " ".join(words)
+        return text[:1].upper() + text[1:] + unit
 
     @staticmethod
     def css_name(name: str) -> str:
