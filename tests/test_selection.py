@@ -42,6 +42,8 @@ def frame(book) -> pd.DataFrame:
         "status AS document_status, document_date FROM documents"
     )
     df = df.merge(dc, on="document_id", how="left")
+    today = book.sql("SELECT current_date AS d")["d"][0]
+    df["days_awaiting"] = [(today - d).days for d in df["event_date"]]
     df = df.sort_values("id").reset_index(drop=True)
     items = book.sql("SELECT billing_event_id, category FROM billing_event_items")
     cats = items.groupby("billing_event_id")["category"].apply(set)

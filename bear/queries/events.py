@@ -44,6 +44,8 @@ COLUMNS: dict[str, str] = {
     "id": "e.id",
     "name": "e.name",
     "event_date": "e.event_date",
+    # days since the event date (how long it has been waiting to be billed)
+    "days_awaiting": "(current_date - e.event_date)",
     "invoice_date": "e.invoice_date",
     "account_id": "e.account_id",
     "account": "a.name",

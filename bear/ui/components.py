@@ -154,6 +154,8 @@ def table(
     kw.setdefault("pagination", None)
     kw.setdefault("layout", "fit_data_table")
     kw.setdefault("sortable", False)  # paged tables sort in SQL, not in the browser
+    # an empty table says so, rather than showing a blank box
+    kw.setdefault("configuration", {"placeholder": "Nothing to show here."})
     widget = pn.widgets.Tabulator(frame, titles=titles or {}, **kw)
     widget.formatters = formatters_for(frame, money, integers)
     return widget

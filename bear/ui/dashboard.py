@@ -101,6 +101,11 @@ class Dashboard(Viewer):
         self.settings = SettingsState(ws, user=user, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
+        self.filters_elsewhere = html_pane(
+            "<p class='bear-muted'>The filters choose billing events: they show on the "
+            "Awaiting Release, Awaiting Invoice and Invoiced tabs.</p>",
+            visible=False,
+        )
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
         self.release_view = EventGrid(self.release_grid, self.release_flow, self.run_started)
         self.invoice_view = EventGrid(self.invoice_grid, self.invoice_flow, self.run_started)
@@ -131,6 +136,9 @@ class Dashboard(Viewer):
 
     # -- navigation ---------------------------------------------------------------------------
     def _tab(self, event: Any) -> None:
+        events_tab = event.new in (RELEASE, INVOICE, INVOICED)
+        self.filter_panel.visible = events_tab  # the filters choose events: hidden elsewhere
+        self.filters_elsewhere.visible = not events_tab
         self.release_grid.active = event.new == RELEASE
         self.invoice_grid.active = event.new == INVOICE
         self.invoiced_grid.active = event.new == INVOICED
@@ -215,7 +223,11 @@ class Dashboard(Viewer):
             title="BEAR — Billing Events Awaiting Release",
             site="",
             header=[pn.Row(pn.layout.HSpacer(), user, self.bell, sizing_mode="stretch_width")],
-            sidebar=[html_pane("<h3 style='margin:0'>Filters</h3>"), self.filter_panel],
+            sidebar=[
+                html_pane("<h3 style='margin:0'>Filters</h3>"),
+                self.filter_panel,
+                self.filters_elsewhere,
+            ],
             main=[self.main()],
             accent_base_color=ACCENT,
             header_background=ACCENT,

@@ -140,3 +140,19 @@ def test_rule_filters_and_settings_read_as_words(page: Page, served):
     page.locator(".bk-tab", has_text="Settings & Rules").first.click()
     expect(page.get_by_text("SMTP host").first).to_be_visible()
     expect(page.get_by_text("Rule timeout (seconds)").first).to_be_visible()
+
+
+def test_amounts_and_the_pager_are_on_screen_at_1500_by_900(page: Page, served, artifacts):
+    page.set_viewport_size({"width": 1500, "height": 900})
+    open_dashboard(page, served.url)
+    amounts = page.locator(".tabulator-row .tabulator-cell[tabulator-field=summary_amount]")
+    expect(amounts.first).to_be_visible()
+    for i in range(5):
+        cell = amounts.nth(i)
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1500  # the column is on screen
+        # the whole amount is shown: nothing cut off with an ellipsis
+        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth"), cell.inner_text()
+    pager_box = pager(page, r"Page 1 of").bounding_box()
+    assert pager_box is not None and pager_box["y"] + pager_box["height"] <= 900
+    page.screenshot(path=artifacts / "grid-1500x900.png")

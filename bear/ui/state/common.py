@@ -41,10 +41,12 @@ ACTION_LABEL = {
 }
 
 # Columns each grid shows (all of them sortable: they are keys of selection.COLUMNS).
-_COMMON = ("id", "name", "account", "project", "currency", "summary_amount", "event_date")
+# The amount comes early: at 1500 px it must be on screen whole, before the wide columns.
+_COMMON = ("id", "name", "currency", "summary_amount", "account", "project", "event_date")
 GRID_COLUMNS: dict[str, tuple[str, ...]] = {
     "awaiting_release": (
         *_COMMON,
+        "days_awaiting",
         "invoice_date",
         "company",
         "region",
@@ -83,6 +85,7 @@ TITLES = {
     "currency": "Currency",
     "summary_amount": "Amount",
     "event_date": "Event date",
+    "days_awaiting": "Days awaiting",
     "invoice_date": "Invoice date",
     "approved": "Approved",
     "released_at": "Released at",

@@ -236,9 +236,10 @@ class GridState(Navigation, param.Parameterized):
             return
         ids = [int(i) for i in frame["id"]] if len(frame) else []
         elig = self.page_eligibility(ids)
-        frame.insert(2, "ok", [i not in elig for i in ids])
-        frame.insert(3, "eligibility", [elig.get(i, ("eligible", 0))[0] for i in ids])
-        frame.insert(4, "reasons", [elig.get(i, ("", 0))[1] for i in ids])
+        at = list(frame.columns).index("summary_amount") + 1 if "summary_amount" in frame else 2
+        frame.insert(at, "ok", [i not in elig for i in ids])
+        frame.insert(at + 1, "eligibility", [elig.get(i, ("eligible", 0))[0] for i in ids])
+        frame.insert(at + 2, "reasons", [elig.get(i, ("", 0))[1] for i in ids])
         self.error = ""
         self.param.update(
             rows=display_frame(frame),

@@ -145,6 +145,11 @@ class ActionDialog(Viewer):
             self._on_started(run_id)
 
     def _docs_html(self) -> str:
+        if self.flow.action == "release":
+            return (
+                "<p class='bear-muted'>Release creates no documents: the released events wait "
+                "on the Awaiting Invoice tab.</p>"
+            )
         docs = self.flow.expected_documents()
         if not len(docs):
             return "<p class='bear-muted'>No documents would be created.</p>"

@@ -151,7 +151,14 @@ class DocumentsView(Viewer):
         return table(
             lines,
             money=("unit_price", "amount"),
-            titles={"id": "Line", "product": "Product", "description": "Description"},
+            titles={
+                "id": "Line",
+                "product": "Product",
+                "description": "Description",
+                "quantity": "Quantity",
+                "unit_price": "Unit price",
+                "amount": "Amount",
+            },
             sizing_mode="stretch_width",
             margin=(0, 30),
         )

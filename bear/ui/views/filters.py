@@ -82,6 +82,7 @@ class FilterPanel(Viewer):
         self.reset.on_click(lambda e: state.reset())
         self.message = html_pane()
         state.param.watch(self._error, "error")
+        self.layout = self._layout()
 
     def _amount(self, name: str, label: str) -> pn.widgets.TextInput:
         widget = pn.widgets.TextInput(
@@ -109,7 +110,18 @@ class FilterPanel(Viewer):
     def _error(self, event: param.parameterized.Event) -> None:
         self.message.object = alert(event.new, "err") if event.new else ""
 
+    @property
+    def visible(self) -> bool:
+        return self.layout.visible
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        self.layout.visible = value
+
     def __panel__(self) -> pn.viewable.Viewable:
+        return self.layout
+
+    def _layout(self) -> pn.Column:
         return pn.Column(
             self.search,
             self.company,

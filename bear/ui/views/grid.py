@@ -91,11 +91,11 @@ class EventGrid(Viewer):
             titles=TITLES,
             money=money,
             selectable="checkbox",
-            height=560,
+            height=440,  # cards, toolbar, table and pager fit a 900 px high window
             row_content=self._row_detail,
             embed_content=False,
             frozen_columns=["id"],
-            widths={"eligibility": 300, "name": 110},
+            widths={"eligibility": 260, "name": 110, "summary_amount": 130},
             sortable=True,  # a header click sorts every matching event, in SQL (see _header)
             sorters=[{"field": grid.sort_by, "dir": "desc" if grid.descending else "asc"}],
         )
