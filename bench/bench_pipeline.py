@@ -125,17 +125,33 @@ def post_documents(ws: bear.Workspace, run_id: int, post: str) -> int:
     return len(ws.post(half, user="bench@example.com")) if half else 0
 
 
+def start_bulk(path: Path, ids: list[int]) -> tuple[duckdb.DuckDBPyConnection, float]:
+    """A floor's connection to ``path`` inside an open transaction, the ids in temp table
+    ``_ids``, and the moment the timing starts (just before the transaction)."""
+    con = duckdb.connect(str(path))
+    con.register("_ids_arrow", __import__("pyarrow").table({"billing_event_id": ids}))
+    t0 = time.perf_counter()
+    con.execute("BEGIN")
+    con.execute("CREATE TEMP TABLE _ids AS SELECT billing_event_id FROM _ids_arrow")
+    return con, t0
+
+
+def end_bulk(con: duckdb.DuckDBPyConnection, t0: float, path: Path) -> float:
+    """Commit a floor's transaction; its seconds since ``t0``; the copy at ``path`` deleted."""
+    con.execute("COMMIT")
+    secs = time.perf_counter() - t0
+    con.close()
+    path.unlink()
+    return secs
+
+
 def run_floor(src: Path, folder: Path, n: int) -> float:
     """The same final writes as one bulk transaction of plain SQL (no rules, no batches)."""
     path = folder / "floor.duckdb"
     shutil.copy(src, path)
     with bear.connect(path, resume=False) as ws:
         ids = eligible_ids(ws, n)
-    con = duckdb.connect(str(path))
-    con.register("_ids_arrow", __import__("pyarrow").table({"billing_event_id": ids}))
-    t0 = time.perf_counter()
-    con.execute("BEGIN")
-    con.execute("CREATE TEMP TABLE _ids AS SELECT billing_event_id FROM _ids_arrow")
+    con, t0 = start_bulk(path, ids)
     con.execute(
         "UPDATE billing_events SET released = true, released_at = current_timestamp, release_run_id = 1 "
         "WHERE id IN (SELECT billing_event_id FROM _ids) AND NOT released"
@@ -145,21 +161,13 @@ def run_floor(src: Path, folder: Path, n: int) -> float:
         "INSERT INTO process_logs (process_run_id, billing_event_id, status, message, document_id) "
         "SELECT 1, billing_event_id, 'OK', 'created ' || number, id FROM _new_docs"
     )
-    con.execute("COMMIT")
-    secs = time.perf_counter() - t0
-    con.close()
-    path.unlink()
-    return secs
+    return end_bulk(con, t0, path)
 
 
 def run_revert_floor(path: Path, ids: list[int]) -> float:
     """The revert's final writes as one bulk transaction of plain SQL (no rules, no batches)
     on ``path``, a copy of the book after Release and Invoice and posting; deletes it."""
-    con = duckdb.connect(str(path))
-    con.register("_ids_arrow", __import__("pyarrow").table({"billing_event_id": ids}))
-    t0 = time.perf_counter()
-    con.execute("BEGIN")
-    con.execute("CREATE TEMP TABLE _ids AS SELECT billing_event_id FROM _ids_arrow")
+    con, t0 = start_bulk(path, ids)
     con.execute(
         "CREATE TEMP TABLE _do AS SELECT e.id AS billing_event_id, e.document_id, "
         "CASE WHEN e.document_id IS NULL THEN 'unreleased' WHEN d.status = 'in_progress' "
@@ -197,11 +205,7 @@ def run_revert_floor(path: Path, ids: list[int]) -> float:
         "|| r.document_date || ')' END || '; the event is back in Awaiting Release', "
         "'reason: bench' FROM _do d LEFT JOIN _rev_docs r ON r.reverses_document_id = d.document_id"
     )
-    con.execute("COMMIT")
-    secs = time.perf_counter() - t0
-    con.close()
-    path.unlink()
-    return secs
+    return end_bulk(con, t0, path)
 
 
 def main() -> None:
