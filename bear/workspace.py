@@ -20,7 +20,7 @@ import pandas as pd
 from bear import pipeline
 from bear.auth import Team
 from bear.config import Settings
-from bear.db import Database, item_stats, open_database
+from bear.db import Database, item_stats, open_database, saved_views
 from bear.errors import BearError, NotFoundError, PluginError
 from bear.io import ImportReport
 from bear.io import export_files as _export_files
@@ -409,6 +409,34 @@ class Workspace(Reading):
         if isinstance(document_ids_or_run_id, int | np.integer):
             return pipeline.post_documents(self.core, run_id=int(document_ids_or_run_id), user=user)
         return pipeline.post_documents(self.core, document_ids_or_run_id, user=user)
+
+    # -- saved views ---------------------------------------------------------------------------
+    def save_view(
+        self,
+        name: str,
+        kind: str,
+        filters: dict[str, Any],
+        *,
+        user: str,
+        sort: tuple[str, str] = ("id", "asc"),
+    ) -> None:
+        """Save ``user``'s named view of a grid (``awaiting_release``, ``awaiting_invoice`` or
+        ``invoiced``): its filters (validated as a selection's) and sort column and direction.
+        A name ``user`` already has is replaced."""
+        built = Filters.build(**filters)  # a bad filter is named before anything is stored
+        column, direction = sort
+        q_events.sort_keys([(column, direction)])
+        saved_views.save(
+            self.db, user, name, kind, built.as_dict(), column, str(direction).lower() == "desc"
+        )
+
+    def saved_views(self, *, user: str) -> pd.DataFrame:
+        """``user``'s saved views by name: name, kind, filters (a dict), sort_by, descending."""
+        return saved_views.listed(self.db, user)
+
+    def delete_view(self, name: str, *, user: str) -> None:
+        """Forget ``user``'s saved view ``name``."""
+        saved_views.delete(self.db, user, name)
 
     def history(self, billing_event_id: int, *, scope: Scopes | None = None) -> pd.DataFrame:
         """The chain of one event, oldest first: every release, invoice and revert with its

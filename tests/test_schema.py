@@ -37,6 +37,7 @@ UNDECLARED = {
     # the team (bear.auth writes them; nothing imports or tests rows into them)
     "users",
     "api_tokens",
+    "saved_views",
     "change_log",
 }
 

@@ -804,3 +804,35 @@ def test_revert_from_the_invoiced_grid_with_a_reason_and_post_on_documents(demo_
     reversed_docs = reversed_docs[reversed_docs.id.isin(posted)]
     assert set(reversed_docs.status) == {"reversed"}
     assert str(reversed_docs.reversed_by_document_id.dtype) == "Int64"
+
+
+def test_saved_views_keep_filters_and_sort_per_person(demo_ws):
+    from bear.errors import BearError
+    from bear.ui.state import SavedViews
+
+    filters = FilterState()
+    grid = GridState(demo_ws, filters, kind="awaiting_release")
+    grids = {"awaiting_release": grid}
+    ana = SavedViews(demo_ws, filters, grids, "ana")
+    filters.param.update(currency=["GBP"], min_amount=1000.5, search="Stark")
+    grid.sort("summary_amount", descending=True)
+    assert ana.save("  GBP credits ", "awaiting_release") and ana.names == ["GBP credits"]
+    assert not ana.save("", "awaiting_release") and "needs a name" in ana.message
+    filters.reset()
+    grid.sort("id")
+    assert ana.apply("GBP credits") == "awaiting_release"
+    assert (filters.currency, filters.min_amount, filters.search) == (["GBP"], 1000.5, "Stark")
+    assert (grid.sort_by, grid.descending) == ("summary_amount", True)
+    # another person has their own views; a name saved again replaces the view
+    assert SavedViews(demo_ws, filters, grids, "bo").names == []
+    filters.param.update(currency=["EUR"])
+    assert ana.save("GBP credits", "awaiting_release")
+    assert demo_ws.saved_views(user="ana")["filters"].iloc[0]["currency"] == ["EUR"]
+    with pytest.raises(BearError, match="unknown filter 'colour'"):
+        demo_ws.save_view("x", "awaiting_release", {"colour": "red"}, user="ana")
+    with pytest.raises(BearError, match="sort"):
+        demo_ws.save_view("x", "awaiting_release", {}, user="ana", sort=("bogus", "asc"))
+    ana.delete("GBP credits")
+    assert ana.names == [] and ana.apply("GBP credits") is None
+    ana.delete("nothing")
+    assert "no saved view named 'nothing'" in ana.message

@@ -27,6 +27,7 @@ from bear.ui.state import (
     NotificationState,
     RunProgress,
     RunsState,
+    SavedViews,
     SettingsState,
     filter_options,
 )
@@ -37,6 +38,7 @@ from bear.ui.views import (
     NotificationBell,
     ProgressPanel,
     RunsView,
+    SavedViewsPanel,
     SettingsView,
 )
 
@@ -101,6 +103,13 @@ class Dashboard(Viewer):
         self.settings = SettingsState(ws, user=user, account=account)
 
         self.filter_panel = FilterPanel(self.filters, filter_options(ws))
+        grids = {
+            "awaiting_release": self.release_grid,
+            "awaiting_invoice": self.invoice_grid,
+            "invoiced": self.invoiced_grid,
+        }
+        self.saved = SavedViews(ws, self.filters, grids, user)
+        self.saved_panel = SavedViewsPanel(self.saved, self._event_kind, self._show_kind)
         self.filters_elsewhere = html_pane(
             "<p class='bear-muted'>The filters choose billing events: they show on the "
             "Awaiting Release, Awaiting Invoice and Invoiced tabs.</p>",
@@ -138,6 +147,7 @@ class Dashboard(Viewer):
     def _tab(self, event: Any) -> None:
         events_tab = event.new in (RELEASE, INVOICE, INVOICED)
         self.filter_panel.visible = events_tab  # the filters choose events: hidden elsewhere
+        self.saved_panel.visible = events_tab
         self.filters_elsewhere.visible = not events_tab
         self.release_grid.active = event.new == RELEASE
         self.invoice_grid.active = event.new == INVOICE
@@ -155,6 +165,15 @@ class Dashboard(Viewer):
         if not self.runs.open(run_id):
             toast("error", self.runs.error)
         self.tabs.active = RUNS
+
+    def _event_kind(self) -> str:
+        """The grid kind of the tab shown (Awaiting Release when it is not an event tab)."""
+        return {INVOICE: "awaiting_invoice", INVOICED: "invoiced"}.get(
+            self.tabs.active, "awaiting_release"
+        )
+
+    def _show_kind(self, kind: str) -> None:
+        self.tabs.active = {"awaiting_invoice": INVOICE, "invoiced": INVOICED}.get(kind, RELEASE)
 
     def _run_url(self, event: Any) -> None:
         """The address bar follows the run shown (``/?run=N``): a link to share, and Back."""
@@ -226,6 +245,7 @@ class Dashboard(Viewer):
             sidebar=[
                 html_pane("<h3 style='margin:0'>Filters</h3>"),
                 self.filter_panel,
+                self.saved_panel,
                 self.filters_elsewhere,
             ],
             main=[self.main()],

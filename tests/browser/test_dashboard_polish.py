@@ -156,3 +156,25 @@ def test_amounts_and_the_pager_are_on_screen_at_1500_by_900(page: Page, served, 
     pager_box = pager(page, r"Page 1 of").bounding_box()
     assert pager_box is not None and pager_box["y"] + pager_box["height"] <= 900
     page.screenshot(path=artifacts / "grid-1500x900.png")
+
+
+def test_a_saved_view_brings_back_filters_and_sort(page: Page, served):
+    open_dashboard(page, served.url)
+    everything = cards_events(page)
+    search = page.get_by_placeholder("event, project or account name, or event id")
+    search.fill("Stark")
+    search.press("Enter")
+    expect(events_card(page)).not_to_have_text(everything)
+    stark = cards_events(page)
+    page.locator(".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title").click()
+    expect(page.get_by_label("Sort by")).to_have_value("Amount")
+    name = page.get_by_label("Save the current filters and sort as")
+    name.fill("Stark by amount")
+    page.get_by_role("button", name="Save view").click()
+    expect(page.get_by_text("Saved view 'Stark by amount'.")).to_be_visible()
+    page.get_by_role("button", name="Reset filters").click()
+    expect(events_card(page)).to_have_text(everything)
+    page.get_by_label("Saved views").select_option("Stark by amount")
+    expect(events_card(page)).to_have_text(stark)
+    expect(search).to_have_value("Stark")
+    expect(page.get_by_label("Sort by")).to_have_value("Amount")

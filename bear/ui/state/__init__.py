@@ -28,7 +28,7 @@ from bear.ui.state.common import (
     resolve_user,
 )
 from bear.ui.state.documents import DocumentsState
-from bear.ui.state.filters import FilterState, filter_options
+from bear.ui.state.filters import FilterState, SavedViews, filter_options
 from bear.ui.state.grid import GridState, eligibility_ready
 from bear.ui.state.notifications import NotificationState
 from bear.ui.state.progress import RunProgress
@@ -58,6 +58,7 @@ __all__ = [
     "display_frame",
     "eligibility_ready",
     "filter_options",
+    "SavedViews",
     "frame_csv",
     "frame_xlsx",
     "parse_run_link",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import param
 
+from bear.errors import BearError
 from bear.models import Scopes
 from bear.selection import FILTERS, ID_FILTERS, Filters
 
@@ -86,3 +87,89 @@ class FilterState(param.Parameterized):
     def active(self) -> dict[str, Any]:
         """The filters that are set (for display)."""
         return {n: getattr(self, n) for n in self.NAMES if getattr(self, n) not in (None, [], "")}
+
+
+class SavedViews(param.Parameterized):
+    """A person's saved views: the current filters and a grid's sort under a name, stored in
+    the book (``ws.save_view``), and put back with one choice."""
+
+    names = param.List(default=[], doc="the person's saved views, by name")
+    message = param.String(default="")
+    ok = param.Boolean(default=True)
+
+    def __init__(
+        self, ws: Workspace, filters: FilterState, grids: dict[str, Any], user: str, **params: Any
+    ) -> None:
+        super().__init__(**params)
+        self.ws = ws
+        self.filters = filters
+        self.grids = grids  # kind -> GridState
+        self.user = user
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.names = list(self.ws.saved_views(user=self.user)["name"])
+
+    def _say(self, message: str, ok: bool) -> None:
+        self.param.update(message=message, ok=ok)
+
+    def save(self, name: str, kind: str) -> bool:
+        """Save the current filters and the sort of grid ``kind`` as ``name``."""
+        grid = self.grids[kind]
+        try:
+            chosen = self.filters.filters().as_dict()
+            self.ws.save_view(
+                name,
+                kind,
+                chosen,
+                user=self.user,
+                sort=(grid.sort_by, "desc" if grid.descending else "asc"),
+            )
+        except BearError as exc:
+            self._say(f"Not saved: {exc}", False)
+            return False
+        self.refresh()
+        self._say(f"Saved view {name.strip()!r}.", True)
+        return True
+
+    def apply(self, name: str) -> str | None:
+        """Put view ``name`` back (filters, and its grid's sort); returns its grid's kind."""
+        views = self.ws.saved_views(user=self.user)
+        found = views[views["name"] == name]
+        if not len(found):
+            self._say(f"No saved view named {name!r}.", False)
+            return None
+        view = found.iloc[0]
+        try:
+            built = Filters.build(**view["filters"]).as_dict()
+        except BearError as exc:  # e.g. a rule id that no longer exists
+            self._say(f"View {name!r} no longer applies: {exc}", False)
+            return None
+        fresh: dict[str, Any] = {n: self.filters.param[n].default for n in self.filters.NAMES}
+        fresh.update({n: [] for n in self.filters.list_names()})
+        for key, value in built.items():
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Decimal):
+                value = float(value)
+            fresh[key] = value
+        self.filters._batch = True
+        try:
+            self.filters.param.update(**fresh)
+        finally:
+            self.filters._batch = False
+        grid = self.grids.get(str(view["kind"]))
+        if grid is not None:
+            grid.param.update(sort_by=str(view["sort_by"]), descending=bool(view["descending"]))
+        self.filters.version += 1
+        self._say(f"View {name!r} applied.", True)
+        return str(view["kind"])
+
+    def delete(self, name: str) -> None:
+        try:
+            self.ws.delete_view(name, user=self.user)
+        except BearError as exc:
+            self._say(str(exc), False)
+            return
+        self.refresh()
+        self._say(f"Deleted view {name!r}.", True)

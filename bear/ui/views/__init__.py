@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bear.ui.views.action import ActionDialog
 from bear.ui.views.documents import DOC_TITLES, DocumentsView
-from bear.ui.views.filters import FilterPanel
+from bear.ui.views.filters import FilterPanel, SavedViewsPanel
 from bear.ui.views.grid import EventGrid
 from bear.ui.views.notifications import BELL_SVG, NotificationBell
 from bear.ui.views.progress import ProgressPanel
@@ -40,5 +40,6 @@ __all__ = [
     "ProgressPanel",
     "RunDetail",
     "RunsView",
+    "SavedViewsPanel",
     "SettingsView",
 ]

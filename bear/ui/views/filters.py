@@ -5,6 +5,7 @@ message when a filter value is not allowed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
@@ -18,6 +19,7 @@ from bear.ui.components import (
 )
 from bear.ui.state import (
     FilterState,
+    SavedViews,
 )
 from bear.ui.views.common import button
 
@@ -156,3 +158,79 @@ def parse_amount_or_none(text: str | None) -> float | None:
         return parse_amount(text)
     except ValueError:
         return None
+
+
+class SavedViewsPanel(Viewer):
+    """Saved views in the sidebar: pick one to put it back; name the current one to save it."""
+
+    def __init__(
+        self, state: SavedViews, current_kind: Callable[[], str], on_applied: Callable[[str], None]
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self._current_kind = current_kind
+        self._on_applied = on_applied
+        self.pick = pn.widgets.Select(
+            label="Saved views", options=self._options(), sizing_mode="stretch_width"
+        )
+        self.view_name = pn.widgets.TextInput(
+            label="Save the current filters and sort as",
+            placeholder="e.g. EMEA credits over 10k",
+            max_length=80,
+            sizing_mode="stretch_width",
+        )
+        self.save = button("Save view", "default", width=110)
+        self.delete = button("Delete", "light", width=80, disabled=True)
+        self.message = html_pane()
+        self.pick.param.watch(self._picked, "value")
+        self.save.on_click(lambda e: self._save())
+        self.view_name.param.watch(lambda e: self._save(), "enter_pressed")
+        self.delete.on_click(lambda e: self._delete())
+        state.param.watch(self._names, "names")
+        state.param.watch(self._message, ["message", "ok"])
+        self.layout = pn.Column(
+            html_pane("<h3 style='margin:12px 0 0 0'>Saved views</h3>"),
+            pn.Row(self.pick, self.delete, sizing_mode="stretch_width"),
+            pn.Row(self.view_name, self.save, sizing_mode="stretch_width"),
+            self.message,
+            sizing_mode="stretch_width",
+        )
+
+    def _options(self) -> list[str]:
+        return ["", *self.state.names]
+
+    def _names(self, *_: Any) -> None:
+        self.pick.options = self._options()
+
+    def _message(self, *_: Any) -> None:
+        text = self.state.message
+        self.message.object = alert(text, "ok" if self.state.ok else "err") if text else ""
+
+    def _picked(self, event: Any) -> None:
+        self.delete.disabled = not event.new
+        if event.new:
+            kind = self.state.apply(event.new)
+            if kind is not None:
+                self._on_applied(kind)
+
+    def _save(self) -> None:
+        if self.state.save(
+            self.view_name.value_input or self.view_name.value, self._current_kind()
+        ):
+            self.view_name.value = self.view_name.value_input = ""
+
+    def _delete(self) -> None:
+        if self.pick.value:
+            self.state.delete(self.pick.value)
+            self.pick.value = ""
+
+    @property
+    def visible(self) -> bool:
+        return self.layout.visible
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        self.layout.visible = value
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.layout
