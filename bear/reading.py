@@ -4,7 +4,7 @@ counts, pages and totals of selections and listings (one pager for all), each a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from bear.db import Database
 from bear.errors import BearError, NotFoundError
+from bear.io import stream
 from bear.models import Scopes
 from bear.pipeline import Core
 from bear.queries import bounds
@@ -192,6 +193,36 @@ class Reading:
             limit = bounds.whole("limit", limit, 0, bounds.BIGINT_MAX)
         listing = self._listing(what, sort=sort, columns=columns)
         return q_pager.export(self.db.cursor(), listing, limit)
+
+    def export_stream(
+        self,
+        what: Listable,
+        fmt: str = "csv",
+        *,
+        sort: Sequence[tuple[str, str]] | None = None,
+        columns: Sequence[str] | None = None,
+        raw: bool = False,
+    ) -> Iterator[bytes]:
+        """Every row of ``what`` in order as ``csv`` or ``xlsx`` bytes, chunk by chunk from SQL
+        (at most one batch of rows in memory; Excel: at most ``EXCEL_MAX_ROWS`` rows).
+        Formula-like text is neutralised unless ``raw``. The query runs before this returns,
+        so a bad one raises here; the chunks use a cursor of their own, closed at the end."""
+        listing = self._listing(what, sort=sort, columns=columns)
+        cur = self.db.con.cursor()
+        try:
+            listing.register(cur)
+            out = stream.chunks(cur, listing.export_sql(), listing.params, fmt, raw=raw)
+        except BaseException:
+            cur.close()
+            raise
+
+        def closing() -> Iterator[bytes]:
+            try:
+                yield from out
+            finally:
+                cur.close()
+
+        return closing()
 
     def filter_options(self) -> dict[str, Any]:
         """Choices for the filter widgets (labels → values), eligibility rules included."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -24,6 +24,7 @@ from bear.api.context import Context, Principal, context, principal
 from bear.api.problems import RESPONSES
 from bear.errors import ImportProblemError, InputError
 from bear.io import FORMATS, KINDS
+from bear.selection import Kind
 
 router = APIRouter(prefix="/api/v1", responses=RESPONSES)
 
@@ -139,3 +140,58 @@ def export_files(
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="bear-export-{fmt}.zip"'},
     )
+
+
+@router.get(
+    "/events/export",
+    tags=["events"],
+    responses={
+        200: {
+            "description": "the selection's events as CSV or an Excel workbook, streamed",
+            "content": {
+                "text/csv": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+            },
+        }
+    },
+)
+def export_events(
+    kind: Kind = "awaiting_release",
+    filters: str = "{}",
+    sort: str = "id:asc",
+    columns: str = "",
+    fmt: str = "csv",
+    raw: bool = False,
+    who: Principal = Depends(principal),
+    ctx: Context = Depends(context),
+) -> StreamingResponse:
+    """Every event of a selection — ``kind`` and ``filters`` (a JSON object, as in the other
+    event routes), limited to the caller's scopes — sorted by ``sort`` (``column:asc|desc``),
+    with ``columns`` (comma-separated; default every column), as ``csv`` or ``xlsx``. Streamed
+    in chunks from SQL: any size, one batch of rows in memory. Formula-like text is
+    neutralised unless ``raw``."""
+    import json
+
+    from bear.api.routes import SelectionIn, _events
+
+    who.require("read")
+    try:
+        chosen = json.loads(filters)
+    except ValueError:
+        raise InputError("filters: expected a JSON object", name="filters") from None
+    if not isinstance(chosen, dict):
+        raise InputError("filters: expected a JSON object", name="filters")
+    column, _, direction = sort.partition(":")
+    cols = [c.strip() for c in columns.split(",") if c.strip()] or None
+    sel = _events(ctx, SelectionIn(kind=kind, filters=chosen), who)
+    chunks = ctx.ws.export_stream(
+        sel, fmt, sort=[(column, direction or "asc")], columns=cols, raw=raw
+    )
+    media = "text/csv" if fmt == "csv" else XLSX
+    name = f"bear-{kind.replace('_', '-')}.{fmt}"
+    return StreamingResponse(
+        chunks, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -21,6 +21,7 @@ from bear.errors import BearError
 log = logging.getLogger(__name__)
 
 SESSION_THREADS = 4
+EXPORTS = "/api/v1/events/export"  # the dashboard's CSV / Excel links stream from here
 
 
 def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
@@ -44,7 +45,7 @@ def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
         user = ws.team.by_id(uid) if uid is not None else None
         if user is not None and user.disabled:
             user = None
-        return create_app(ws, user.name if user else owner, account=user)
+        return create_app(ws, user.name if user else owner, account=user, exports=EXPORTS)
 
     hosts = list(hosts)
     add_applications(

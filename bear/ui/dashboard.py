@@ -79,6 +79,7 @@ class Dashboard(Viewer):
         background: Background | None = run_in_background,
         poll: bool = True,
         account: User | None = None,
+        exports: str | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
@@ -116,9 +117,15 @@ class Dashboard(Viewer):
             visible=False,
         )
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
-        self.release_view = EventGrid(self.release_grid, self.release_flow, self.run_started)
-        self.invoice_view = EventGrid(self.invoice_grid, self.invoice_flow, self.run_started)
-        self.invoiced_view = EventGrid(self.invoiced_grid, self.invoiced_flow, self.run_started)
+        self.release_view = EventGrid(
+            self.release_grid, self.release_flow, self.run_started, exports=exports
+        )
+        self.invoice_view = EventGrid(
+            self.invoice_grid, self.invoice_flow, self.run_started, exports=exports
+        )
+        self.invoiced_view = EventGrid(
+            self.invoiced_grid, self.invoiced_flow, self.run_started, exports=exports
+        )
         self.runs_view = RunsView(self.runs, open_documents=self.open_documents)
         self.docs_view = DocumentsView(self.docs)
         self.settings_view = SettingsView(self.settings, background, user=user)

@@ -75,10 +75,13 @@ def resolve_owner(cli_user: str | None = None) -> str:
     return resolve_user(None, cli_user)
 
 
-def create_app(ws: Any = None, user: str | None = None, account: Any = None) -> Any:
+def create_app(
+    ws: Any = None, user: str | None = None, account: Any = None, exports: str | None = None
+) -> Any:
     """The page of one session: the dashboard in its frame, opened at ``/?run=N`` if asked.
     ``account`` is the signed-in ``bear.models.User`` (``None`` in single-user mode): its
-    role decides what the page offers."""
+    role decides what the page offers. ``exports`` is the address of the API's streamed
+    event export (``bear serve``), for the grids' CSV and Excel links."""
     import panel as pn
 
     from bear.ui.dashboard import Dashboard
@@ -89,5 +92,5 @@ def create_app(ws: Any = None, user: str | None = None, account: Any = None) -> 
     ws = ws or workspace()
     args = dict(pn.state.session_args or {}) if pn.state.curdoc is not None else {}
     name = user or resolve_owner(None)
-    dash = Dashboard(ws, name, run_link=parse_run_link(args), account=account)
+    dash = Dashboard(ws, name, run_link=parse_run_link(args), account=account, exports=exports)
     return dash.template()

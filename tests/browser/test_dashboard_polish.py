@@ -178,3 +178,36 @@ def test_a_saved_view_brings_back_filters_and_sort(page: Page, served):
     expect(events_card(page)).to_have_text(stark)
     expect(search).to_have_value("Stark")
     expect(page.get_by_label("Sort by")).to_have_value("Amount")
+
+
+def test_the_listed_events_download_as_csv_and_excel(page: Page, served):
+    import io
+
+    import pandas as pd
+
+    open_dashboard(page, served.url)
+    everything = cards_events(page)
+    search = page.get_by_placeholder("event, project or account name, or event id")
+    search.fill("Stark")
+    search.press("Enter")
+    expect(events_card(page)).not_to_have_text(everything)
+    count = int(re.search(r"[\d,]+", events_card(page).inner_text()).group(0).replace(",", ""))
+    expect(page.get_by_text(f"Download the {count:,} events listed")).to_be_visible()
+    link = page.get_by_role("link", name="CSV").filter(visible=True)
+    with page.expect_download() as download:
+        link.click()
+    csv = pd.read_csv(download.value.path())
+    assert len(csv) == count and list(csv.columns[:4]) == [
+        "id",
+        "name",
+        "currency",
+        "summary_amount",
+    ]
+    assert csv["id"].is_monotonic_increasing  # the grid's sort
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Excel").filter(visible=True).click()
+    xlsx = pd.read_excel(io.BytesIO(download.value.path().read_bytes()))
+    assert len(xlsx) == count
+    # the same address refuses what is not a filter, naming it
+    bad = page.request.get(f"{served.url}/api/v1/events/export?filters=%7B%22colour%22%3A1%7D")
+    assert bad.status == 422 and "colour" in bad.text()

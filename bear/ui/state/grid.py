@@ -11,6 +11,7 @@ callable a view supplies; without one it runs inline (tests, bench).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -286,6 +287,18 @@ class GridState(Navigation, param.Parameterized):
         pv = self.ws.preview([int(event_id)], action=self.action, full=True)
         v = pv.violations
         return v[["stage", "rule_id", "severity", "message"]].reset_index(drop=True)
+
+    def export_query(self, fmt: str) -> dict[str, str]:
+        """The query of the API's streamed export of what this grid lists: its kind, filters,
+        sort and columns (the person's scopes are applied by the server)."""
+        chosen = self.filter_state.filters().as_dict()
+        return {
+            "kind": self.kind,
+            "filters": json.dumps(chosen, default=str, separators=(",", ":")),
+            "sort": f"{self.sort_by}:{'desc' if self.descending else 'asc'}",
+            "columns": ",".join(self.columns()),
+            "fmt": fmt,
+        }
 
     def history(self, event_id: int) -> pd.DataFrame:
         """One event's releases, invoices and reverts with their documents (oldest first)."""

@@ -8,12 +8,14 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
 from bear.auth import allowed
+from bear.errors import BearError
 from bear.ui.components import (
     PagerBar,
     alert,
@@ -58,10 +60,17 @@ class EventGrid(Viewer):
     """Cards, sort and pager, the SQL-paged grid with checkbox selection, selection bar, actions."""
 
     def __init__(
-        self, grid: GridState, flow: ActionFlow, on_started: Callable[[int], None], **params: Any
+        self,
+        grid: GridState,
+        flow: ActionFlow,
+        on_started: Callable[[int], None],
+        exports: str | None = None,
+        **params: Any,
     ):
         super().__init__(**params)
         self.grid = grid
+        self._exports = exports  # the streamed export's address (served); None: no links
+        self.downloads = html_pane(visible=exports is not None)
         self.flow = flow
         self._syncing = False
         self.cards = html_pane(min_height=90)
@@ -121,9 +130,11 @@ class EventGrid(Viewer):
         grid.param.watch(self._cards, ["cards", "ineligible"])
         grid.param.watch(self._loading, "loading")
         grid.param.watch(self._error, "error")
+        grid.param.watch(self._links, ["version", "sort_by", "descending", "total"])
         self._rows()
         self._cards()
         self._selection()
+        self._links()
 
     # -- rendering --------------------------------------------------------------------------
     def _cards(self, *_: Any) -> None:
@@ -160,6 +171,31 @@ class EventGrid(Viewer):
             self.table.selection = self.grid.page_selection()
         finally:
             self._syncing = False
+
+    def _links(self, *_: Any) -> None:
+        """CSV and Excel links for every event the grid lists (filters and sort as shown):
+        the browser downloads them as they stream, with its own progress."""
+        if self._exports is None:
+            return
+        try:
+            links = [
+                f"<a class='bear-download' href='{esc(self._exports)}?"
+                f"{esc(urlencode(self.grid.export_query(fmt)))}' download>{label}</a>"
+                for fmt, label in (("csv", "CSV"), ("xlsx", "Excel"))
+            ]
+        except BearError:  # filters refused: the sidebar says why; no link to a bad query
+            self.downloads.object = ""
+            return
+        n = self.grid.total
+        self.downloads.object = (
+            f"<div class='bear-line'>Download the {n:,} events listed: {' · '.join(links)}"
+            + (
+                " <span class='bear-muted'>(Excel: the first 1,000,000)</span>"
+                if n > 1_000_000
+                else ""
+            )
+            + "</div>"
+        )
 
     def _header(self, event: Any) -> None:
         """A column header was clicked: sort the whole selection that way, not just the page."""
@@ -265,6 +301,7 @@ class EventGrid(Viewer):
             self.error,
             self.table,
             self.pager,
+            self.downloads,
             self.dialog,
             sizing_mode="stretch_width",
         )
