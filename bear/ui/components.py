@@ -79,6 +79,24 @@ fast-card.pn-wrapper { contain: none !important; }
 DIALOG_JS = """
 window._bearDialogs = window._bearDialogs || new Set();
 window._bearDialogs.add(source);
+if (source.open) {
+  // focus the primary button once the dialog's body is drawn (it may still be computing)
+  const find = (root, selector) => {
+    const hit = root.querySelector(selector);
+    if (hit) { return hit; }
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) { const f = find(el.shadowRoot, selector); if (f) { return f; } }
+    }
+    return null;
+  };
+  let tries = 0;
+  const focus = () => {
+    const box = find(document, '.dialog-container:not([style*="display: none"])');
+    const primary = box && find(box, 'button.bk-btn-primary:not([disabled])');
+    if (primary) { primary.focus(); } else if (tries++ < 40) { setTimeout(focus, 250); }
+  };
+  setTimeout(focus, 100);
+}
 if (!window._bearEscape) {
   window._bearEscape = true;
   document.addEventListener('keydown', (e) => {
@@ -86,6 +104,12 @@ if (!window._bearEscape) {
     for (const m of window._bearDialogs) { if (m.open) { m.open = false; } }
   });
 }
+"""
+
+
+# A visible focus ring on every control (keyboard users see where they are).
+FOCUS_CSS = """
+:focus-visible { outline: 2px solid #2e90fa !important; outline-offset: 2px; }
 """
 
 

@@ -14,10 +14,18 @@ from typing import Any
 
 import panel as pn
 from panel.theme.fast import Fast as PanelFast
-from panel.viewable import Viewer
+from panel.viewable import Viewable, Viewer
 
 from bear.models import User
-from bear.ui.components import CSS, TEMPLATE_CSS, esc, html_pane, run_in_background, toast
+from bear.ui.components import (
+    CSS,
+    FOCUS_CSS,
+    TEMPLATE_CSS,
+    esc,
+    html_pane,
+    run_in_background,
+    toast,
+)
 from bear.ui.state import (
     ActionFlow,
     Background,
@@ -63,6 +71,11 @@ class LocalFast(PanelFast):
     Panel finds a design's files by the lower-cased class name, hence ``__name__``."""
 
     _resources = {**PanelFast._resources, "font": {}}
+    # every component also gets a visible keyboard focus ring
+    modifiers = {
+        **PanelFast.modifiers,
+        Viewable: {"stylesheets": [*PanelFast.modifiers[Viewable]["stylesheets"], FOCUS_CSS]},
+    }
 
 
 LocalFast.__name__ = "Fast"

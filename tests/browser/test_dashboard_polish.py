@@ -211,3 +211,16 @@ def test_the_listed_events_download_as_csv_and_excel(page: Page, served):
     # the same address refuses what is not a filter, naming it
     bad = page.request.get(f"{served.url}/api/v1/events/export?filters=%7B%22colour%22%3A1%7D")
     assert bad.status == 422 and "colour" in bad.text()
+
+
+def test_keyboard_the_dialog_focuses_its_primary_button_and_focus_is_visible(page: Page, served):
+    open_dashboard(page, served.url)
+    open_warning(page)
+    focused = page.locator("button.bk-btn-primary:focus")
+    expect(focused).to_have_text(re.compile(r"Continue with all"))
+    page.keyboard.press("Tab")  # from the keyboard: the ring shows where focus went
+    cancel = page.locator("button:focus")
+    expect(cancel).to_have_text("Cancel")
+    assert cancel.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("cannot be fully processed", exact=False)).to_be_hidden()
