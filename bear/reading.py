@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from bear import pipeline
 from bear.db import Database
 from bear.errors import BearError, NotFoundError
 from bear.io import stream
@@ -18,6 +19,7 @@ from bear.models import Scopes
 from bear.pipeline import Core
 from bear.queries import bounds
 from bear.queries import events as q_events
+from bear.queries import overview as q_overview
 from bear.queries import pager as q_pager
 from bear.queries import records as q_records
 from bear.queries.events import Condition
@@ -138,6 +140,23 @@ class Reading:
         self._own(sel)
         cond = self._condition(sel, cached=cached)
         return q_events.totals(self.db.cursor(), cond, projects=projects)
+
+    def overview(self, sel: Selection, *, cached: bool = False) -> dict[str, pd.DataFrame]:
+        """A selection at a glance (Decimal amounts, per currency): ``age`` (bucket by days
+        since the event date), ``customers`` (the ten accounts with most events, then the
+        rest), ``currency``, and ``reasons`` (events per blocking rule; computes the kind's
+        eligibility if it is not cached yet)."""
+        self._own(sel)
+        cond = self._condition(sel, cached=cached)
+        cur = self.db.cursor()
+        kind = "awaiting_release" if sel.kind == "all" else sel.kind
+        rules = pipeline.eligibility_table(self.core, kind)[1]
+        return {
+            "age": q_overview.by_age(cur, cond),
+            "customers": q_overview.by_customer(cur, cond),
+            "currency": q_overview.by_currency(cur, cond),
+            "reasons": q_overview.by_reason(cur, cond, rules),
+        }
 
     def page(
         self,

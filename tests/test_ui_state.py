@@ -836,3 +836,42 @@ def test_saved_views_keep_filters_and_sort_per_person(demo_ws):
     assert ana.names == [] and ana.apply("GBP credits") is None
     ana.delete("nothing")
     assert "no saved view named 'nothing'" in ana.message
+
+
+def test_overview_by_age_customer_currency_reason_and_a_bar_filters(demo_ws):
+    import datetime as dt
+
+    from bear.ui.state.overview import OverviewState
+
+    filters = FilterState()
+    grid = GridState(demo_ws, filters, kind="awaiting_release")
+    grid.refresh()
+    ov = OverviewState(grid)
+    assert ov.age is None  # nothing computed while closed
+    ov.open = True
+    assert list(ov.age["bucket"].unique()) == ["0–30 days", "31–60 days", "61–90 days", "90+ days"]
+    assert int(ov.age["events"].sum()) == grid.total
+    assert int(ov.currency["events"].sum()) == grid.total
+    assert int(ov.customers["events"].sum()) == grid.total
+    assert ov.customers["account"].nunique() <= 11
+    totals = grid.ws.totals(grid.selection_filter()).set_index("currency")["amount"]
+    for row in ov.currency.itertuples():
+        assert row.amount == totals[row.currency]  # Decimal, exact, per currency
+    top = ov.reasons.iloc[0]
+    assert top.events == grid.ws.count(grid.selection_filter().refine(eligibility=top.rule_id))
+    # a click on a bar is a filter; the overview follows
+    assert ov.pick("currency", "EUR") == "currency EUR" and filters.currency == ["EUR"]
+    assert set(ov.currency["currency"]) == {"EUR"}
+    top = ov.reasons.iloc[0]  # of the EUR events now
+    assert ov.pick("reasons", top.rule_id).startswith("events blocked by")
+    assert filters.eligibility == top.rule_id
+    ov.pick("age", ("31–60 days", "EUR"))
+    today = dt.date.today()
+    assert (filters.date_from, filters.date_to) == (
+        today - dt.timedelta(days=60),
+        today - dt.timedelta(days=31),
+    )
+    account = ov.customers.dropna(subset=["account_id"]).iloc[0]
+    filters.reset()
+    assert ov.pick("customers", account.account) and filters.account == [int(account.account_id)]
+    assert ov.pick("customers", "All other customers") == ""

@@ -39,11 +39,13 @@ from bear.ui.state import (
     SettingsState,
     filter_options,
 )
+from bear.ui.state.overview import OverviewState
 from bear.ui.views import (
     DocumentsView,
     EventGrid,
     FilterPanel,
     NotificationBell,
+    OverviewView,
     ProgressPanel,
     RunsView,
     SavedViewsPanel,
@@ -130,6 +132,8 @@ class Dashboard(Viewer):
             visible=False,
         )
         self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
+        self.overview = OverviewState(self.release_grid)
+        self.overview_view = OverviewView(self.overview)
         self.release_view = EventGrid(
             self.release_grid, self.release_flow, self.run_started, exports=exports
         )
@@ -144,7 +148,10 @@ class Dashboard(Viewer):
         self.settings_view = SettingsView(self.settings, background, user=user)
         self.bell = NotificationBell(self.notes)
         self.tabs = pn.Tabs(
-            (TAB_NAMES[RELEASE], self.release_view),
+            (
+                TAB_NAMES[RELEASE],
+                pn.Column(self.overview_view, self.release_view, sizing_mode="stretch_width"),
+            ),
             (TAB_NAMES[INVOICE], self.invoice_view),
             (TAB_NAMES[INVOICED], self.invoiced_view),
             (TAB_NAMES[RUNS], self.runs_view),

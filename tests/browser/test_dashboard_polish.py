@@ -224,3 +224,20 @@ def test_keyboard_the_dialog_focuses_its_primary_button_and_focus_is_visible(pag
     assert cancel.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
     page.keyboard.press("Escape")
     expect(page.get_by_text("cannot be fully processed", exact=False)).to_be_hidden()
+
+
+def test_the_overview_draws_four_charts_and_a_click_on_a_bar_filters(page: Page, served, artifacts):
+    page.set_viewport_size({"width": 1500, "height": 1000})
+    open_dashboard(page, served.url)
+    everything = cards_events(page)
+    page.get_by_text("Overview — what awaits", exact=False).click()
+    expect(page.get_by_text("Computed in", exact=False)).to_be_visible()
+    plots = page.locator(".bk-Canvas").filter(visible=True)
+    expect(plots).to_have_count(4, timeout=30_000)
+    page.screenshot(path=artifacts / "overview.png")
+    # the currency chart (third): its first bar is the largest amount; click inside it
+    box = plots.nth(2).bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.22, box["y"] + box["height"] * 0.7)
+    expect(page.locator(".notyf__message", has_text="Filtered: currency").first).to_be_visible()
+    expect(events_card(page)).not_to_have_text(everything)

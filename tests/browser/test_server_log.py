@@ -42,6 +42,8 @@ def test_a_browser_session_leaves_no_traceback_or_warning_in_the_server_log(
         page.get_by_role("button", name="Reset filters").click()
         page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
         page.locator(".tabulator-col[tabulator-field=name] .tabulator-col-title").click()
+        page.get_by_text("Overview — what awaits", exact=False).click()
+        expect(page.get_by_text("Computed in", exact=False)).to_be_visible()
         page.get_by_role("button", name="Preview", exact=True).click()
         expect(page.locator(".dialog-content").filter(visible=True).first).to_be_visible()
         page.keyboard.press("Escape")

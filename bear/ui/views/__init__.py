@@ -14,6 +14,7 @@ from bear.ui.views.documents import DOC_TITLES, DocumentsView
 from bear.ui.views.filters import FilterPanel, SavedViewsPanel
 from bear.ui.views.grid import EventGrid
 from bear.ui.views.notifications import BELL_SVG, NotificationBell
+from bear.ui.views.overview import OverviewView
 from bear.ui.views.progress import ProgressPanel
 from bear.ui.views.runs import (
     APP_TITLES,
@@ -37,6 +38,7 @@ __all__ = [
     "EventGrid",
     "FilterPanel",
     "NotificationBell",
+    "OverviewView",
     "ProgressPanel",
     "RunDetail",
     "RunsView",
