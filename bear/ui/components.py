@@ -17,6 +17,8 @@ import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
 
+from bear.errors import BearError
+
 log = logging.getLogger(__name__)
 
 _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bear-ui")
@@ -230,6 +232,8 @@ def run_in_background(fn: Callable[[], None]) -> None:
     def work() -> None:
         try:
             fn()
+        except BearError as exc:  # a known condition (e.g. the server closing the book)
+            log.info("dashboard background task stopped: %s", exc)
         except Exception:  # a failure must not vanish silently in a worker thread
             log.exception("dashboard background task failed")
 
