@@ -1,0 +1,144 @@
+"""Benchmark: the dashboard at a million events as an analyst feels it — click → grid updated
+in headless Chromium against ``bear serve`` — beside the server-side part of the same work.
+
+Serves a copy of the book, then repeats each interaction and prints its p50 / p95 round trip
+(click until the page shows the result: next page, a header sort, a search, Reset, Select
+all), and the first load (navigation until the first page of events is shown). Beside each,
+the server-side part: the same operation on the dashboard's state classes in this process,
+on a second copy of the book (DuckDB lets one process own a file). Aim: p50 ≤ 300 ms,
+p95 ≤ 600 ms on the 2-core machine. Figures are printed, not asserted.
+
+    .venv/bin/python bench/bench_browser.py --db /tmp/bench1m.duckdb [--repeat 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import bear  # noqa: E402
+from bear.ui.state import FilterState, GridState  # noqa: E402
+
+SEARCHES = ("Stark", "Wonka")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def until(check: Callable[[], bool], timeout: float = 60.0) -> float:
+    """Seconds until ``check()`` holds (polled every few ms through the browser driver)."""
+    t0 = time.perf_counter()
+    while not check():
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("the page did not update in time")
+        time.sleep(0.005)
+    return time.perf_counter() - t0
+
+
+def server_side(path: Path, repeat: int) -> dict[str, list[float]]:
+    """The same interactions on the state classes (ms), on a private copy of the book."""
+    out: dict[str, list[float]] = {k: [] for k in ("page", "sort", "search", "reset", "select all")}
+    with bear.connect(path, resume=False) as ws:
+        ws.eligibility("awaiting_release")
+        filters = FilterState()
+        grid = GridState(ws, filters)
+        grid.refresh()
+        for i in range(repeat):
+            for name, act in (
+                ("page", grid.next_page),
+                ("sort", lambda i=i: grid.sort("summary_amount", descending=i % 2 == 0)),
+                ("search", lambda i=i: setattr(filters, "search", SEARCHES[i % 2])),
+                ("reset", filters.reset),
+                ("select all", grid.select_all_matching),
+            ):
+                t0 = time.perf_counter()
+                act()
+                out[name].append((time.perf_counter() - t0) * 1000)
+            grid.clear_selection()
+    return out
+
+
+def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]]:
+    from netutil import serving
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, list[float]] = {k: [] for k in ("page", "sort", "search", "reset", "select all")}
+    chromium = shutil.which("chromium")
+    with serving(path, "--user", "bench@example.com", timeout=180) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.set_default_timeout(120_000)
+        t0 = time.perf_counter()
+        page.goto(url)
+        label = page.get_by_text(re.compile(r"Page \d+ of")).filter(visible=True).first
+        label.wait_for()
+        first_load = time.perf_counter() - t0
+        card = page.locator(".bear-card", has_text="matching the filters").first
+        first_id = page.locator(".tabulator-row [tabulator-field=id]").first
+        search = page.get_by_placeholder("event, project or account name, or event id")
+        for i in range(repeat):
+            before = label.inner_text()
+            m = re.search(r"Page ([\d,]+) of", before)
+            page_no = int(m.group(1).replace(",", "")) if m else 1
+            page.get_by_role("button", name="›").first.click()
+            out["page"].append(
+                1000 * until(lambda n=page_no: f"Page {n + 1:,} of" in label.inner_text())
+            )
+            shown = first_id.inner_text()
+            page.locator(
+                ".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title"
+            ).click()
+            out["sort"].append(1000 * until(lambda s=shown: first_id.inner_text() != s))
+            everything = card.inner_text()
+            search.fill(SEARCHES[i % 2])
+            search.press("Enter")
+            out["search"].append(1000 * until(lambda e=everything: card.inner_text() != e))
+            narrowed = card.inner_text()
+            page.get_by_role("button", name="Reset filters").click()
+            out["reset"].append(1000 * until(lambda n=narrowed: card.inner_text() != n))
+            page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
+            selected = page.get_by_text(re.compile(r"[\d,]+ selected")).first
+            out["select all"].append(1000 * until(selected.is_visible))
+            page.get_by_role("button", name="Clear selection").click()
+            page.get_by_text("No events selected", exact=False).first.wait_for()
+        browser.close()
+    return first_load, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", required=True, help="the book to serve (a copy is used)")
+    ap.add_argument("--repeat", type=int, default=9)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bear-bench-browser-") as tmp:
+        served, local = Path(tmp) / "served" / "book.duckdb", Path(tmp) / "local.duckdb"
+        served.parent.mkdir()
+        shutil.copy(args.db, served)
+        shutil.copy(args.db, local)
+        first_load, browser = browser_side(served, args.repeat)
+        server = server_side(local, args.repeat)
+    print(f"first load (navigation → first page of events shown): {first_load * 1000:,.0f} ms")
+    print(f"{'interaction':<12} {'browser p50':>12} {'p95':>8}   {'server p50':>11} {'p95':>8}")
+    for name, times in browser.items():
+        s = server[name]
+        print(
+            f"{name:<12} {statistics.median(times):>9,.0f} ms {pct(times, 0.95):>5,.0f} ms   "
+            f"{statistics.median(s):>8,.0f} ms {pct(s, 0.95):>5,.0f} ms"
+        )
+    print("aim: browser p50 ≤ 300 ms and p95 ≤ 600 ms per interaction")
+
+
+if __name__ == "__main__":
+    main()
