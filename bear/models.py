@@ -40,6 +40,56 @@ class Action(StrEnum):
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 
+RunOutcome = Literal[
+    "queued", "running", "completed", "completed with failures", "failed", "cancelled"
+]
+# What a run's outcome is read from: fields of ``RunResult`` and ``RunSummary``, columns of
+# ``ws.runs()``.
+OUTCOME_INPUTS = (
+    "status",
+    "selected",
+    "released",
+    "not_released",
+    "failed_batches",
+    "sales_invoices",
+    "credit_notes",
+    "not_passed",
+    "reverted",
+    "not_reverted",
+)
+
+
+def run_outcome(**counts: Any) -> Any:
+    """What a run came to, from its ``status`` and counts (the ``OUTCOME_INPUTS``, by keyword):
+
+    - ``completed``: it finished and every selected event was processed;
+    - ``completed with failures``: it finished, but some events were not released, not
+      passed to accounting or not reverted (left out up front counts), or a batch failed;
+    - ``failed``: it failed, or finished having done nothing it was asked (events were
+      selected, and none was released, got a document or was reverted);
+    - ``cancelled``, ``queued``, ``running``: its status.
+
+    The one definition of an outcome: each value may be one run's (a ``str`` is returned) or
+    a column of many runs' (an array of outcomes is returned), so ``RunResult.outcome`` and
+    ``ws.runs()`` read it alike."""
+    import numpy as np
+
+    c = counts
+    status = c["status"]
+    done = c["released"] + c["sales_invoices"] + c["credit_notes"] + c["reverted"]
+    missed = c["not_released"] + c["failed_batches"] + c["not_passed"] + c["not_reverted"]
+    finished = status == "completed"
+    out = np.select(
+        [
+            ~np.asarray(finished),
+            np.asarray((c["selected"] > 0) & (done == 0)),
+            np.asarray(missed > 0),
+        ],
+        [np.asarray(status, dtype=object), "failed", "completed with failures"],
+        default="completed",
+    )
+    return str(out) if out.ndim == 0 else out
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -93,6 +143,16 @@ class RunSummary:
     # nothing of BEAR).
     settings: Any = field(default=None, compare=False, repr=False)
 
+    @property
+    def outcome(self) -> str:
+        """What the run came to (``run_outcome``). A summary is written when a stage ends: while
+        the run goes on (the release stage of a Release and Invoice run, or a release whose run
+        is closed just after), it is judged on what that stage has done."""
+        status = "completed" if self.status in ("queued", "running") else self.status
+        return str(
+            run_outcome(**{**{k: getattr(self, k) for k in OUTCOME_INPUTS}, "status": status})
+        )
+
 
 @dataclass(frozen=True)
 class NotifierOptions:
@@ -105,6 +165,16 @@ class NotifierOptions:
 
     per_recipient: bool = False
     description: str = ""
+
+
+# The counts that keep a finished run from ``completed``, in the words ``RunResult.shortfall``
+# says them.
+SHORTFALLS = (
+    ("not_released", "not released"),
+    ("failed_batches", "failed batches"),
+    ("not_passed", "not passed to accounting"),
+    ("not_reverted", "not reverted"),
+)
 
 
 def _frame(table: Any) -> Any:
@@ -159,11 +229,40 @@ class RunResult:
     def documents(self) -> int:
         return self.sales_invoices + self.credit_notes
 
+    @property
+    def outcome(self) -> str:
+        """What the run came to: ``completed``, ``completed with failures``, ``failed``,
+        ``cancelled``, or while it goes on ``queued`` / ``running`` (``run_outcome``)."""
+        return str(run_outcome(**{k: getattr(self, k) for k in OUTCOME_INPUTS}))
+
+    @property
+    def shortfall(self) -> str:
+        """What the run could not do, in words (``3 not released, 3 failed batches``); empty
+        when nothing."""
+        return ", ".join(
+            f"{getattr(self, k):,} {words}" for k, words in SHORTFALLS if getattr(self, k)
+        )
+
+    def __repr__(self) -> str:
+        done = (
+            f"{self.reverted:,} reverted, {self.not_reverted:,} not reverted"
+            if self.action == "revert"
+            else f"{self.released:,} released, {self.not_released:,} not released"
+        )
+        return (
+            f"<RunResult {self.id} {self.action}: {self.outcome} (status {self.status}, stage "
+            f"{self.stage}) — {self.selected:,} selected, {done}, {self.documents:,} documents, "
+            f"{self.failed_batches:,} failed batches"
+            + (f"; error: {self.error}" if self.error else "")
+            + ">"
+        )
+
     def _repr_html_(self) -> str:
         import html as _html
 
         rows = [
-            ("status", self.status + ("" if self.finished else f" ({self.stage})")),
+            ("outcome", self.outcome + ("" if self.finished else f" ({self.stage})")),
+            ("status", self.status),
             ("requested by", self.requested_by),
             ("selected / left out up front", f"{self.selected:,} / {self.excluded:,}"),
             (
@@ -176,7 +275,7 @@ class RunResult:
             ("process run", _fmt_int(self.process_run_id)),
         ]
         if self.action == "revert":
-            rows[4:7] = [
+            rows[5:8] = [
                 ("reason", self.reason or ""),
                 ("reverted / not reverted", f"{self.reverted:,} / {self.not_reverted:,}"),
                 ("documents discarded", f"{self.discarded:,}"),

@@ -129,7 +129,10 @@ def table_json(table: pd.DataFrame | pa.Table) -> dict[str, Any]:
 
 
 def run_json(run: RunResult) -> dict[str, Any]:
-    return {f.name: jsonable(getattr(run, f.name)) for f in dataclasses.fields(run)}
+    """A run for JSON clients: every field of ``RunResult`` and its ``outcome`` (``run_of``
+    reads the fields back; the outcome follows from them)."""
+    data = {f.name: jsonable(getattr(run, f.name)) for f in dataclasses.fields(run)}
+    return {**data, "outcome": run.outcome}
 
 
 _RUN_TIMES = ("created_at", "started_at", "updated_at", "finished_at")

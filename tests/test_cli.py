@@ -189,3 +189,56 @@ def test_locked_database_is_a_plain_error(tmp_path, hold_database):
     r = bear_cli("events", "--db", str(db))
     line = assert_error(r, str(proc.pid), "in use")
     assert "Could not set lock" not in line
+
+
+# -- what a table shows, and filter values the book does not hold (issue 16, item 12) ------------
+def test_a_missing_value_is_shown_empty_never_nan(book):
+    with bear.connect(book, resume=False) as ws:
+        orphans = ws.sql(
+            "SELECT e.id FROM billing_events e LEFT JOIN accounts a ON a.id = e.account_id "
+            "WHERE a.id IS NULL ORDER BY e.id LIMIT 2"
+        )["id"].tolist()
+    assert orphans, "the demo book has events of no known account"
+    ids = book.parent / "orphans.txt"
+    ids.write_text("\n".join(map(str, orphans)) + "\n")
+    r = bear_cli("events", "--db", str(book), "--ids-file", str(ids), "--awaiting", "any")
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()[1:3]
+    assert "NaN" not in r.stdout and "None" not in r.stdout
+    assert all(row.split()[3] == "—" for row in rows), r.stdout
+    out = json.loads(
+        bear_cli(
+            "events", "--db", str(book), "--ids-file", str(ids), "--awaiting", "any", "--json"
+        ).stdout
+    )
+    assert [e["account"] for e in out["events"]] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("args", "warning"),
+    [
+        (["--currency", "XYZ"], "warning: currency XYZ is not in this book (known: EUR, GBP, USD)"),
+        (["--company", "999"], "warning: company 999 is not in this book (known: 1, 2, 3)"),
+        (["--region", "Mars"], "warning: region Mars is not in this book (known: "),
+        (["--practice", "Magic"], "warning: practice Magic is not in this book (known: "),
+        (["--group", "Group Z"], "warning: group Group Z is not in this book (known: Group A"),
+    ],
+)
+def test_a_filter_value_the_book_does_not_hold_is_named_on_stderr(book, args, warning):
+    r = bear_cli("events", "--db", str(book), *args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(warning) and r.stderr.count("\n") == 1, r.stderr
+    assert "0 matching" in r.stdout
+    # --json: the same warning on stderr, stdout stays one JSON document
+    r = bear_cli("events", "--db", str(book), "--json", *args)
+    assert r.returncode == 0 and r.stderr.startswith(warning)
+    assert json.loads(r.stdout)["count"] == 0
+
+
+def test_known_filter_values_and_previews_warn_alike(book):
+    r = bear_cli("events", "--db", str(book), "--currency", "EUR", "--limit", "1")
+    assert r.returncode == 0 and r.stderr == ""  # a known value: no warning
+    r = bear_cli("preview", "--db", str(book), "--currency", "EUR", "--currency", "eur", "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("warning: currency eur is not in this book")
+    assert json.loads(r.stdout)["selected"] > 0  # EUR still selects

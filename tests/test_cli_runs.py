@@ -173,3 +173,43 @@ def test_preview_json(book):
     assert {"billing_event_id", "stage", "rule_id", "severity", "message"} <= set(
         pv["violations"][0]
     )
+
+
+# -- honest outcomes, printed ids (issue 16, items 4 and 12) -------------------------------------
+def test_a_run_that_released_nothing_says_failed_and_the_runs_list_prints_whole_ids(book, tmp_path):
+    with bear.connect(book, resume=False) as ws:
+        good = ws.preview(ws.awaiting_release(currency="EUR")).eligible_ids[:3]
+        ws.settings.update(validation_limit=0, release_batch_size=1)
+        bad = ws.awaiting_release(eligibility="release.not_approved").ids()[:3]
+    ids = tmp_path / "bad.txt"
+    ids.write_text("\n".join(map(str, bad)) + "\n")
+    clean = tmp_path / "good.txt"
+    clean.write_text("\n".join(map(str, good)) + "\n")
+    user = ("--user", "ana@example.com")
+    ok = bear_cli("run", "release-and-invoice", "--db", book, "--ids-file", str(clean), *user)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == "outcome: completed"
+    # measured: 0 released, 3/3 batches failed, and the run said "completed" (exit status 0)
+    out = bear_cli("run", "release", "--db", book, "--ids-file", str(ids), *user)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0].endswith(": completed [done]")  # its status, as before
+    assert (
+        out.stdout.strip().splitlines()[-1] == "outcome: failed (3 not released, 3 failed batches)"
+    )
+    run_id = str(int(ok.stdout.split()[1]) + 1)
+    shown = json.loads(bear_cli("run", "show", run_id, "--db", book, "--json").stdout)
+    assert (shown["status"], shown["outcome"], shown["released"]) == ("completed", "failed", 0)
+    # `bear runs`: the outcome beside the status; a process run id is an integer or empty
+    listing = bear_cli("runs", "--db", book)
+    assert listing.returncode == 0, listing.stderr
+    head, newest, first = listing.stdout.splitlines()
+    assert head.split()[:6] == ["id", "action", "requested_by", "status", "outcome", "released"]
+    assert "NaN" not in listing.stdout and ".0 " not in listing.stdout
+    assert newest.split()[3:5] == ["completed", "failed"] and " — " in newest
+    assert first.split()[3:7] == ["completed", "completed", "3", "0"] and " 1 " in first
+    runs = json.loads(bear_cli("runs", "--db", book, "--json").stdout)
+    assert [(r["outcome"], r["process_run_id"]) for r in runs] == [
+        ("failed", None),
+        ("completed", 1),
+    ]
+    assert isinstance(runs[1]["process_run_id"], int)

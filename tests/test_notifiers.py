@@ -118,3 +118,58 @@ def test_any_channel_can_send_a_test_message_and_its_failure_is_reported():
             ws.send_test_notification("#billing", channel="chat-2")
         with pytest.raises(BearError, match="cannot send a test message.*email"):
             ws.send_test_notification("#billing", channel="in_app")
+
+
+# -- a subject says the outcome (issue 16, item 4) -------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "counts", "words"),
+    [
+        (
+            "release_finished",
+            {"released": 3},
+            "BEAR run 7 (Release): release finished — 3 released",
+        ),
+        (
+            "release_finished",
+            {"released": 2, "not_released": 1, "failed_batches": 1},
+            "BEAR run 7 (Release): release finished with failures — 2 released, 1 not released",
+        ),
+        (
+            "release_finished",
+            {"not_released": 3, "failed_batches": 3},
+            "BEAR run 7 (Release): release failed — 0 released, 3 not released",
+        ),
+        (
+            "invoicing_finished",
+            {"released": 3, "sales_invoices": 2, "not_passed": 1},
+            "BEAR run 7 (Release) finished with failures: 2 sales invoices, 0 credit notes, "
+            "1 not passed to accounting",
+        ),
+        (
+            "invoicing_finished",
+            {"released": 3, "sales_invoices": 3},
+            "BEAR run 7 (Release) finished: 3 sales invoices",
+        ),
+    ],
+)
+def test_a_subject_never_reads_as_a_plain_success_when_events_were_left(kind, counts, words):
+    from bear.models import RunSummary
+    from bear.plugins.messages import compose
+
+    # a stage's notification is written before its run is closed: judged on what it did
+    summary = RunSummary(7, "release", "ana", "running", "done", selected=3, **counts)
+    subject, text, page = compose(kind, summary)
+    assert subject.startswith(words)
+    assert summary.outcome in text.splitlines()[0] and summary.outcome in page
+
+
+def test_a_revert_that_reverted_nothing_is_a_failure_in_its_subject():
+    from bear.models import RunSummary
+    from bear.plugins.messages import compose
+
+    summary = RunSummary(
+        9, "revert", "ana", "completed", "done", selected=2, not_reverted=2, reason="late"
+    )
+    assert compose("invoicing_finished", summary)[0].startswith(
+        "BEAR run 9 (Revert billing) failed: 0 events reverted"
+    )

@@ -213,3 +213,90 @@ def test_a_rule_that_hangs_costs_one_time_out_and_one_thread_per_run(
         # once it has returned, the rule is judged normally again
         pv = ws.preview(ids[:5], action="release", full=True)
         assert rule.calls == 2 and pv.eligible == 5
+
+
+# -- honest outcomes (issue 16, item 4) ----------------------------------------------------------
+def test_a_run_that_released_nothing_has_failed_though_its_status_is_completed(demo_ws):
+    """Measured: 0 released, 3/3 batches failed, and the run said "completed" everywhere."""
+    demo_ws.settings.update(validation_limit=0, release_batch_size=1)
+    res = demo_ws.release(_culprits(demo_ws, 3), user="ana@example.com", timeout=120)
+    assert (res.status, res.released, res.failed_batches, res.batches) == ("completed", 0, 3, 3)
+    assert res.outcome == "failed"
+    assert "failed" in repr(res) and "<td>failed</td>" in res._repr_html_()
+    runs = demo_ws.runs()
+    assert list(runs.columns[:6]) == ["id", "action", "requested_by", "status", "outcome", "stage"]
+    assert (runs.status.iloc[0], runs.outcome.iloc[0]) == ("completed", "failed")
+    subjects = set(demo_ws.notifications(res.id, channel="in_app").subject)
+    assert subjects == {f"BEAR run {res.id} (Release): release failed — 0 released, 3 not released"}
+    inbox = demo_ws.inbox("ana@example.com")
+    assert list(inbox[inbox.run_id == res.id].outcome) == ["failed"]
+
+
+def test_a_run_with_some_events_left_behind_completed_with_failures(demo_ws, smtp_server):
+    host, port, inbox = smtp_server
+    demo_ws.settings.update(
+        smtp_host=host, smtp_port=port, release_batch_size=5, validation_limit=0
+    )
+    ids = sorted(_eligible(demo_ws, 12) + _culprits(demo_ws, 3))
+    res = demo_ws.release_and_invoice(ids, user="ana@example.com", timeout=120)
+    assert res.status == "completed" and 0 < res.released < 15 and res.failed_batches >= 1
+    assert res.outcome == "completed with failures"
+    assert f"{res.not_released:,} not released" in res.shortfall
+    (_, msg), *_ = inbox.wait_for(1)
+    assert msg["Subject"].startswith(
+        f"BEAR run {res.id} (Release and Invoice) finished with failures:"
+    )
+    assert "completed with failures" in msg.get_body(("plain",)).get_content()
+    notes = demo_ws.notifications(res.id, channel="in_app")
+    by_kind = dict(zip(notes.kind, notes.subject, strict=True))
+    assert "release finished with failures —" in by_kind["release_finished"]
+    assert " finished with failures: " in by_kind["invoicing_finished"]
+    assert set(demo_ws.inbox("ana@example.com").outcome) == {"completed with failures"}
+
+
+def test_a_run_that_processed_every_event_completed(demo_ws):
+    res = demo_ws.release_and_invoice(_eligible(demo_ws, 4), user="ana@example.com", timeout=120)
+    assert (res.outcome, res.shortfall) == ("completed", "")
+    assert demo_ws.runs().outcome.iloc[0] == "completed"
+    subject = demo_ws.notifications(res.id, channel="in_app").subject.iloc[-1]
+    assert subject.startswith(f"BEAR run {res.id} (Release and Invoice) finished: 4 sales invoices")
+
+
+OUTCOME_CASES = [  # (status, counts that differ from nothing done of 4 selected, outcome)
+    ("queued", {}, "queued"),
+    ("running", {"released": 2}, "running"),
+    ("cancelled", {"released": 2, "not_released": 2}, "cancelled"),
+    ("failed", {"released": 4, "sales_invoices": 4}, "failed"),
+    ("completed", {"released": 4, "sales_invoices": 4}, "completed"),
+    ("completed", {"released": 4}, "completed"),  # a Release run passes nothing on
+    ("completed", {"released": 3, "not_released": 1}, "completed with failures"),
+    ("completed", {"released": 4, "failed_batches": 1}, "completed with failures"),
+    ("completed", {"released": 4, "sales_invoices": 3, "not_passed": 1}, "completed with failures"),
+    ("completed", {"released": 4, "not_passed": 4}, "completed with failures"),
+    ("completed", {"not_released": 4, "failed_batches": 4}, "failed"),
+    ("completed", {"not_passed": 4}, "failed"),  # an Invoice run that made no document
+    ("completed", {"reverted": 4}, "completed"),
+    ("completed", {"reverted": 1, "not_reverted": 3}, "completed with failures"),
+    ("completed", {"not_reverted": 4}, "failed"),
+]
+
+
+def test_one_definition_of_an_outcome_reads_one_run_and_a_column_of_runs_alike():
+    import pandas as pd
+
+    from bear.models import OUTCOME_INPUTS, RunResult, RunSummary, run_outcome
+
+    runs = [
+        RunResult(i, "release_and_invoice", "ana", status, "done", selected=4, **counts)
+        for i, (status, counts, _) in enumerate(OUTCOME_CASES, 1)
+    ]
+    assert [r.outcome for r in runs] == [want for *_, want in OUTCOME_CASES]
+    frame = pd.DataFrame([{k: getattr(r, k) for k in OUTCOME_INPUTS} for r in runs])
+    assert list(run_outcome(**{k: frame[k] for k in OUTCOME_INPUTS})) == [r.outcome for r in runs]
+    # a notification's summary: a stage that has ended, of a run still going on, is judged
+    # on what that stage did
+    summary = RunSummary(1, "release_and_invoice", "ana", "running", "invoice", selected=4)
+    assert summary.outcome == "failed"
+    assert RunSummary(1, "release", "ana", "running", "done", selected=4, released=4).outcome == (
+        "completed"
+    )

@@ -875,3 +875,90 @@ def test_overview_by_age_customer_currency_reason_and_a_bar_filters(demo_ws):
     filters.reset()
     assert ov.pick("customers", account.account) and filters.account == [int(account.account_id)]
     assert ov.pick("customers", "All other customers") == ""
+
+
+# -- honest outcomes in the dashboard; a finished run's rate (issue 16, items 4 and 8) ----------
+def _watched(ws, run_id):
+    progress = RunProgress(ws)
+    progress.watch_run(run_id)  # the run has finished: one poll reads its end
+    return progress
+
+
+def test_progress_says_each_outcome_and_looks_like_it(demo_ws):
+    from bear.ui.views import ProgressPanel
+
+    demo_ws.settings.update(validation_limit=0, release_batch_size=1)
+    good = demo_ws.preview(demo_ws.awaiting_release(), full=True).eligible_ids[:4]
+    bad = demo_ws.awaiting_release(eligibility="release.not_approved").ids()[:3]
+    runs = {
+        "failed": demo_ws.release(bad[:2], user=USER, timeout=120),  # 0 released, 2/2 failed
+        "completed with failures": demo_ws.release([good[0], bad[2]], user=USER, timeout=120),
+        "completed": demo_ws.release(good[1:], user=USER, timeout=120),
+    }
+    looks = {"failed": ("error", "danger"), "completed with failures": ("warning", "warning")}
+    for outcome, run in runs.items():
+        assert (run.status, run.outcome) == ("completed", outcome)
+        progress = _watched(demo_ws, run.id)
+        assert progress.finished and progress.outcome == outcome
+        kind, text = progress.finished_toast()
+        assert kind == looks.get(outcome, ("success",))[0]
+        assert text.startswith(f"Run {run.id} {outcome}: {run.released:,} released")
+        assert progress.summary().startswith(f"Run {run.id}: {outcome} · ")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            panel = ProgressPanel(progress)
+            panel._render()
+        assert f"Release · {outcome}</b>" in panel.title.object
+        assert f"data-outcome='{outcome}'" in panel.title.object
+        assert panel.bar.bar_color == looks.get(outcome, (None, "success"))[1]
+        assert not panel.cancel.visible
+
+
+def test_a_finished_run_shows_its_average_rate_not_a_dash(demo_ws, finished_run):
+    # measured: "rate —" once a run had finished (one sample, no live rate)
+    progress = _watched(demo_ws, finished_run.id)
+    seconds = (finished_run.finished_at - finished_run.started_at).total_seconds()
+    processed = finished_run.not_released + finished_run.invoice_done
+    assert processed == finished_run.selected and seconds > 0
+    assert progress.rate == pytest.approx(processed / seconds)
+    assert " events/s on average" in progress.summary()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from bear.ui.views import ProgressPanel
+
+        panel = ProgressPanel(progress)
+        panel._render()
+    assert "average rate <b>" in panel.stats.object and "rate <b>—</b>" not in panel.stats.object
+
+
+def test_runs_list_detail_and_bell_say_the_outcome(demo_ws):
+    from bear.ui.views import NotificationBell, RunsView
+
+    demo_ws.settings.update(validation_limit=0, release_batch_size=1)
+    notes = NotificationState(demo_ws, USER)
+    run = demo_ws.release(
+        demo_ws.awaiting_release(eligibility="release.not_approved").ids()[:2],
+        user=USER,
+        timeout=120,
+    )
+    state = RunsState(demo_ws)
+    assert list(state.runs.loc[state.runs.id == run.id, "outcome"]) == ["failed"]
+    assert state.open(run.id) and state.result.outcome == "failed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        view = RunsView(state)
+        bell = NotificationBell(notes)
+    shown = view.table.value
+    assert list(shown.loc[shown.id == run.id, "outcome"]) == ["failed"]
+    assert view.table.titles["outcome"] == "Outcome"
+    header = view.detail.header.object
+    assert "<div class='t'>Outcome</div><div class='v'>failed</div>" in header
+    assert "nothing was done of what it was asked (2 not released, 2 failed batches)" in header
+    # the bell and the toasts take their look from what each notification reports
+    new = notes.poll()
+    assert [(n["kind"], n["look"]) for n in new] == [("release_finished", "error")]
+    assert new[0]["subject"].startswith(f"BEAR run {run.id} (Release): release failed")
+    bell._render()
+    assert (
+        "data-look='error'" in bell.list.object and "release finished · failed" in bell.list.object
+    )

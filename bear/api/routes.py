@@ -20,6 +20,7 @@ from bear.api.context import Context, Principal, context, principal
 from bear.api.problems import RESPONSES
 from bear.db.schema import CATEGORIES
 from bear.errors import BearError, PermissionDeniedError
+from bear.models import RunOutcome
 from bear.selection import Filters
 from bear.wire import ARROW, arrow_bytes, preview_arrow, preview_json, run_json, table_json
 
@@ -121,13 +122,20 @@ class RunOut(BaseModel):
     id: int
     action: str
     requested_by: str
-    status: str
+    status: str = Field(description="queued, running, completed, failed or cancelled")
+    outcome: RunOutcome = Field(
+        description="what the run came to: completed (every selected event processed), "
+        "completed with failures (some not released, not passed to accounting or not "
+        "reverted, or a batch failed), failed (it failed, or did nothing it was asked), "
+        "cancelled; queued or running while it goes on"
+    )
     stage: str
 
 
 class QueuedOut(BaseModel):
     id: int
     status: str
+    outcome: RunOutcome = "queued"
 
 
 class SqlIn(BaseModel):
@@ -229,6 +237,17 @@ def me(who: Principal = Depends(principal), ctx: Context = Depends(context)) -> 
 
 
 # -- events -----------------------------------------------------------------------------------
+@router.get("/filter-options", response_model=dict[str, Any], tags=["events"])
+def filter_options(
+    who: Principal = Depends(principal), ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    """The values the book's filters know, as the dashboard's filter lists show them:
+    ``company``, ``account``, ``project`` and ``eligibility`` as label → value, ``region``,
+    ``practice``, ``grp``, ``currency`` and ``category`` as lists."""
+    who.require("read")
+    return ctx.ws.filter_options()
+
+
 @router.post("/events/count", response_model=CountOut, tags=["events"])
 def count(
     body: SelectionIn, who: Principal = Depends(principal), ctx: Context = Depends(context)
@@ -303,7 +322,7 @@ def start_run(
     handle = ctx.ws.queue(
         body.action, selection(ctx, body, who), who.name, full=body.full, reason=body.reason
     )
-    return QueuedOut(id=handle.id, status="queued")
+    return QueuedOut(id=handle.id, status="queued", outcome="queued")
 
 
 @router.post(

@@ -25,6 +25,7 @@ from bear.cli.common import (
 )
 from bear.config.defs import dumps
 from bear.errors import BearError, ImportProblemError
+from bear.wire import run_json
 
 REASONS_SHOWN = 50  # violations `bear preview --reasons` lists unless told how many
 
@@ -269,9 +270,12 @@ def _print_reasons(pv: Any, limit: int) -> None:
 
 def _show_run(res: Any, as_json: bool) -> None:
     if as_json:
-        print_json({k: jsonable(v) for k, v in res.__dict__.items()})
+        print_json(run_json(res))
         return
-    print(f"run {res.id} ({res.action}) by {res.requested_by}: {res.status} [{res.stage}]")
+    # the first line keeps its form (its status and stage); the last one says the outcome
+    print(
+        printable(f"run {res.id} ({res.action}) by {res.requested_by}: {res.status} [{res.stage}]")
+    )
     print(f"  selected {res.selected:,}, left out up front {res.excluded:,}")
     print(f"  batches {res.batches_done:,}/{res.batches:,}, failed {res.failed_batches:,}")
     print(f"  released {res.released:,}, not released {res.not_released:,}")
@@ -288,7 +292,16 @@ def _show_run(res: Any, as_json: bool) -> None:
     if res.process_run_id is not None:
         print(f"  process run {res.process_run_id}")
     if res.error:
-        print(f"  error: {res.error}")
+        print(printable(f"  error: {res.error}"))
+    why = f" ({res.shortfall})" if res.shortfall and res.outcome != "completed" else ""
+    print(f"outcome: {res.outcome}{why}")
+
+
+def run_exit_status(res: Any) -> int:
+    """``bear run``'s exit status: 0 when the run did its work (``completed``, or ``completed
+    with failures`` — the output says which events it could not process), 1 when it failed
+    (an error, or nothing done of what it was asked) or was cancelled."""
+    return 0 if res.outcome in ("completed", "completed with failures") else 1
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -323,7 +336,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         run_id = handle.id
         if a.no_wait:
             if a.json:
-                print_json({"id": run_id, "status": "queued"})
+                print_json({"id": run_id, "status": "queued", "outcome": "queued"})
             elif remote:
                 print(
                     f"run {run_id} queued on {ws.url}; `bear --server {ws.url} run show {run_id}`"
@@ -341,7 +354,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             # owner). A server's own outbox sends those of the runs it executes.
             ws.wait_notifications(res.id, timeout=30)
         _show_run(res, a.json)
-    return 0 if res.status == "completed" else 1
+    return run_exit_status(res)
 
 
 def cmd_post(a: argparse.Namespace) -> int:
@@ -384,6 +397,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
             "action",
             "requested_by",
             "status",
+            "outcome",
             "released",
             "not_released",
             "sales_invoices",

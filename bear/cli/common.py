@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import getpass
 import json
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,8 @@ from bear.queries import bounds
 from bear.selection import FILTERS, ID_FILTERS
 
 DEFAULT_DB = "data/bear.duckdb"
+
+log = logging.getLogger("bear.cli")
 
 
 def default_db() -> str:
@@ -47,9 +50,39 @@ def jsonable(v: Any) -> Any:
     return v
 
 
+MISSING = "—"  # how a table printed for a person shows a missing value
+
+
+def whole_ids(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its id columns (``id``, ``…_id``) as integers: a column of ids with a gap
+    comes out of pandas as floats (``2.0``, ``NaN``); it is pandas ``Int64`` here."""
+    out = df
+    for col in df.columns:
+        name, column = str(col), df[col]
+        if (name == "id" or name.endswith("_id")) and column.dtype.kind == "f":
+            present = column.dropna()
+            if bool((present == present.round()).all()):
+                out = out.assign(**{name: column.astype("Int64")})
+    return out
+
+
+def for_people(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as a table on a terminal shows it: ids as integers, a missing value (``NaN``,
+    ``None``, ``NaT``) as ``MISSING``."""
+    out = whole_ids(df)
+    for col in out.columns:
+        column = out[col]
+        if not isinstance(column, pd.Series):
+            continue  # a repeated column name: left as it is
+        gaps = column.isna()
+        if bool(gaps.any()):
+            out = out.assign(**{str(col): column.astype(object).where(~gaps, MISSING)})
+    return out
+
+
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
-    for row in df.to_dict(orient="records"):
+    for row in whole_ids(df).to_dict(orient="records"):
         out.append(
             {
                 k: (None if (not isinstance(v, list | tuple) and pd.isna(v)) else jsonable(v))
@@ -97,7 +130,7 @@ def print_frame(df: pd.DataFrame, as_json: bool) -> None:
             "display.max_colwidth",
             80,
         ):
-            print(df.to_string(index=False))
+            print(for_people(df).to_string(index=False))
 
 
 # -- argument helpers ------------------------------------------------------------------------
@@ -166,6 +199,48 @@ def filters_of(a: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(a, k) for k in _FILTER_KEYS if getattr(a, k, None) not in (None, [])}
 
 
+# The filters whose values the book lists (``ws.filter_options()``), by the name a person
+# gives them: a value the book does not hold matches nothing, which a warning says.
+LISTED_FILTERS = {
+    "company": "company",
+    "account": "account",
+    "project": "project",
+    "region": "region",
+    "practice": "practice",
+    "grp": "group",
+    "currency": "currency",
+}
+KNOWN_SHOWN = 12  # known values a warning names before "… (N in all)"
+
+
+def unknown_filter_values(filters: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """A warning for each value of ``filters`` that ``options`` (``ws.filter_options()``)
+    does not know: ``currency XYZ is not in this book (known: EUR, GBP, USD)``."""
+    warnings = []
+    for key, label in LISTED_FILTERS.items():
+        given = filters.get(key)
+        if given is None or key not in options:
+            continue
+        known = options[key]
+        values = list(known.values()) if isinstance(known, dict) else list(known)
+        names = ", ".join(str(v) for v in values[:KNOWN_SHOWN])
+        if len(values) > KNOWN_SHOWN:
+            names += f", … ({len(values):,} in all)"
+        for value in given if isinstance(given, list | tuple) else [given]:
+            if value not in values:
+                warnings.append(f"{label} {value} is not in this book (known: {names or 'none'})")
+    return warnings
+
+
+def warn_unknown_filters(ws: Any, filters: dict[str, Any]) -> None:
+    """Say on stderr (a logged warning, so ``--json`` output stays valid) which filter values
+    name something the book does not hold; asks the book only when such a filter is given."""
+    if not any(k in filters for k in LISTED_FILTERS):
+        return
+    for warning in unknown_filter_values(filters, ws.filter_options()):
+        log.warning("%s", warning)
+
+
 def printable(text: str) -> str:
     """``text`` with control characters shown escaped (``\\x1b``), so a hostile file name or
     value cannot drive the terminal it is printed to."""
@@ -177,6 +252,7 @@ def printable(text: str) -> str:
 def listed(ws: Any, a: argparse.Namespace) -> Any:
     """The selection ``bear events`` lists: its filters, and the ids of ``--ids-file``."""
     f = filters_of(a)
+    warn_unknown_filters(ws, f)
     if getattr(a, "ids_file", None):
         f["ids"] = read_ids_file(a.ids_file)
     if a.awaiting == "invoice":
@@ -190,6 +266,7 @@ def selection_of(ws: Any, a: argparse.Namespace, kind: str) -> Any:
         if f:
             raise BearError("give either --ids-file or filters, not both")
         return read_ids_file(a.ids_file)
+    warn_unknown_filters(ws, f)
     if kind == "released":
         return ws.released(**f)
     return ws.awaiting_invoice(**f) if kind == "awaiting_invoice" else ws.awaiting_release(**f)

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -63,10 +63,20 @@ def summary_of(
     )
 
 
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(RunSummary))
+
+
 def _summary_payload(s: RunSummary) -> str:
     d = {k: v for k, v in s.__dict__.items() if k not in ("settings", "totals")}
     d["recipients"] = list(s.recipients)
+    d["outcome"] = s.outcome  # read by the inbox (the bell's style); derived again on delivery
     return json.dumps(d)
+
+
+def _summary_of_payload(s: dict[str, Any]) -> RunSummary:
+    """The ``RunSummary`` an outbox row's payload holds (what it holds beyond, dropped)."""
+    values = {k: v for k, v in s.items() if k in _SUMMARY_FIELDS}
+    return RunSummary(**{**values, "recipients": tuple(s.get("recipients", ()))})
 
 
 def owe(core: Core, tx: duckdb.DuckDBPyConnection, run_id: int, kind: str, error: str = "") -> None:
@@ -141,9 +151,8 @@ def deliver_pending(
         if budget_s is not None and time.monotonic() - t0 > budget_s:
             left += 1
             continue
-        data = json.loads(payload) if payload else {"summary": {}, "error": ""}
-        s = data["summary"]
-        summary = RunSummary(**{**s, "recipients": tuple(s.get("recipients", ()))})
+        data: dict[str, Any] = json.loads(payload) if payload else {"summary": {}, "error": ""}
+        summary = _summary_of_payload(data["summary"])
         if core.plugins.notifier_options(channel).per_recipient:
             summary = replace(summary, recipients=(recipient,) if recipient else ())
         summary = replace(summary, settings=settings)

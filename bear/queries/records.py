@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bear.errors import BearError
-from bear.models import Scopes
+from bear.models import OUTCOME_INPUTS, Scopes, run_outcome
 from bear.queries import bounds
 from bear.queries.events import joins_for
 from bear.queries.filters import Filters
@@ -28,8 +28,9 @@ from bear.queries.pager import Listing, frame
 
 # -- runs --------------------------------------------------------------------------------------
 def runs(cur: duckdb.DuckDBPyConnection, limit: int = 1000) -> pd.DataFrame:
-    """Recent runs, newest first."""
-    return frame(
+    """Recent runs, newest first, each with its ``outcome`` beside its ``status`` (read from
+    the counts by ``bear.models.run_outcome``, the one definition of an outcome)."""
+    listed = frame(
         cur,
         "SELECT id, action, requested_by, status, stage, selected, excluded, released, not_released, "
         "batches_total AS batches, batches_done, failed_batches, invoice_total, invoice_done, sales_invoices, "
@@ -39,6 +40,10 @@ def runs(cur: duckdb.DuckDBPyConnection, limit: int = 1000) -> pd.DataFrame:
         "FROM runs ORDER BY id DESC LIMIT $n",
         {"n": int(limit)},
     )
+    outcome = run_outcome(**{k: listed[k] for k in OUTCOME_INPUTS})
+    column = pd.Series(outcome, index=listed.index, dtype=listed["status"].dtype)  # text, alike
+    listed.insert(listed.columns.get_loc("status") + 1, "outcome", column)
+    return listed
 
 
 def release_batches(cur: duckdb.DuckDBPyConnection, run_id: int) -> pd.DataFrame:
@@ -345,8 +350,12 @@ def inbox(
     cur: duckdb.DuckDBPyConnection, user: str, after_id: int | None = None, limit: int = 50
 ) -> pd.DataFrame:
     """A user's in-app notifications: the newest ``limit``, or (``after_id``) every newer one,
-    oldest first."""
-    cols = "id, run_id, kind, subject, body, status, created_at"
+    oldest first; ``outcome`` is the run's (or its stage's) as the notification reported it
+    (empty for notifications written before outcomes were recorded)."""
+    cols = (
+        "id, run_id, kind, subject, body, status, created_at, "
+        "json_extract_string(payload, '$.summary.outcome') AS outcome"
+    )
     if after_id is None:
         sql = f"SELECT {cols} {_INBOX} ORDER BY id DESC LIMIT {int(limit)}"
         return frame(cur, sql, {"u": str(user)})

@@ -189,6 +189,11 @@ class RemoteWorkspace:
         listed = values.tolist() if hasattr(values, "tolist") else list(values)
         return {"ids": jsonable(listed)}
 
+    def filter_options(self) -> dict[str, Any]:
+        """Choices for the filter widgets (labels → values), eligibility rules included."""
+        options: dict[str, Any] = self._http.json("GET", "/filter-options")
+        return options
+
     # -- rules and preview -------------------------------------------------------------------
     def rules(self) -> pd.DataFrame:
         """Every registered rule: id, stage, severity, description, plugin, enabled, last timing."""

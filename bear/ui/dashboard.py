@@ -220,13 +220,12 @@ class Dashboard(Viewer):
     def tick(self) -> None:
         """Periodic: notifications → toasts and bell; progress; refresh what the data changed."""
         try:
-            for n in self.notes.poll():
-                kind = "error" if n["kind"] == "run_failed" else "info"
-                toast(kind, n["subject"], duration=8000)
+            for n in self.notes.poll():  # styled by what each reports (NotificationState)
+                toast(n["look"], n["subject"], duration=8000)
             if self.progress.run_id is not None and not self.progress.finished:
                 self.progress.poll()
-                if self.progress.finished and self.progress.status != "completed":
-                    toast("warning", f"Run {self.progress.run_id} {self.progress.status}")
+                if self.progress.finished:  # success, warning or error, by the run's outcome
+                    toast(*self.progress.finished_toast(), duration=8000)
             self.release_grid.refresh_if_stale()
             self.invoice_grid.refresh_if_stale()
             self.invoiced_grid.refresh_if_stale()

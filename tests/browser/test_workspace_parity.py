@@ -260,6 +260,36 @@ def test_a_run_without_waiting_returns_a_handle(book):
     assert handle.wait(120).sales_invoices == want_handle.wait(120).sales_invoices
 
 
+def test_a_runs_outcome_is_the_same_through_both_doors(book):
+    """A run that leaves events behind says so alike: ``run.outcome``, ``ws.runs()``'s
+    outcome column, and (remotely) the run JSON's ``outcome`` beside its ``status``."""
+    # picked with SQL: an eligibility filter would judge (and time) the rules on one book only
+    pick = (
+        "SELECT id FROM billing_events WHERE NOT released AND currency = 'EUR' AND id {} "
+        "(SELECT billing_event_id FROM demo_expectations WHERE rule_id = $r) ORDER BY id LIMIT $n"
+    )
+    blocked = book.ref.sql(pick.format("IN"), r="release.not_approved", n=1)["id"].tolist()
+    eligible = book.ref.sql(pick.replace("= $r", "IS NOT NULL").format("NOT IN"), n=2)[
+        "id"
+    ].tolist()
+    got, want = _run_on_both(book, "release", sorted(eligible + blocked), wait=True, timeout=120)
+    assert got.status == want.status == "completed"
+    assert got.outcome == want.outcome == "completed with failures"
+    assert got.shortfall == want.shortfall == "1 not released"
+    assert book.ws.run(got.id).outcome == "completed with failures"
+    want_runs = book.ref.runs()
+    frames_equal(book.ws.runs(), want_runs, skip=times(want_runs))
+    assert book.ws.runs(limit=1)["outcome"].tolist() == ["completed with failures"]
+    if book.remote:
+        raw = book.ws._http.json("GET", f"/runs/{got.id}")
+        assert (raw["status"], raw["outcome"]) == ("completed", "completed with failures")
+
+
+def test_filter_options_match(book):
+    got, want = book.ws.filter_options(), book.ref.filter_options()
+    assert got == want and got["currency"] == ["EUR", "GBP", "USD"]
+
+
 def test_cancelling_a_finished_run_is_refused_alike(book):
     run_id = int(book.ref.runs()["id"].max()) if len(book.ref.runs()) else None
     if run_id is None:

@@ -1,8 +1,9 @@
 """The progress panel of a run: stage, batches, events released, documents, rate and ETA.
 
 ``RunProgress`` reads ``ws.run(id)`` on each poll of the session's periodic callback and
-derives the rate and ETA of the current stage from its recent samples; ``cancel`` asks the
-run to stop at its next batch boundary.
+derives the rate and ETA of the current stage from its recent samples (once the run has
+finished, its average rate over the whole run); ``cancel`` asks the run to stop at its next
+batch boundary. ``outcome_kind`` says how an outcome looks in every view of the dashboard.
 """
 
 from __future__ import annotations
@@ -19,12 +20,48 @@ if TYPE_CHECKING:
     from bear.workspace import Workspace
 
 
+# How each outcome of a run (``RunResult.outcome``) looks: the kind of its toast, and the
+# colour of its bar, card and notification (a success is never shown like a failure).
+OUTCOME_KIND = {
+    "completed": "success",
+    "completed with failures": "warning",
+    "failed": "error",
+    "cancelled": "warning",
+}
+
+
+def outcome_kind(outcome: str | None, default: str = "info") -> str:
+    """``success``, ``warning`` or ``error`` for a finished run's outcome; ``default`` for one
+    still going on or unknown."""
+    return OUTCOME_KIND.get(outcome or "", default)
+
+
+def processed(r: RunResult) -> int:
+    """Events a run has got through: each selected event once, when its last stage has
+    judged it (released or not; invoiced or logged; reverted or not)."""
+    if r.action == "release" or (r.action == "release_and_invoice" and r.process_run_id is None):
+        return r.released + r.not_released
+    if r.action == "release_and_invoice":
+        return r.not_released + r.invoice_done
+    return r.invoice_done  # invoice, revert: one process-log or revert verdict per event
+
+
+def average_rate(r: RunResult) -> float | None:
+    """A finished run's events per second over the whole run (``None`` without its times)."""
+    if r.started_at is None or r.finished_at is None:
+        return None
+    seconds = (r.finished_at - r.started_at).total_seconds()
+    n = processed(r)
+    return n / seconds if seconds > 0 and n > 0 else None
+
+
 class RunProgress(param.Parameterized):
     """The live progress of one run, read from ``ws.run(id)`` by a periodic poll."""
 
     run_id = param.Integer(default=None, allow_None=True)
     action = param.String(default="")
     status = param.String(default="")
+    outcome = param.String(default="", doc="RunResult.outcome: completed, … with failures, …")
     stage = param.String(default="")
     batches_done = param.Integer(default=0)
     batches = param.Integer(default=0)
@@ -41,7 +78,11 @@ class RunProgress(param.Parameterized):
     discarded = param.Integer(default=0, doc="a revert run: documents discarded")
     not_reverted = param.Integer(default=0, doc="a revert run: events left as they were")
     fraction = param.Number(default=0.0, bounds=(0, 1))
-    rate = param.Number(default=None, allow_None=True, doc="events per second in this stage")
+    rate = param.Number(
+        default=None,
+        allow_None=True,
+        doc="events per second in this stage; once finished, the average over the run",
+    )
     eta_s = param.Number(default=None, allow_None=True)
     finished = param.Boolean(default=False)
     error = param.String(default="")
@@ -88,7 +129,7 @@ class RunProgress(param.Parameterized):
         rel = r.batches_done / r.batches if r.batches else 0.0
         inv = r.invoice_done / r.invoice_total if r.invoice_total else 0.0
         if r.finished:
-            fraction, eta = 1.0, 0.0
+            fraction, eta, rate = 1.0, 0.0, average_rate(r)
         elif r.action == "release_and_invoice":
             fraction = 0.5 + 0.5 * inv if stage == "invoice" else 0.5 * rel
         else:
@@ -96,6 +137,7 @@ class RunProgress(param.Parameterized):
         self.param.update(
             action=r.action,
             status=r.status,
+            outcome=r.outcome,
             stage=r.stage,
             batches_done=r.batches_done,
             batches=r.batches,
@@ -133,18 +175,32 @@ class RunProgress(param.Parameterized):
         self.poll()
         return self.message
 
+    def finished_toast(self) -> tuple[str, str]:
+        """(kind, text) of the toast saying how the watched run ended: ``success`` when
+        completed, ``warning`` with failures (or cancelled), ``error`` when it failed."""
+        if self.action == "revert":
+            counts = f"{self.reverted:,} reverted, {self.not_reverted:,} not reverted"
+        else:
+            counts = f"{self.released:,} released, {self.not_released:,} not released"
+        counts += f", {self.documents:,} documents"
+        if self.failed_batches:
+            counts += f", {self.failed_batches:,} failed batches"
+        if not self.outcome:  # the run could not be read (``error`` says why)
+            return "error", f"Run {self.run_id}: {self.error or self.status}"
+        return outcome_kind(self.outcome, "error"), f"Run {self.run_id} {self.outcome}: {counts}"
+
     def summary(self) -> str:
         """One line for the progress panel."""
         if self.run_id is None:
             return ""
-        parts = [f"Run {self.run_id}: {self.status}", f"stage {self.stage}"]
+        parts = [f"Run {self.run_id}: {self.outcome or self.status}", f"stage {self.stage}"]
         if self.batches:
             parts.append(f"batches {self.batches_done:,}/{self.batches:,}")
         parts += [f"released {self.released:,}", f"documents {self.documents:,}"]
         if self.failed_batches:
             parts.append(f"failed batches {self.failed_batches:,}")
         if self.rate:
-            parts.append(f"{self.rate:,.0f} events/s")
+            parts.append(f"{self.rate:,.0f} events/s" + (" on average" if self.finished else ""))
         if self.eta_s is not None and not self.finished:
             parts.append(f"ETA {self.eta_s:,.0f} s")
         return " · ".join(parts)

@@ -16,6 +16,7 @@ from bear.ui.state import (
     NotificationState,
 )
 from bear.ui.views.common import button
+from bear.ui.views.progress import OUTCOME_COLOUR
 
 BELL_SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" viewBox="0 0 24 24" fill="none" '
@@ -75,9 +76,15 @@ class NotificationBell(Viewer):
                 if pd.notna(r.run_id)
                 else ""
             )
+            look = str(getattr(r, "look", "info"))  # NotificationState: kind and outcome
+            outcome = getattr(r, "outcome", None)
+            said = f" · {esc(outcome)}" if isinstance(outcome, str) and outcome else ""
+            colour = OUTCOME_COLOUR.get(look)
+            style = f" style='color:{colour}'" if colour else ""
             notes.append(
-                f"<div class='bear-note{' unread' if unread else ''}'><div>{esc(r.subject)}</div>"
-                f"<div class='when'>{esc(r.created_at)} · {esc(r.kind.replace('_', ' '))} · "
+                f"<div class='bear-note{' unread' if unread else ''}' data-look='{esc(look)}'>"
+                f"<div{style}>{esc(r.subject)}</div>"
+                f"<div class='when'>{esc(r.created_at)} · {esc(r.kind.replace('_', ' '))}{said} · "
                 f"{'unread' if unread else esc(r.status)}{link}</div></div>"
             )
         self.list.object = "".join(notes)

@@ -21,7 +21,15 @@ from bear.ui.state import (
     ACTION_LABEL,
     RunProgress,
 )
+from bear.ui.state.progress import outcome_kind
 from bear.ui.views.common import button
+
+# The bar's colour for each look of an outcome (``outcome_kind``): amber for a run with
+# failures, red for one that failed.
+BAR_COLOR: dict[str, Any] = {"success": "success", "warning": "warning", "error": "danger"}
+# The text colour of an outcome's words (the stylesheet's green, amber and red): the progress
+# title here, the bell's notifications (the run detail uses the stylesheet's cards and alerts).
+OUTCOME_COLOUR = {"success": "#067647", "warning": "#b54708", "error": "#b42318"}
 
 
 class ProgressPanel(Viewer):
@@ -73,12 +81,17 @@ class ProgressPanel(Viewer):
             return
         self.layout.visible = True
         label = ACTION_LABEL.get(s.action, s.action)
-        state = s.status if s.finished else f"{s.status} — {s.stage} stage"
-        self.title.object = f"<b class='bear-line'>Run {s.run_id} · {esc(label)} · {esc(state)}</b>"
-        self.bar.value = int(round(100 * s.fraction))
-        self.bar.bar_color = (
-            "success" if s.status == "completed" else "danger" if s.finished else "primary"
+        state = s.outcome or s.status
+        if not s.finished:
+            state = f"{state} — {s.stage} stage"
+        kind = outcome_kind(s.outcome) if s.finished else "info"
+        self.title.object = (
+            f"<b class='bear-line' data-outcome='{esc(s.outcome)}' "
+            f"style='color:{OUTCOME_COLOUR.get(kind, 'inherit')}'>"
+            f"Run {s.run_id} · {esc(label)} · {esc(state)}</b>"
         )
+        self.bar.value = int(round(100 * s.fraction))
+        self.bar.bar_color = BAR_COLOR.get(kind, "primary")
         if s.action == "revert":
             counts = [
                 ("reverted", f"{s.reverted:,}"),
@@ -105,7 +118,10 @@ class ProgressPanel(Viewer):
             ("batches", f"{s.batches_done:,}/{s.batches:,}"),
             *counts,
             ("failed batches", f"{s.failed_batches:,}"),
-            ("rate", "—" if not s.rate else f"{s.rate:,.0f} events/s"),
+            (
+                "average rate" if s.finished else "rate",
+                "—" if not s.rate else f"{s.rate:,.0f} events/s",
+            ),
             ("ETA", "—" if s.eta_s is None else f"{s.eta_s:,.0f} s"),
         ]
         line = " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in parts)

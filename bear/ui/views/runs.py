@@ -26,12 +26,14 @@ from bear.ui.state import (
     ACTION_LABEL,
     RunsState,
 )
+from bear.ui.state.progress import outcome_kind
 from bear.ui.views.common import button
 
 RUN_TITLES = {
     "id": "Run",
     "action": "Action",
     "requested_by": "User",
+    "outcome": "Outcome",
     "status": "Status",
     "stage": "Stage",
     "selected": "Selected",
@@ -157,9 +159,14 @@ class RunDetail(Viewer):
             return
         for (what, fmt), w in self.downloads.items():
             w.filename = self.state.filename(what, fmt)
-        status_kind = "ok" if r.status == "completed" else "err" if r.finished else ""
+        look = outcome_kind(r.outcome) if r.finished else "info"
         cards = [
-            ("Status", r.status, r.stage if not r.finished else "", status_kind == "err"),
+            (
+                "Outcome",
+                r.outcome,
+                f"status {r.status}" + ("" if r.finished else f", stage {r.stage}"),
+                look in ("warning", "error"),
+            ),
             ("Selected", fmt_num(r.selected), f"left out up front {r.excluded:,}", False),
             (
                 "Released",
@@ -196,6 +203,8 @@ class RunDetail(Viewer):
             per_row=4,
         )
         error = alert(r.error, "err") if r.error else ""
+        if not r.error and look in ("warning", "error"):
+            error = alert(self._shortfall(r), "err" if look == "error" else "")
         head = f"<h3 style='margin:6px 0'>Run {r.id} — {esc(ACTION_LABEL.get(r.action, r.action))}</h3>"
         self.header.object = head + cards_html(cards) + info + error
         tabs = pn.Tabs(
@@ -224,6 +233,15 @@ class RunDetail(Viewer):
             sizing_mode="stretch_width",
         )
         self.body.objects = [self.header, tabs]
+
+    @staticmethod
+    def _shortfall(r: Any) -> str:
+        """Why a finished run is not simply completed, in words."""
+        head = f"Run {r.id} {r.outcome}"
+        if r.outcome == "failed":
+            head += ": nothing was done of what it was asked"
+            return f"{head} ({r.shortfall})." if r.shortfall else f"{head}."
+        return f"{head}: {r.shortfall}. The app logs and the process log say why, event by event."
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.body
