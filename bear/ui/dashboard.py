@@ -146,7 +146,7 @@ class Dashboard(Viewer):
         self.runs_view = RunsView(self.runs, open_documents=self.open_documents)
         self.docs_view = DocumentsView(self.docs)
         self.settings_view = SettingsView(self.settings, background, user=user)
-        self.bell = NotificationBell(self.notes)
+        self.bell = NotificationBell(self.notes, open_run=self.open_run)
         self.tabs = pn.Tabs(
             (
                 TAB_NAMES[RELEASE],
@@ -238,6 +238,10 @@ class Dashboard(Viewer):
             if self.tabs.active == DOCUMENTS:
                 self.docs.refresh_if_stale()
         except Exception:  # keep polling: one failed read must not stop the session's updates
+            if getattr(self.ws, "closed", False):  # the server is closing the book: stop quietly
+                if self._callback is not None:
+                    self._callback.stop()
+                return
             log.exception("dashboard poll failed")
 
     # -- layout -------------------------------------------------------------------------------

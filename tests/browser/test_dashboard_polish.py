@@ -241,3 +241,19 @@ def test_the_overview_draws_four_charts_and_a_click_on_a_bar_filters(page: Page,
     page.mouse.click(box["x"] + box["width"] * 0.22, box["y"] + box["height"] * 0.7)
     expect(page.locator(".notyf__message", has_text="Filtered: currency").first).to_be_visible()
     expect(events_card(page)).not_to_have_text(everything)
+
+
+def test_the_bell_opens_a_run_without_reloading_the_page(page: Page, served):
+    open_dashboard(page, served.url)
+    search = page.get_by_placeholder("event, project or account name, or event id")
+    search.fill("Stark")
+    search.press("Enter")
+    page.evaluate("window.__notReloaded = true")
+    page.locator(".bear-bell button").click()
+    mark = page.get_by_role("button", name="Mark all read")
+    expect(mark).to_be_in_viewport()
+    page.get_by_role("button", name="Open run").click()
+    expect(page.get_by_text(re.compile(r"Run \d+ — Release and Invoice"))).to_be_visible()
+    assert page.evaluate("window.__notReloaded === true")  # the page was not reloaded
+    expect(search).to_have_value("Stark")  # the filters are kept
+    expect(page).to_have_url(re.compile(r"[?&]run=\d+"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -9,6 +10,7 @@ import panel as pn
 from panel.viewable import Viewer
 
 from bear.ui.components import (
+    dialog,
     esc,
     html_pane,
 )
@@ -29,13 +31,19 @@ BELL_SVG = (
 class NotificationBell(Viewer):
     """The header bell: unread count; the list in a dialog; mark all read."""
 
-    def __init__(self, state: NotificationState, **params: Any) -> None:
+    def __init__(
+        self,
+        state: NotificationState,
+        open_run: Callable[[int], None] | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.state = state
+        self._open_run = open_run
         self.button = pn.widgets.Button(
-            name="0",
+            label="0",
             icon=BELL_SVG,
-            button_type="light",
+            color="light",
             width=80,
             margin=(8, 5),
             css_classes=["bear-bell"],
@@ -43,11 +51,16 @@ class NotificationBell(Viewer):
         self.list = html_pane()
         self.mark = button("Mark all read", "primary", width=140)
         self.mark.on_click(lambda e: state.mark_read())
-        self.modal = pn.Modal(
+        # a run opens inside the page (no reload: filters and selection are kept)
+        self.run_pick = pn.widgets.Select(label="", options={}, width=200, margin=(5, 5))
+        self.run_open = button("Open run", "default", width=100)
+        self.run_open.on_click(self._open_picked)
+        self.run_row = pn.Row(self.run_pick, self.run_open, visible=open_run is not None)
+        self.modal = dialog(
             pn.Column(
                 html_pane("<h3 style='margin:4px 0'>Notifications</h3>"),
+                pn.Row(self.mark, self.run_row),  # on top: never below the fold
                 self.list,
-                self.mark,
                 sizing_mode="stretch_width",
             ),
             width=640,
@@ -60,22 +73,27 @@ class NotificationBell(Viewer):
         self.state.refresh()
         self.modal.open = True
 
+    def _open_picked(self, event: Any) -> None:
+        run = self.run_pick.value
+        if run is not None and self._open_run is not None:
+            self.modal.open = False
+            self._open_run(int(run))
+
     def _render(self, *_: Any) -> None:
         n = self.state.unread
-        self.button.name = f"{n}"
-        self.button.button_type = "warning" if n else "light"
+        self.button.label = f"{n}"
+        self.button.color = "warning" if n else "light"
         items = self.state.items
         if items is None or not len(items):
             self.list.object = "<p class='bear-muted'>No notifications yet.</p>"
             return
+        runs = [int(r) for r in pd.unique(items["run_id"].dropna())]
+        self.run_pick.options = {f"Run {r}": r for r in runs}
+        self.run_row.visible = self._open_run is not None and bool(runs)
         notes = []
         for r in items.itertuples():
             unread = r.status == "sent"
-            link = (
-                f" · <a href='?run={int(r.run_id)}'>open run {int(r.run_id)}</a>"
-                if pd.notna(r.run_id)
-                else ""
-            )
+            link = f" · run {int(r.run_id)}" if pd.notna(r.run_id) else ""
             look = str(getattr(r, "look", "info"))  # NotificationState: kind and outcome
             outcome = getattr(r, "outcome", None)
             said = f" · {esc(outcome)}" if isinstance(outcome, str) and outcome else ""

@@ -98,7 +98,7 @@ class RunDetail(Viewer):
         self.app_table = table(height=320, titles=APP_TITLES)
         self.process_table = table(height=360, titles=PROCESS_TITLES)
         self.status = pn.widgets.RadioButtonGroup.from_param(
-            state.param.log_status, name="Status", options=["all", "OK", "ERROR"]
+            state.param.log_status, label="Status", options=["all", "OK", "ERROR"]
         )
         self.app_pager = PagerBar(state.app, noun="log records")
         self.process_pager = PagerBar(state.process, noun="events")
@@ -109,7 +109,7 @@ class RunDetail(Viewer):
                     callback=partial(state.download, what, fmt),
                     filename=f"{what}.{fmt}",
                     label=f"{'CSV' if fmt == 'csv' else 'Excel'}",
-                    button_type="light",
+                    color="light",
                     width=90,
                 )
         self.show_docs = button("Show this run's documents", "primary")
