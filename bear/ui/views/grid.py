@@ -100,7 +100,7 @@ class EventGrid(Viewer):
             titles=TITLES,
             money=money,
             selectable="checkbox",
-            height=440,  # cards, toolbar, table and pager fit a 900 px high window
+            height=400,  # cards, toolbar, table and pager fit a 900 px high window
             row_content=self._row_detail,
             embed_content=False,
             frozen_columns=["id"],

@@ -7,8 +7,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import holoviews as hv
-import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
 import pandas as pd
 import panel as pn
 from panel.viewable import Viewer
@@ -39,6 +37,11 @@ class OverviewView(Viewer):
         self._taps: list[Any] = []
 
     def _bars(self, chart: str, frame: pd.DataFrame, **kw: Any) -> Any:
+        # imported when the overview is first drawn, not with the views: importing hvPlot
+        # loads HoloViews' notebook extension, which must come after bear.extension()
+        import holoviews as hv
+        import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
+
         plot = frame.hvplot.bar(height=HEIGHT, responsive=True, **kw).opts(
             tools=["hover", "tap"], active_tools=["tap"]
         )
