@@ -6,6 +6,7 @@ headers that sort every matching event, a selection bar that says what it counts
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -78,6 +79,13 @@ def events_card(page: Page):
     return page.locator(".bear-card", has_text="matching the filters").filter(visible=True).first
 
 
+def type_in(box: Any, text: str) -> Any:
+    """Type ``text`` into a text box and press Enter (the dashboard applies it then)."""
+    box.fill(text)
+    box.press("Enter")
+    return box
+
+
 def cards_events(page: Page) -> re.Pattern[str]:
     """The card's event count, as a pattern matching the card while it shows that count."""
     count = re.search(r"[\d,]+", events_card(page).inner_text()).group(0)
@@ -87,19 +95,15 @@ def cards_events(page: Page) -> re.Pattern[str]:
 def test_amount_filter_survives_a_reset(page: Page, served):
     open_dashboard(page, served.url)
     everything = cards_events(page)
-    amount_from = page.get_by_label("Amount from")
-    amount_from.fill("5,000")
-    amount_from.press("Enter")
+    amount_from = type_in(page.get_by_label("Amount from"), "5,000")
     expect(events_card(page)).not_to_have_text(everything)
     page.get_by_role("button", name="Reset filters").click()
     expect(amount_from).to_have_value("")  # not "NaN"
     expect(events_card(page)).to_have_text(everything)
-    amount_from.fill("5000")
-    amount_from.press("Enter")
+    type_in(amount_from, "5000")
     expect(events_card(page)).not_to_have_text(everything)
     # what is not an amount is named, and the filter is not silently dropped
-    amount_from.fill("lots")
-    amount_from.press("Enter")
+    type_in(amount_from, "lots")
     expect(page.get_by_text("is not an amount", exact=False)).to_be_visible()
 
 
@@ -161,9 +165,9 @@ def test_amounts_and_the_pager_are_on_screen_at_1500_by_900(page: Page, served, 
 def test_a_saved_view_brings_back_filters_and_sort(page: Page, served):
     open_dashboard(page, served.url)
     everything = cards_events(page)
-    search = page.get_by_placeholder("event, project or account name, or event id")
-    search.fill("Stark")
-    search.press("Enter")
+    search = type_in(
+        page.get_by_placeholder("event, project or account name, or event id"), "Stark"
+    )
     expect(events_card(page)).not_to_have_text(everything)
     stark = cards_events(page)
     page.locator(".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title").click()
@@ -187,9 +191,7 @@ def test_the_listed_events_download_as_csv_and_excel(page: Page, served):
 
     open_dashboard(page, served.url)
     everything = cards_events(page)
-    search = page.get_by_placeholder("event, project or account name, or event id")
-    search.fill("Stark")
-    search.press("Enter")
+    type_in(page.get_by_placeholder("event, project or account name, or event id"), "Stark")
     expect(events_card(page)).not_to_have_text(everything)
     count = int(re.search(r"[\d,]+", events_card(page).inner_text()).group(0).replace(",", ""))
     expect(page.get_by_text(f"Download the {count:,} events listed")).to_be_visible()
@@ -245,9 +247,9 @@ def test_the_overview_draws_four_charts_and_a_click_on_a_bar_filters(page: Page,
 
 def test_the_bell_opens_a_run_without_reloading_the_page(page: Page, served):
     open_dashboard(page, served.url)
-    search = page.get_by_placeholder("event, project or account name, or event id")
-    search.fill("Stark")
-    search.press("Enter")
+    search = type_in(
+        page.get_by_placeholder("event, project or account name, or event id"), "Stark"
+    )
     page.evaluate("window.__notReloaded = true")
     page.locator(".bear-bell button").click()
     mark = page.get_by_role("button", name="Mark all read")
