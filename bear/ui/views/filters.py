@@ -21,10 +21,10 @@ from bear.ui.state import (
     FilterState,
     SavedViews,
 )
-from bear.ui.views.common import button
+from bear.ui.views.common import Toggled, button
 
 
-class FilterPanel(Viewer):
+class FilterPanel(Toggled, Viewer):
     """The sidebar: every filter of DESIGN §2.1 and a reset button."""
 
     def __init__(self, state: FilterState, options: dict[str, Any], **params: Any) -> None:
@@ -112,17 +112,6 @@ class FilterPanel(Viewer):
     def _error(self, event: param.parameterized.Event) -> None:
         self.message.object = alert(event.new, "err") if event.new else ""
 
-    @property
-    def visible(self) -> bool:
-        return self.layout.visible
-
-    @visible.setter
-    def visible(self, value: bool) -> None:
-        self.layout.visible = value
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self.layout
-
     def _layout(self) -> pn.Column:
         return pn.Column(
             self.search,
@@ -160,7 +149,7 @@ def parse_amount_or_none(text: str | None) -> float | None:
         return None
 
 
-class SavedViewsPanel(Viewer):
+class SavedViewsPanel(Toggled, Viewer):
     """Saved views in the sidebar: pick one to put it back; name the current one to save it."""
 
     def __init__(
@@ -223,14 +212,3 @@ class SavedViewsPanel(Viewer):
         if self.pick.value:
             self.state.delete(self.pick.value)
             self.pick.value = ""
-
-    @property
-    def visible(self) -> bool:
-        return self.layout.visible
-
-    @visible.setter
-    def visible(self, value: bool) -> None:
-        self.layout.visible = value
-
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self.layout
