@@ -74,6 +74,10 @@ def for_people(df: pd.DataFrame) -> pd.DataFrame:
         column = out[col]
         if not isinstance(column, pd.Series):
             continue  # a repeated column name: left as it is
+        if pd.api.types.is_datetime64_any_dtype(column):
+            # the book keeps UTC: to the second, zone named
+            column = column.dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+            out = out.assign(**{str(col): column})
         gaps = column.isna()
         if bool(gaps.any()):
             out = out.assign(**{str(col): column.astype(object).where(~gaps, MISSING)})

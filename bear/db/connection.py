@@ -177,7 +177,11 @@ def _connect_raw(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         ext_dir = Path(path).resolve().parent / "extensions"
         config["extension_directory"] = str(ext_dir)
     try:
-        return duckdb.connect(path, read_only=read_only, config=config)
+        con = duckdb.connect(path, read_only=read_only, config=config)
+        # Times are kept in UTC, whatever the machine's zone: ``current_timestamp`` written to a
+        # TIMESTAMP column is converted with the session's zone, and every cursor inherits it.
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        return con
     except duckdb.IOException as exc:
         text = str(exc)
         if "lock" not in text.lower():

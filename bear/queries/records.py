@@ -146,6 +146,13 @@ class AppLogQuery:
         bounds.optional_id("run_id", self.run_id)
 
 
+# app_logs.level, 1 (most severe) to 6, by name
+LEVEL_NAME = (
+    "CASE l.level WHEN 1 THEN 'fatal' WHEN 2 THEN 'error' WHEN 3 THEN 'warning' "
+    "WHEN 4 THEN 'info' WHEN 5 THEN 'debug' ELSE 'trace' END"
+)
+
+
 def app_log_listing(q: AppLogQuery) -> Listing:
     cols = (
         "id",
@@ -153,6 +160,7 @@ def app_log_listing(q: AppLogQuery) -> Listing:
         "run_id",
         "batch_seq",
         "level",
+        "level_name",
         "origin",
         "record_id",
         "rule_id",
@@ -169,7 +177,9 @@ def app_log_listing(q: AppLogQuery) -> Listing:
         params = {**params, **scope_params}
     return Listing(
         columns=cols,
-        select=", ".join(f"l.{c} AS {c}" for c in cols),
+        select=", ".join(
+            f"{LEVEL_NAME} AS {c}" if c == "level_name" else f"l.{c} AS {c}" for c in cols
+        ),
         base="app_logs l",
         joins="",
         lean_joins="",

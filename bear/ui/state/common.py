@@ -144,6 +144,10 @@ def parse_run_link(args: Mapping[str, Any] | None) -> int | None:
     return run_id if run_id > 0 else None
 
 
+# The book keeps times in UTC (the database session's zone); shown to the second, zone named.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def _cell(value: Any) -> Any:
     """A value ready for display: Decimal → float, dates → ISO text, None → ''."""
     if value is None or value is pd.NA:
@@ -151,7 +155,7 @@ def _cell(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return value.strftime(TIME_FORMAT)
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -167,7 +171,7 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         s = out[col]
         if pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = s.dt.strftime("%Y-%m-%d %H:%M:%S").fillna("")
+            out[col] = s.dt.strftime(TIME_FORMAT).fillna("")
         elif isinstance(s.dtype, pd.Int64Dtype):
             if s.isna().any():
                 out[col] = pd.Series(

@@ -21,6 +21,7 @@ from bear.auth import allowed, require
 from bear.config import RULE_SETTINGS
 from bear.errors import BearError
 from bear.models import User
+from bear.ui.state.common import TIME_FORMAT
 
 if TYPE_CHECKING:
     from bear.workspace import Workspace
@@ -95,7 +96,7 @@ class SettingsState(param.Parameterized):
             return pd.DataFrame(columns=["when", "who", "setting", "change"])
         return pd.DataFrame(
             {
-                "when": frame["changed_at"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                "when": frame["changed_at"].dt.strftime(TIME_FORMAT),
                 "who": frame["actor"],
                 "setting": frame["name"],
                 "change": [

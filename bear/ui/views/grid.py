@@ -27,6 +27,7 @@ from bear.ui.components import (
     table,
 )
 from bear.ui.state import (
+    TIME_FORMAT,
     TITLES,
     ActionFlow,
     GridState,
@@ -325,7 +326,7 @@ def _lineage_html(history: pd.DataFrame) -> str:
             docs.append(f"{verb} <b>{text(h.document_before_number)}</b>")
         if text(h.reversing_document_number):
             docs.append(f"by <b>{text(h.reversing_document_number)}</b>")
-        when = pd.Timestamp(h.happened_at).strftime("%Y-%m-%d %H:%M") if text(h.happened_at) else ""
+        when = pd.Timestamp(h.happened_at).strftime(TIME_FORMAT) if text(h.happened_at) else ""
         rows.append(
             f"<tr><td>{HISTORY_ACTION.get(str(h.action), text(h.action))}</td><td>{when}</td>"
             f"<td>run {text(h.run_id)}</td><td>{text(h.actor)}</td><td>{' '.join(docs)}</td>"

@@ -62,7 +62,7 @@ PROCESS_TITLES = {
 APP_TITLES = {
     "created_at": "Time",
     "batch_seq": "Batch",
-    "level": "Level",
+    "level_name": "Level",
     "origin": "Origin",
     "record_id": "Event",
     "rule_id": "Rule",
@@ -95,7 +95,7 @@ class RunDetail(Viewer):
         self._open_documents = open_documents
         self.header = html_pane()
         self.batches = table(height=260, titles=BATCH_TITLES)
-        self.app_table = table(height=320, titles=APP_TITLES)
+        self.app_table = table(height=320, titles=APP_TITLES, hidden_columns=["level"])
         self.process_table = table(height=360, titles=PROCESS_TITLES)
         self.status = pn.widgets.RadioButtonGroup.from_param(
             state.param.log_status, label="Status", options=["all", "OK", "ERROR"]
