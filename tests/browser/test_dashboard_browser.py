@@ -102,6 +102,16 @@ def test_release_and_invoice_flow(page: Page, served, artifacts):
     page.get_by_role("button", name="ERROR").click()
     expect(pager(page, r"Page 1 of \d+ \(\d+ events\)")).to_be_visible()
     page.screenshot(path=artifacts / "run-detail.png")
+    # what the release stage left out, each with its level in words; times in UTC
+    page.locator(".bk-tab", has_text="App logs").first.click()
+    level = page.locator(".tabulator-cell[tabulator-field=level_name]").filter(visible=True)
+    expect(level.first).to_have_text(re.compile(r"^(error|warning)$"))
+    expect(
+        page.locator(".tabulator-cell[tabulator-field=level]").filter(visible=True)
+    ).to_have_count(0)
+    expect(
+        page.locator(".tabulator-cell[tabulator-field=created_at]").filter(visible=True).first
+    ).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
 
 
 def test_selection_is_kept_across_pages(page: Page, served):
