@@ -206,7 +206,8 @@ class Workspace(Reading):
         """What the stages take: a selection's id query, or an id list checked against the book."""
         if isinstance(ids_or_selection, Selection):
             sql, params = self.selection_sql(ids_or_selection)
-            return IdQuery(sql, params)
+            whole = ids_or_selection.kind if ids_or_selection.filters == Filters() else None
+            return IdQuery(sql, params, whole)
         return self.resolve_id_array(ids_or_selection)
 
     def resolve_id_array(self, ids: Sequence[int] | Iterable[int]) -> np.ndarray:

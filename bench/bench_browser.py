@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import bear  # noqa: E402
-from bear.ui.state import FilterState, GridState  # noqa: E402
+from bear.ui.state import ActionFlow, FilterState, GridState  # noqa: E402
 
 SEARCHES = ("Stark", "Wonka")
 
@@ -49,12 +49,15 @@ def until(check: Callable[[], bool], timeout: float = 60.0) -> float:
 
 def server_side(path: Path, repeat: int) -> dict[str, list[float]]:
     """The same interactions on the state classes (ms), on a private copy of the book."""
-    out: dict[str, list[float]] = {k: [] for k in ("page", "sort", "search", "reset", "select all")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("page", "sort", "search", "reset", "select all", "preview")
+    }
     with bear.connect(path, resume=False) as ws:
         ws.eligibility("awaiting_release")
         filters = FilterState()
         grid = GridState(ws, filters)
         grid.refresh()
+        flow = ActionFlow(ws, grid, user="bench@example.com")
         for i in range(repeat):
             for name, act in (
                 ("page", grid.next_page),
@@ -66,6 +69,10 @@ def server_side(path: Path, repeat: int) -> dict[str, list[float]]:
                 t0 = time.perf_counter()
                 act()
                 out[name].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()  # every awaiting event selected: open the preview dialog
+            flow.open("release_and_invoice")
+            out["preview"].append((time.perf_counter() - t0) * 1000)
+            flow.close()
             grid.clear_selection()
     return out
 
@@ -74,7 +81,9 @@ def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]
     from netutil import serving
     from playwright.sync_api import sync_playwright
 
-    out: dict[str, list[float]] = {k: [] for k in ("page", "sort", "search", "reset", "select all")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("page", "sort", "search", "reset", "select all", "preview")
+    }
     chromium = shutil.which("chromium")
     with serving(path, "--user", "bench@example.com", timeout=180) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -111,6 +120,19 @@ def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]
             page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
             selected = page.get_by_text(re.compile(r"[\d,]+ selected")).first
             out["select all"].append(1000 * until(selected.is_visible))
+            # the preview of every awaiting event: click until the warning dialog shows
+            page.get_by_role("button", name="Release and Invoice", exact=True).click()
+            warning = page.get_by_text("cannot be fully processed", exact=False).first
+            out["preview"].append(1000 * until(warning.is_visible))
+            checked = page.get_by_text(re.compile(r"checked in [\d.]+ s")).first
+            if checked.is_visible():
+                out.setdefault("checked in", []).append(
+                    1000 * float(re.search(r"checked in ([\d.]+) s", checked.inner_text()).group(1))
+                )
+            page.keyboard.press("Escape")
+            page.get_by_text("cannot be fully processed", exact=False).first.wait_for(
+                state="hidden"
+            )
             page.get_by_role("button", name="Clear selection").click()
             page.get_by_text("No events selected", exact=False).first.wait_for()
         browser.close()
@@ -130,9 +152,12 @@ def main() -> None:
         first_load, browser = browser_side(served, args.repeat)
         server = server_side(local, args.repeat)
     print(f"first load (navigation → first page of events shown): {first_load * 1000:,.0f} ms")
+    print(
+        f"first preview of every awaiting event (click → dialog): {browser['preview'][0]:,.0f} ms"
+    )
     print(f"{'interaction':<12} {'browser p50':>12} {'p95':>8}   {'server p50':>11} {'p95':>8}")
     for name, times in browser.items():
-        s = server[name]
+        s = server.get(name) or [float("nan")]
         print(
             f"{name:<12} {statistics.median(times):>9,.0f} ms {pct(times, 0.95):>5,.0f} ms   "
             f"{statistics.median(s):>8,.0f} ms {pct(s, 0.95):>5,.0f} ms"

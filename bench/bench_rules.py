@@ -2,9 +2,11 @@
 plugin when installed), median of ≥ 3 runs, beside a floor measured in the same process: ONE
 hand-written DuckDB query computing the same predicates over the same events (item aggregates,
 joins, a long (event, rule) table) — once aggregating the raw items, once reading the kept
-aggregates; the ratio is against the faster. Prints the ratio and the 10× growth.
+aggregates; the ratio is against the faster. Prints the ratio and the 10× growth. The preview
+is measured cold (nothing kept), then again with its judgement kept — what the dashboard's
+"select all" gets once the eligibility column or an earlier preview has judged every event.
 
-Targets: ≤ 1.5 s at 1M events, ≤ 5× the floor, linear growth.
+Targets: ≤ 1.5 s at 1M events, ≤ 5× the floor, linear growth (≤ 11× for 10× the events).
 
     .venv/bin/python bench/bench_rules.py            # 100k and 1M
     .venv/bin/python bench/bench_rules.py --quick    # 100k only
@@ -98,6 +100,7 @@ def main() -> None:
     a = ap.parse_args()
     sizes = [100_000] if a.quick else [100_000, 1_000_000]
     results: dict[int, tuple[float, float]] = {}
+    kept: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bear-bench-rules-") as tmp:
         for n in sizes:
             path = Path(tmp) / f"book-{n}.duckdb"
@@ -106,7 +109,16 @@ def main() -> None:
                 sel = ws.awaiting_release()
                 count = len(sel)
                 plugins = sorted(set(ws.rules().plugin))
+                # cold: nothing kept (a preview of every awaiting event keeps its judgement for
+                # the eligibility column and the next such preview, measured apart below)
                 bear_s = median_time(
+                    lambda sel=sel, ws=ws: (
+                        ws.core.eligibility_cache.clear(),
+                        ws.preview(sel, action="release_and_invoice", full=True),
+                    ),
+                    a.runs,
+                )
+                kept_s = median_time(
                     lambda sel=sel, ws=ws: ws.preview(sel, action="release_and_invoice", full=True),
                     a.runs,
                 )
@@ -118,6 +130,7 @@ def main() -> None:
                 floor_s = min(floors.values())
                 pv = ws.preview(sel, action="release_and_invoice", full=True)
             results[n] = (bear_s, floor_s)
+            kept[n] = kept_s
             print(
                 f"{count:>9,} awaiting events, {len(pv.by_rule):>2} rules firing "
                 f"(plugins: {', '.join(plugins)})"
@@ -126,6 +139,10 @@ def main() -> None:
                 f"    preview {bear_s:6.3f} s   floor {floor_s:6.3f} s   ratio {bear_s / floor_s:4.1f}×   "
                 f"eligible {pv.eligible:,}   (floor over raw items {floors['items']:.3f} s, "
                 f"over kept aggregates {floors['aggregates']:.3f} s)"
+            )
+            print(
+                f"    the same preview again, its judgement kept (the dashboard's select all): "
+                f"{kept_s:6.3f} s"
             )
     if len(results) == 2:
         growth = results[1_000_000][0] / results[100_000][0]

@@ -30,6 +30,8 @@ class IdQuery:
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    # set when the query selects every event of this kind (a selection without filters)
+    whole: str | None = None
 
 
 IdSource = np.ndarray | IdQuery

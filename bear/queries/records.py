@@ -15,8 +15,10 @@ from functools import cached_property
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bear.errors import BearError
 from bear.models import OUTCOME_INPUTS, Scopes, run_outcome
@@ -409,21 +411,32 @@ class ViolationQuery:
     """The blocking violations of a preview (one row per event and rule), with event names.
     Paged like any listing: the rows, not the events, are what is counted."""
 
-    violations: pd.DataFrame = field(repr=False)
+    violations: pd.DataFrame | pa.Table = field(repr=False)  # a preview's, either form
 
     @cached_property
     def table(self) -> pa.Table:
-        v = self.violations
-        if len(v):
-            v = v[v["severity"] == "block"]
         cols = [c for c in VIOLATION_COLUMNS if c != "name"]
         schema = pa.schema(
             [("billing_event_id", pa.int64())] + [(c, pa.string()) for c in cols[1:]]
         )
-        t = pa.Table.from_pandas(
-            v.reindex(columns=cols).reset_index(drop=True), schema=schema, preserve_index=False
-        )
-        return t.append_column("_row", pa.array(range(len(t)), pa.int64()))
+        v = self.violations
+        if isinstance(v, pa.Table):  # Arrow all the way: no pandas round trip per preview
+            if v.num_rows:
+                v = v.filter(pc.equal(v.column("severity"), "block")).sort_by(
+                    [
+                        ("billing_event_id", "ascending"),
+                        ("stage", "descending"),
+                        ("rule_id", "ascending"),
+                    ]
+                )
+            t = v.select(cols).cast(schema)
+        else:
+            if len(v):
+                v = v[v["severity"] == "block"]
+            t = pa.Table.from_pandas(
+                v.reindex(columns=cols).reset_index(drop=True), schema=schema, preserve_index=False
+            )
+        return t.append_column("_row", pa.array(np.arange(len(t), dtype=np.int64)))
 
 
 def violation_listing(q: ViolationQuery) -> Listing:

@@ -76,7 +76,7 @@ class ActionFlow(param.Parameterized):
     @param.depends("preview", watch=True)
     def _on_preview(self) -> None:
         pv = self.preview
-        self.violations.show(None if pv is None else ViolationQuery(pv.violations))
+        self.violations.show(None if pv is None else ViolationQuery(pv.violations_table))
 
     @property
     def label(self) -> str:

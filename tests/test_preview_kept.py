@@ -1,0 +1,117 @@
+"""A preview of every event of a kind (the dashboard's "select all") is the judgement the
+eligibility column keeps: it is reused while the data and settings stay the same, and a
+preview that makes it keeps it for the column. Anything narrower is judged afresh."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import bear.pipeline  # noqa: F401  (the package exports a function of the module's name)
+
+preview_module = sys.modules["bear.pipeline.preview"]
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The stages of every judgement the preview module asks for (the real one runs)."""
+    calls: list[tuple[str, ...]] = []
+    real = preview_module.judge
+
+    def counting(core: Any, cur: Any, stages: Any, source: str, **kw: Any) -> Any:
+        calls.append(tuple(stages))
+        return real(core, cur, stages, source, **kw)
+
+    monkeypatch.setattr(preview_module, "judge", counting)
+    return calls
+
+
+def same_preview(a: Any, b: Any) -> None:
+    assert a.validated and b.validated
+    assert (a.selected, a.eligible_ids) == (b.selected, b.eligible_ids)
+    pd.testing.assert_frame_equal(a.violations, b.violations)
+    pd.testing.assert_frame_equal(a.expected_documents, b.expected_documents)
+    pd.testing.assert_frame_equal(a.blast_radius, b.blast_radius)
+    pd.testing.assert_frame_equal(a.by_rule, b.by_rule)
+
+
+def test_a_preview_of_every_awaiting_event_is_kept_and_reused_until_the_data_changes(
+    demo_ws, judged
+):
+    ws = demo_ws
+    everything = ws.awaiting_release()
+    fresh = ws.preview(everything)
+    assert judged == [("release", "invoice")]
+    assert fresh.ineligible > 0 and fresh.eligible > 0
+    # the eligibility column needs no judgement of its own now
+    assert ws.eligibility_ready("awaiting_release")
+    column = ws.eligibility("awaiting_release")
+    blocked_ids = set(fresh.violations.query("severity == 'block'").billing_event_id)
+    assert set(column["billing_event_id"]) == blocked_ids
+    again = ws.preview(everything)
+    assert judged == [("release", "invoice")]  # reused
+    same_preview(fresh, again)
+    # the same events as an id list are recognised as every awaiting event
+    listed = ws.preview(everything.ids())
+    assert judged == [("release", "invoice")]
+    same_preview(fresh, listed)
+    # a change to the data: judged afresh, and the change is seen
+    blocked = int(fresh.violations.query("rule_id == 'release.not_approved'").iloc[0, 0])
+    ws.db.cursor().execute("UPDATE billing_events SET approved = true WHERE id = ?", [blocked])
+    ws.core.refresh()
+    changed = ws.preview(everything)
+    assert judged == [("release", "invoice")] * 2
+    assert not (
+        (changed.violations.billing_event_id == blocked)
+        & (changed.violations.rule_id == "release.not_approved")
+    ).any()
+
+
+def test_the_kept_judgement_is_the_one_a_fresh_preview_makes(demo_path, tmp_path):
+    import shutil
+
+    import bear
+
+    path = tmp_path / "book.duckdb"
+    shutil.copy(demo_path, path)
+    with bear.connect(path, resume=False) as ws:
+        ws.eligibility("awaiting_release")  # the dashboard's column, computed first
+        kept = ws.preview(ws.awaiting_release(), full=True)
+        ws.core.eligibility_cache.clear()
+        fresh = ws.preview(ws.awaiting_release(), full=True)
+        assert ws.eligibility_ready("awaiting_release")  # and kept again
+    same_preview(kept, fresh)
+
+
+def test_narrower_selections_and_other_actions_are_judged_afresh(demo_ws, judged):
+    ws = demo_ws
+    ws.eligibility("awaiting_release")
+    assert judged == [("release", "invoice")]
+    ws.preview(ws.awaiting_release(currency="EUR"))
+    ids = ws.awaiting_release().ids()
+    ws.preview(ids[:-1])
+    ws.preview(ws.awaiting_release(), action="release")  # the release stage alone
+    assert judged == [("release", "invoice")] * 3 + [("release",)]
+
+
+def test_a_kept_judgement_validates_a_selection_above_the_validation_limit(demo_ws, judged):
+    ws = demo_ws
+    ws.settings.update(validation_limit=10)
+    unvalidated = ws.preview(ws.awaiting_release())
+    assert not unvalidated.validated and judged == []
+    ws.eligibility("awaiting_release")
+    kept = ws.preview(ws.awaiting_release())
+    assert kept.validated and kept.reason == "" and kept.ineligible > 0
+    assert judged == [("release", "invoice")]
+
+
+def test_every_awaiting_invoice_event_reuses_the_invoice_judgement(demo_ws, judged):
+    ws = demo_ws
+    pv = ws.preview(ws.awaiting_invoice(), action="invoice")
+    assert judged == [("invoice",)]
+    assert ws.eligibility_ready("awaiting_invoice")
+    same_preview(pv, ws.preview(ws.awaiting_invoice(), action="invoice"))
+    assert judged == [("invoice",)]
