@@ -370,7 +370,13 @@ def test_progress_and_notifications_of_a_run(demo_ws, grid):
     assert {n["kind"] for n in new} == {"release_finished", "invoicing_finished"}
     assert all(n["run_id"] == run_id for n in new)
     assert notes.unread == 2 and notes.poll() == []
-    assert notes.mark_read() == 2 and notes.unread == 0
+    # a poll that finds nothing new leaves the bell alone: nothing is sent to the browser
+    shown = notes.items
+    assert notes.poll() == [] and notes.items is shown
+    # read in another session (another tab of the same person): this bell follows
+    other = NotificationState(demo_ws, USER)
+    assert other.mark_read() == 2 and other.unread == 0
+    assert notes.poll() == [] and notes.unread == 0
     assert set(notes.items["status"]) == {"read"}
     # the grid notices the data changed and reloads
     assert grid.refresh_if_stale() is True

@@ -54,7 +54,12 @@ class NotificationState(param.Parameterized):
 
     def poll(self) -> list[dict[str, Any]]:
         """Notifications that arrived since the last poll (for toasts, each with its ``look``);
-        refreshes the bell."""
+        refreshes the bell when anything changed. A poll runs every second in every session:
+        when the newest id and the unread count are as they were (the usual case) it costs one
+        small query and sends nothing to the browser."""
+        newest, unread = self.ws.inbox_state(self.user)
+        if newest == self._last_id and unread == self.unread:
+            return []
         frame = self._looked(self.ws.inbox(self.user, after_id=self._last_id))
         new = [
             {k: r[k] for k in ("id", "run_id", "kind", "subject", "status", "look")}
