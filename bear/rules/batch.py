@@ -113,8 +113,8 @@ WITH ids AS (
     FROM billing_events WHERE released GROUP BY project_id
 ), ev AS (
     -- the events with their item aggregates (kept current in billing_event_item_stats)
-    SELECT e.*, coalesce(e.invoice_date, e.event_date) AS document_date,
-           s.* EXCLUDE (billing_event_id)
+    SELECT e.* EXCLUDE (release_run_id), coalesce(e.invoice_date, e.event_date) AS document_date,
+           s.* EXCLUDE (billing_event_id, items_hash)  -- (columns no rule reads stay out)
     FROM billing_events e
     LEFT JOIN billing_event_item_stats s
            ON s.billing_event_id = e.id AND s.billing_event_id BETWEEN $lo AND $hi

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,6 +82,14 @@ def local_url(address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _warm(ws: Any) -> None:
+    """Compute what every session's first page needs (kept until the data changes)."""
+    try:
+        ws.eligibility("awaiting_release")
+    except Exception:  # noqa: BLE001 — the book closing under it, a rule failing: a session retries
+        log.debug("warming the eligibility failed", exc_info=True)
+
+
 def serve(
     path: str,
     port: int = 5006,
@@ -120,6 +129,9 @@ def serve(
             )
         ws.settings.lock_startup()
         ws.runner.start()
+        # The first dashboard must not wait for the eligibility of every awaiting event (seconds
+        # at a million): it is computed now, while the server starts and before anyone asks.
+        threading.Thread(target=_warm, args=(ws,), name="bear-warm", daemon=True).start()
         hosts = allowed_hosts(address, allow_hosts)
         owner = resolve_owner(user)
         app = build_app(ws, owner=owner, hosts=hosts, port=port)

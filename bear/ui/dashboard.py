@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
@@ -137,26 +138,31 @@ class Dashboard(Viewer):
         self.release_view = EventGrid(
             self.release_grid, self.release_flow, self.run_started, exports=exports
         )
-        self.invoice_view = EventGrid(
-            self.invoice_grid, self.invoice_flow, self.run_started, exports=exports
-        )
-        self.invoiced_view = EventGrid(
-            self.invoiced_grid, self.invoiced_flow, self.run_started, exports=exports
-        )
-        self.runs_view = RunsView(self.runs, open_documents=self.open_documents)
-        self.docs_view = DocumentsView(self.docs)
-        self.settings_view = SettingsView(self.settings, background, user=user)
+        # The other tabs' views are built when first shown: a session starts with one grid's
+        # widgets to make and send, not six tabs' (a third of the first load at 1M events).
+        self._factories: dict[int, Callable[[], Any]] = {
+            INVOICE: lambda: EventGrid(
+                self.invoice_grid, self.invoice_flow, self.run_started, exports=exports
+            ),
+            INVOICED: lambda: EventGrid(
+                self.invoiced_grid, self.invoiced_flow, self.run_started, exports=exports
+            ),
+            RUNS: lambda: RunsView(self.runs, open_documents=self.open_documents),
+            DOCUMENTS: lambda: DocumentsView(self.docs),
+            SETTINGS: lambda: SettingsView(self.settings, background, user=user),
+        }
+        self._views: dict[int, Any] = {}
+        self._slots = {i: pn.Column(sizing_mode="stretch_width") for i in self._factories}
         self.bell = NotificationBell(self.notes, open_run=self.open_run)
         self.tabs = pn.Tabs(
             (
                 TAB_NAMES[RELEASE],
                 pn.Column(self.overview_view, self.release_view, sizing_mode="stretch_width"),
             ),
-            (TAB_NAMES[INVOICE], self.invoice_view),
-            (TAB_NAMES[INVOICED], self.invoiced_view),
-            (TAB_NAMES[RUNS], self.runs_view),
-            (TAB_NAMES[DOCUMENTS], self.docs_view),
-            (TAB_NAMES[SETTINGS], self.settings_view),
+            *(
+                (TAB_NAMES[i], self._slots[i])
+                for i in (INVOICE, INVOICED, RUNS, DOCUMENTS, SETTINGS)
+            ),
             dynamic=True,
             sizing_mode="stretch_width",
         )
@@ -170,8 +176,37 @@ class Dashboard(Viewer):
         if poll and pn.state.curdoc is not None:
             self._callback = pn.state.add_periodic_callback(self.tick, period=POLL_MS)
 
+    # -- the views of the tabs, built when first shown ----------------------------------------
+    def _view(self, index: int) -> Any:
+        if index not in self._views:
+            self._views[index] = view = self._factories[index]()
+            self._slots[index].objects = [view]
+        return self._views[index]
+
+    @property
+    def invoice_view(self) -> EventGrid:
+        return self._view(INVOICE)
+
+    @property
+    def invoiced_view(self) -> EventGrid:
+        return self._view(INVOICED)
+
+    @property
+    def runs_view(self) -> RunsView:
+        return self._view(RUNS)
+
+    @property
+    def docs_view(self) -> DocumentsView:
+        return self._view(DOCUMENTS)
+
+    @property
+    def settings_view(self) -> SettingsView:
+        return self._view(SETTINGS)
+
     # -- navigation ---------------------------------------------------------------------------
     def _tab(self, event: Any) -> None:
+        if event.new in self._factories:
+            self._view(event.new)
         events_tab = event.new in (RELEASE, INVOICE, INVOICED)
         self.filter_panel.visible = events_tab  # the filters choose events: hidden elsewhere
         self.saved_panel.visible = events_tab
