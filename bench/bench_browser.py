@@ -85,6 +85,20 @@ def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]
         k: [] for k in ("page", "sort", "search", "reset", "select all", "preview")
     }
     chromium = shutil.which("chromium")
+    # The grid sorts its page in the browser at once, then shows the first page of the SQL
+    # sort: a sort is done when the first row is the book's largest (or smallest) amount.
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        tops = {
+            str(
+                con.execute(
+                    "SELECT id FROM billing_events WHERE NOT released "
+                    f"ORDER BY summary_amount {d}, id LIMIT 1"
+                ).fetchall()[0][0]
+            )
+            for d in ("DESC", "ASC")
+        }
     with serving(path, "--user", "bench@example.com", timeout=180) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 900})
@@ -109,7 +123,12 @@ def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]
             page.locator(
                 ".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title"
             ).click()
-            out["sort"].append(1000 * until(lambda s=shown: first_id.inner_text() != s))
+            out["sort"].append(
+                1000
+                * until(
+                    lambda s=shown: (t := first_id.inner_text().replace(",", "")) != s and t in tops
+                )
+            )
             everything = card.inner_text()
             search.fill(SEARCHES[i % 2])
             search.press("Enter")

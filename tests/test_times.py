@@ -4,18 +4,15 @@ level reads as a word."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from netutil import bear_cli
 
 import bear
 from bear.ui.state import display_frame
-
-TOKYO = {**os.environ, "TZ": "Asia/Tokyo"}  # UTC+9, no daylight saving time
 
 
 @pytest.fixture
@@ -26,13 +23,7 @@ def book(demo_path, tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bear.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={k: v for k, v in TOKYO.items() if k != "BEAR_DB"},
-    )
+    return bear_cli(*args, TZ="Asia/Tokyo")  # UTC+9, no daylight saving time
 
 
 def test_a_run_made_on_a_machine_in_tokyo_is_stamped_in_utc_and_printed_with_its_zone(book):
