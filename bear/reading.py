@@ -297,22 +297,34 @@ class Reading:
         rest = replace(f, eligibility=None)
         if cached and f.category:
             masks = self._cached(("masks",), lambda: q_events.category_masks(self.db.cursor()))
-            cond = q_events.condition(sel.kind, replace(rest, category=())).and_(
-                q_events.mask_condition(f.category, masks, f"_bear_masks_{self.data_version}")
+            chosen = self._cached(
+                ("category", tuple(sorted(f.category))),
+                lambda: q_events.mask_condition(
+                    f.category, masks, f"_bear_masks_{self.data_version}"
+                ),
             )
+            cond = q_events.condition(sel.kind, replace(rest, category=())).and_(chosen)
         else:
             cond = q_events.condition(sel.kind, rest)
         if cached and f.search:
             base = cond
-            ids = self._cached(
-                ("matches", sel.kind, rest), lambda: q_events.match_ids(self.db.cursor(), base)
-            )
             name = f"_bear_match_{abs(hash((sel.kind, rest))):x}"
-            cond = Condition(q_events.KIND_SQL[sel.kind]).and_(q_events.in_ids(ids, name))
+            matches = self._cached(
+                ("matches", sel.kind, rest),
+                lambda: q_events.in_ids(q_events.match_ids(self.db.cursor(), base), name),
+            )
+            cond = Condition(q_events.KIND_SQL[sel.kind]).and_(matches)
         if f.eligibility:
             where, params = self._eligibility_condition(sel.kind, f.eligibility)
             cond = cond.and_(Condition(where, params))
         return cond
+
+    def warm(self) -> None:
+        """Compute now what a dashboard's first page and filters read, kept until the data
+        changes: the eligibility of every awaiting event (seconds at a million) and the
+        events' item-category masks (the category filter's)."""
+        pipeline.eligibility_table(self.core, "awaiting_release")
+        self._cached(("masks",), lambda: q_events.category_masks(self.db.cursor()))
 
     def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
         version = self.data_version

@@ -152,3 +152,35 @@ def test_record_listings_page_by_keyset(demo_ws):
     assert rows.page == rows.pages - 1
     rows.show(None)
     assert rows.total == 0 and rows.rows.empty
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[], [1], [2, 5, 7], [7], list(range(1, 9)), [3, 9_999]],
+    ids=["none", "first", "some", "last", "all", "past-the-last-event"],
+)
+def test_an_id_set_read_as_bits_selects_exactly_its_events(ids):
+    """``in_ids`` looks ids up in a string of bits: the events in the set, no other — none
+    past the set's largest id, none when the set is empty."""
+    import duckdb
+    import pyarrow as pa
+
+    from bear.queries.events import BITMAP_MAX_ID, in_ids
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE billing_events AS SELECT range AS id FROM range(1, 9)")
+    cond = in_ids(pa.table({"id": pa.array(ids, pa.int64())}), "_t_ids")
+    assert "get_bit" in cond.where
+    cond.register(con)
+    got = [
+        r[0]
+        for r in con.execute(
+            f"SELECT e.id {cond.source()} ORDER BY 1", dict(cond.params)
+        ).fetchall()
+    ]
+    assert got == sorted(i for i in ids if i < 9)
+    # ids too large for a bit string are looked up with a join, with the same answer
+    big = in_ids(pa.table({"id": pa.array([2, BITMAP_MAX_ID], pa.int64())}), "_t_big")
+    assert "get_bit" not in big.where
+    big.register(con)
+    assert con.execute(f"SELECT e.id {big.source()}", dict(big.params)).fetchall() == [(2,)]

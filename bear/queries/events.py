@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from bear.errors import QueryError
 from bear.queries.filters import CATEGORIES, Filters
@@ -132,14 +134,36 @@ def mask_condition(categories: Sequence[str], masks: Any, name: str) -> Conditio
     """Events with an item in one of ``categories``, answered from the category masks
     (``category_masks``) instead of a join to every item."""
     bits = sum(1 << CATEGORIES.index(c) for c in categories)
-    return Condition(
-        f"e.id IN (SELECT id FROM {name} WHERE (mask & {bits}) <> 0)", {}, {name: masks}
-    )
+    ids = masks.column("id").to_numpy()
+    chosen = ids[(masks.column("mask").to_numpy() & bits) != 0]
+    return in_ids(pa.table({"id": chosen}), name)
+
+
+# Up to this many ids an id set is looked up in a bit string (one bit per id, 16 MB of text at
+# most); above it, in a join.
+BITMAP_MAX_ID = 128_000_000
 
 
 def in_ids(ids: Any, name: str) -> Condition:
-    """Events whose id is in the Arrow table ``ids`` (column ``id``)."""
-    return Condition(f"e.id IN (SELECT id FROM {name})", {}, {name: ids})
+    """Events whose id is in the Arrow table ``ids`` (column ``id``).
+
+    The set becomes a string of bits, bit i set for id i, and each event's bit is read with
+    ``get_bit``: a lookup per row instead of a semi-join. At a million events with half of
+    them in the set that is ~30 ms against ~125 ms for the join (the item-category filter,
+    a search's matches)."""
+    values = np.asarray(ids.column("id").to_numpy(zero_copy_only=False), dtype=np.int64)
+    top = int(values.max()) if values.size else 0
+    if values.size and (int(values.min()) < 0 or top >= BITMAP_MAX_ID):
+        return Condition(f"e.id IN (SELECT id FROM {name})", {}, {name: ids})
+    size = top + 2  # the last bit is 0: every id past the set reads it
+    bits = np.full(size, ord("0"), dtype=np.uint8)
+    bits[values] = ord("1")
+    # a parameter, so the bit string is a constant of the statement (a scalar subquery may be
+    # planned as a nested-loop join that copies it for every row)
+    return Condition(
+        f"get_bit(${name}::BIT, least(e.id, {size - 1})::INTEGER) = 1",
+        {name: bits.tobytes().decode("ascii")},
+    )
 
 
 def category_masks(cur: duckdb.DuckDBPyConnection) -> Any:

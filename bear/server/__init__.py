@@ -85,7 +85,7 @@ def local_url(address: str, port: int) -> str:
 def _warm(ws: Any) -> None:
     """Compute what every session's first page needs (kept until the data changes)."""
     try:
-        ws.eligibility("awaiting_release")
+        ws.warm()
     except Exception:  # noqa: BLE001 — the book closing under it, a rule failing: a session retries
         log.debug("warming the eligibility failed", exc_info=True)
 
