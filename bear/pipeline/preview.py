@@ -5,14 +5,16 @@ and filter read it)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bear.errors import BearError
 from bear.models import Action, Preview, RuleTiming
 from bear.pipeline.ids import IdSource, action_of, judge, load_ids
+from bear.queries.events import in_ids
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -190,6 +192,7 @@ class Verdict:
     rules: pa.Table  # blocked events × rule: billing_event_id, rule_id
     violations: pa.Table  # every violation (all severities, with messages)
     timings: tuple[RuleTiming, ...]
+    conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # filters made of it
 
 
 def _whole_kind(core: Core, cur: Any, act: Action, n: int, whole: str | None) -> str | None:
@@ -265,19 +268,37 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
 
 
 def eligibility_condition(core: Core, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
-    """SQL condition for the eligibility filter (``eligible``, ``ineligible`` or a rule id)."""
-    table, rules = eligibility_table(core, "awaiting_release" if kind == "all" else kind)
-    cur = core.db.cursor()
-    cur.register("_elig", table)
-    cur.register("_elig_rules", rules)
-    if eligibility == "eligible":
-        return "e.id NOT IN (SELECT billing_event_id FROM _elig)", {}
-    if eligibility == "ineligible":
-        return "e.id IN (SELECT billing_event_id FROM _elig)", {}
+    """SQL condition for the eligibility filter (``eligible``, ``ineligible`` or a rule id).
+
+    The events are looked up in a string of bits (``in_ids``), made once per kept verdict:
+    ~20 ms at a million events, where a semi-join on the blocked ids took ~100."""
+    key = ("awaiting_release" if kind == "all" else kind, core.data_version)
+    table, rules = eligibility_table(core, key[0])
+    if eligibility in ("eligible", "ineligible"):
+        blocked = _kept_bits(core, key, "blocked", lambda: table.column("billing_event_id"))
+        where = blocked.where if eligibility == "ineligible" else f"NOT ({blocked.where})"
+        return where, dict(blocked.params)
     if eligibility in {r.id for r in core.plugins.registry.rules}:
-        return "e.id IN (SELECT billing_event_id FROM _elig_rules WHERE rule_id = $f_elig_rule)", {
-            "f_elig_rule": eligibility
-        }
+        by_rule = _kept_bits(
+            core,
+            key,
+            eligibility,
+            lambda: rules.filter(pc.equal(rules.column("rule_id"), eligibility)).column(
+                "billing_event_id"
+            ),
+        )
+        return by_rule.where, dict(by_rule.params)
     raise BearError(
         f"filter 'eligibility': expected 'eligible', 'ineligible' or a rule id, not {eligibility!r}"
     )
+
+
+def _kept_bits(core: Core, key: tuple[str, int], name: str, ids: Any) -> Any:
+    """The ``in_ids`` condition of the ids ``ids()`` returns, kept with the verdict."""
+    verdict = core.eligibility_cache.get(key)
+    kept = verdict.conditions.get(name) if verdict is not None else None
+    if kept is None:
+        kept = in_ids(pa.table({"id": ids()}), "f_elig_bits")
+        if verdict is not None:
+            verdict.conditions[name] = kept
+    return kept
