@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from bear.errors import BearError
 from bear.models import Action, Preview, RuleTiming
 from bear.pipeline.ids import IdSource, action_of, judge, load_ids
-from bear.queries.events import in_ids
+from bear.queries.events import KIND_SQL, in_ids
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -96,7 +96,7 @@ def preview(
         "(SELECT billing_event_id FROM _violations WHERE severity = 'block')"
         if batch_built
         # every event of a kind: an anti-join on the blocked few, not a semi-join on the many
-        else f"billing_events e WHERE {_KIND_WHERE[kind]} AND e.id NOT IN "
+        else f"billing_events e WHERE {KIND_SQL[kind]} AND e.id NOT IN "
         "(SELECT billing_event_id FROM _violations WHERE severity = 'block')"
         if kind is not None and validated
         else "billing_events e WHERE e.id IN (SELECT billing_event_id FROM _pv_ok)"
@@ -168,14 +168,8 @@ GROUP BY ALL ORDER BY effect, doc_type DESC, currency
 """
 
 
-# The events of each kind the eligibility is kept for, the stages that judge them and the
-# action whose preview of every such event is that same judgement.
-_KIND_WHERE = {
-    "awaiting_release": "NOT released",
-    "awaiting_invoice": "released AND NOT invoiced",
-    "released": "released",
-    "invoiced": "invoiced",
-}
+# The stages that judge the events of each kind (``KIND_SQL``) the eligibility is kept for,
+# and the action whose preview of every such event is that same judgement.
 _KIND_STAGES = {"awaiting_invoice": ["invoice"], "released": ["revert"], "invoiced": ["revert"]}
 _ACTION_KINDS = {
     Action.RELEASE_AND_INVOICE: ("awaiting_release",),
@@ -204,12 +198,15 @@ def _whole_kind(core: Core, cur: Any, act: Action, n: int, whole: str | None) ->
     if whole in kinds:
         return whole
     for kind in kinds:
-        where = _KIND_WHERE[kind]
-        if cur.execute(f"SELECT count(*) FROM billing_events WHERE {where}").fetchall()[0][0] != n:
+        where = KIND_SQL[kind]
+        if (
+            cur.execute(f"SELECT count(*) FROM billing_events e WHERE {where}").fetchall()[0][0]
+            != n
+        ):
             continue
         inside = cur.execute(
             "SELECT count(*) FROM _pv_ids WHERE billing_event_id IN "
-            f"(SELECT id FROM billing_events WHERE {where})"
+            f"(SELECT e.id FROM billing_events e WHERE {where})"
         ).fetchall()[0][0]
         if inside == n:  # _pv_ids holds distinct ids
             return kind
@@ -224,8 +221,8 @@ def _keep(
     violations: pa.Table,
     timings: Any,
 ) -> Verdict:
-    """Keep the verdict in temp table ``target`` (and as Arrow) for ``key``, unless the data
-    changed while it was being made."""
+    """The verdict whose violations are in temp table ``target`` (and ``violations``), kept
+    for ``key`` unless the data changed while it was being made."""
     per_event = cur.sql(
         f"""
         SELECT billing_event_id, count(*) AS reasons,
@@ -253,9 +250,9 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     if cached is not None:
         return cached.per_event, cached.rules
     cur = core.db.cursor()
-    where = _KIND_WHERE.get(kind, "true")
+    where = KIND_SQL.get(kind, "true")
     cur.execute(
-        f"CREATE OR REPLACE TEMP TABLE _el_ids AS SELECT id AS billing_event_id FROM billing_events WHERE {where}"
+        f"CREATE OR REPLACE TEMP TABLE _el_ids AS SELECT e.id AS billing_event_id FROM billing_events e WHERE {where}"
     )
     stages = _KIND_STAGES.get(kind, ["release", "invoice"])
     timings = judge(
