@@ -15,6 +15,12 @@ final writes (document statuses, reversing documents and their lines, counters, 
 to Awaiting Release, history, one app log per event) as ONE bulk transaction of plain SQL
 (no rules, no batches) on an identical copy of the posted book. --repeat 3 takes about two
 minutes on the 2-core machine.
+
+Memory: a run's peak RSS is the kernel's high-water mark of the process (VmHWM), reset just
+before the timed call (Linux ``/proc/self/clear_refs``); printed for the worst of the repeats,
+with the RSS the process held as that run started. "process peak" is the process's since it
+started (``ru_maxrss``): seeding the book (~1.4 GiB for the 1.35M-event book of --million) and
+the floors' one-transaction bulk writes (~1.7 GiB at 1M) included — not a figure of BEAR's.
 """
 
 from __future__ import annotations
@@ -39,7 +45,43 @@ from bear.db.reversals import create_reversals  # noqa: E402
 
 
 def peak_rss_mib() -> float:
+    """The process's peak RSS since it started (seeding, previews and floors included)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def start_peak() -> float | None:
+    """Reset the kernel's peak-RSS mark of this process (VmHWM), so that ``peak_since`` reads
+    the peak from now on; returns the RSS now (MiB), or None where it cannot be reset."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_mib("VmRSS")
+    except OSError:
+        return None
+
+
+def peak_since(start: float | None) -> float:
+    """The peak RSS (MiB) since ``start_peak`` (the process's whole life where it failed)."""
+    return peak_rss_mib() if start is None else _status_mib("VmHWM")
+
+
+@dataclass
+class Peak:
+    """A timed run's peak RSS (MiB), and the RSS the process held as it started."""
+
+    peak: float
+    start: float | None
+
+    def __str__(self) -> str:
+        if self.start is None:
+            return f"peak RSS {self.peak:,.0f} MiB (of the process)"
+        return f"run peak RSS {self.peak:,.0f} MiB (from {self.start:,.0f} at its start)"
 
 
 def make_db(folder: Path, events: int) -> Path:
@@ -61,6 +103,7 @@ class Revert:
 
     secs: float
     floor: float
+    mem: Peak
     posted: int
     reverted: int
     discarded: int
@@ -70,17 +113,24 @@ class Revert:
 
 def run_bear(
     src: Path, folder: Path, n: int, batch: int, post: str | None = None
-) -> tuple[float, int, dict, Revert | None]:
+) -> tuple[float, Peak, dict, Revert | None]:
     """Release and Invoice ``n`` events; with ``post`` (all / half / none), post the run's
-    documents and time the revert of the same events, and its floor on a copy."""
+    documents and time the revert of the same events, and its floor on a copy.
+
+    The eligible ids are picked by a preview in a workspace of their own, closed before the
+    run (as the floor does): the run's peak RSS is then the run's, not the preview's (whose
+    temp tables and results would otherwise stay with the process through the run)."""
     path = folder / "run.duckdb"
     shutil.copy(src, path)
     with bear.connect(path) as ws:
         ws.settings.update(release_batch_size=batch)
         ids = eligible_ids(ws, n)
+    with bear.connect(path) as ws:
+        start = start_peak()
         t0 = time.perf_counter()
         res = ws.release_and_invoice(ids, user="bench@example.com")
         secs = time.perf_counter() - t0
+        mem = Peak(peak_since(start), start)
         posted = 0 if post is None else post_documents(ws, res.id, post)
     rv = None
     if post is not None:
@@ -88,14 +138,17 @@ def run_bear(
         shutil.copy(path, copy)  # the posted book, closed: an identical copy for the floor
         with bear.connect(path) as ws:
             ws.db.cursor().execute("SELECT count(*) FROM documents").fetchall()  # opened, warm
+            start = start_peak()
             t0 = time.perf_counter()
             out = ws.revert(ids, reason="bench", user="bench@example.com")
             rv_secs = time.perf_counter() - t0
+            rv_mem = Peak(peak_since(start), start)
         if out.status != "completed":
             raise SystemExit(f"revert run {out.id} ended {out.status}: {out.error}")
         rv = Revert(
             rv_secs,
             run_revert_floor(copy, ids),
+            rv_mem,
             posted,
             out.reverted,
             out.discarded,
@@ -103,7 +156,9 @@ def run_bear(
             out.not_reverted,
         )
     path.unlink()
-    return secs, len(ids), res.__dict__, rv
+    if res.status != "completed" or res.released != len(ids):
+        raise SystemExit(f"run {res.id} ended {res.status}, {res.released} of {len(ids)} released")
+    return secs, mem, res.__dict__, rv
 
 
 def post_documents(ws: bear.Workspace, run_id: int, post: str) -> int:
@@ -233,10 +288,11 @@ def main() -> None:
         for n in sizes:
             src = make_db(folder, int(n * 1.35))
             # BEAR and the floor alternate, so a slow spell of the machine hits both alike.
-            bears, floors, rvs = [], [], []
+            bears, floors, rvs, mems = [], [], [], []
             for _ in range(a.repeat):
-                secs, _, _, rv = run_bear(src, folder, n, a.batch, post)
+                secs, mem, _, rv = run_bear(src, folder, n, a.batch, post)
                 bears.append(secs)
+                mems.append(mem)
                 floors.append(run_floor(src, folder, n))
                 if rv is not None:
                     rvs.append(rv)
@@ -248,7 +304,7 @@ def main() -> None:
             print(
                 f"{n:>9,} events  bear {bear_s:7.2f} s  ({n / bear_s:9,.0f} ev/s)  floor {floor_s:6.2f} s  "
                 f"ratio {ratio:5.1f}×  (pairs: {', '.join(f'{b / f:.1f}' for b, f in zip(bears, floors, strict=True))})  "
-                f"peak RSS {peak_rss_mib():,.0f} MiB",
+                f"{max(mems, key=lambda m: m.peak)}; process peak {peak_rss_mib():,.0f} MiB",
                 flush=True,
             )
             if rvs:
@@ -283,8 +339,8 @@ def print_revert(n: int, bears: list[float], rvs: list[Revert], post: str) -> tu
         f"(runs: {', '.join(f'{x:.2f}' for x in to_ri)}; aim ≤ 1.5×)\n"
         f"{'':>17}posted {last.posted:,} documents ({post}) before the revert; reverted "
         f"{last.reverted:,}, discarded {last.discarded:,}, reversing documents "
-        f"{last.reversing:,}, not reverted {last.not_reverted:,}; peak RSS "
-        f"{peak_rss_mib():,.0f} MiB",
+        f"{last.reversing:,}, not reverted {last.not_reverted:,}; "
+        f"{max((r.mem for r in rvs), key=lambda m: m.peak)}",
         flush=True,
     )
     return statistics.median(to_ri), statistics.median(to_fl)

@@ -12,7 +12,7 @@ from bear.config import SettingsSnapshot, is_email
 from bear.errors import BearError, NotFoundError
 from bear.models import FINAL_STATUSES, Action, RunResult
 from bear.pipeline.ids import IdSource, action_of, load_ids
-from bear.pipeline.tx import retrying
+from bear.pipeline.tx import drop_temp, retrying
 from bear.progress import follow
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ def submit(
             "WHERE billing_event_id NOT IN (SELECT billing_event_id FROM event_claims)",
             {"r": run_id},
         )
+    drop_temp(cur, "_submit_ids")  # recorded in run_events: not kept on the caller's cursor
     if wake:
         core.wake()
     log.info("run %s queued: %s of %s events by %s", run_id, act.value, n, user)

@@ -39,3 +39,13 @@ def write(db: Database, sql: str, params: Any, *, rule_neutral: bool = False) ->
             tx.execute(sql, params)
 
     retrying(work)
+
+
+def drop_temp(cur: duckdb.DuckDBPyConnection, *tables: str, views: tuple[str, ...] = ()) -> None:
+    """Drop temp ``tables`` (and ``views``) of ``cur`` that exist: a temp table lives as long
+    as its cursor (the thread's), so a stage's million-row working tables would otherwise hold
+    their memory until the next run replaced them."""
+    for v in views:
+        cur.execute(f"DROP VIEW IF EXISTS temp.{v}")
+    for t in tables:
+        cur.execute(f"DROP TABLE IF EXISTS temp.{t}")
