@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from bear.errors import BearError
 from bear.models import Action, Preview, RuleTiming
 from bear.pipeline.ids import IdSource, action_of, judge, load_ids
+from bear.pipeline.tx import drop_temp
 from bear.queries.events import KIND_SQL, in_ids
 
 if TYPE_CHECKING:
@@ -130,6 +131,10 @@ def preview(
         ).to_arrow_table()
     else:
         blast = cur.sql(blast_sql.format(limit="AND false"), params={"bs": 1}).to_arrow_table()
+    # Everything the caller gets is in Arrow or pandas now: the working tables (a wide row per
+    # event, ~450 MiB at a million) would otherwise stay on this thread's cursor until its next
+    # preview replaced them.
+    drop_temp(cur, *PREVIEW_TEMP_TABLES, views=("_batch",))
     return Preview(
         act.value,
         n,
@@ -144,6 +149,9 @@ def preview(
         time.perf_counter() - t0,
     )
 
+
+# A preview's working tables on its thread's cursor (the batch view's among them).
+PREVIEW_TEMP_TABLES = ("_pv_ids", "_pv_ok", "_violations", "_batch_core")
 
 # The documents an action would create: one per event, by the sign of its amount.
 _DOCS = """
@@ -260,7 +268,7 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     )
     violations = cur.sql("SELECT * FROM _el_v").to_arrow_table()
     verdict = _keep(core, cur, key, "_el_v", violations, timings)
-    cur.execute("DROP TABLE IF EXISTS _el_v")
+    drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=("_batch",))
     return verdict.per_event, verdict.rules
 
 
