@@ -99,10 +99,24 @@ _DIMENSIONS: dict[str, str] = {
 
 _VIEW_SQL = (
     "CREATE OR REPLACE TEMP VIEW _batch AS SELECT "
-    + ", ".join(f"{_DIMENSIONS[c]} AS {c}" if c in _DIMENSIONS else f"b.{c}" for c in COLUMNS)
+    + ", ".join(
+        f"{_DIMENSIONS[c]} AS {c}"
+        if c in _DIMENSIONS
+        else "{released} AS released"
+        if c == "released"
+        else f"b.{c}"
+        for c in COLUMNS
+    )
     + " FROM _batch_core b LEFT JOIN projects p ON p.id = b.project_id"
     " LEFT JOIN accounts a ON a.id = b.account_id LEFT JOIN companies c ON c.id = b.company_id"
 )
+
+
+def batch_view(cur: duckdb.DuckDBPyConnection, *, as_released: bool = False) -> None:
+    """(Re)create the view ``_batch`` over ``_batch_core``; ``as_released``: every event reads
+    as released (the invoice stage of a release-and-invoice judgement) — the view says so,
+    rather than an ``UPDATE`` of every row of the table."""
+    cur.execute(_VIEW_SQL.format(released="true" if as_released else "b.released"))
 
 _BATCH_SQL = """
 CREATE OR REPLACE TEMP TABLE _batch_core AS
@@ -263,7 +277,7 @@ def build_batch(
         cur.execute(_MISSING_PRODUCTS_SQL)
     if documents:
         cur.execute(_DOCUMENTS_SQL)
-    cur.execute(_VIEW_SQL)
+    batch_view(cur)
     return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from bear.models import RuleTiming
-from bear.rules.batch import COLUMNS, Batch, build_batch
+from bear.rules.batch import COLUMNS, Batch, batch_view, build_batch
 from bear.rules.model import SqlRule, declared_columns, normalise, sql_string
 
 log = logging.getLogger(__name__)
@@ -402,7 +402,7 @@ def evaluate(
     for stage in stages:
         if invoice_as_released and stage == "invoice":
             # Judged as if released: same rows, only the flag differs (cheaper than a rebuild).
-            cur.execute("UPDATE _batch_core SET released = true WHERE NOT released")
+            batch_view(cur, as_released=True)
         timings += evaluate_stage(
             cur,
             registry,
