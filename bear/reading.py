@@ -131,15 +131,31 @@ class Reading:
         return q_pager.count(cur, self._listing(what))
 
     def totals(
-        self, sel: Selection, *, cached: bool = False, projects: str = "per_currency"
+        self,
+        sel: Selection,
+        *,
+        cached: bool = False,
+        projects: str = "per_currency",
+        ineligible: bool = False,
     ) -> pd.DataFrame:
         """Per currency: ``currency, events, amount, sales_invoices, credit_notes`` (amount in
         Decimal) and ``projects``, the distinct projects of the currency; with
         ``projects="overall"``, ``all_projects`` instead: the distinct projects of every
-        currency together."""
+        currency together. ``ineligible=True`` adds column ``ineligible``: the events the
+        kind's rules block, counted in the same pass (computes the kind's eligibility if it is
+        not kept yet)."""
         self._own(sel)
         cond = self._condition(sel, cached=cached)
-        return q_events.totals(self.db.cursor(), cond, projects=projects)
+        elig = sel.filters.eligibility
+        flagged = None
+        if ineligible and not elig:
+            flagged = Condition(*self._eligibility_condition(sel.kind, "ineligible"))
+        out = q_events.totals(self.db.cursor(), cond, projects=projects, flagged=flagged)
+        if flagged is not None:
+            out = out.rename(columns={"flagged": "ineligible"})
+        elif ineligible:  # the filter says it already: none, or every one of them
+            out["ineligible"] = 0 if elig == "eligible" else out["events"]
+        return out
 
     def overview(self, sel: Selection, *, cached: bool = False) -> dict[str, pd.DataFrame]:
         """A selection at a glance (Decimal amounts, per currency): ``age`` (bucket by days

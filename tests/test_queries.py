@@ -89,6 +89,40 @@ def test_cached_reads_equal_plain_reads(demo_ws):
         demo_ws.totals(sel, projects="some")
 
 
+@pytest.mark.parametrize("projects", ["overall", "per_currency"])
+def test_totals_count_the_ineligible_in_the_same_pass(demo_ws, projects):
+    """``ineligible=True``: per currency, the events the kind's rules block — the count of the
+    selection refined to ineligible — whatever other filters, and with an eligibility filter."""
+    for filters in (
+        {},
+        {"currency": ["EUR"]},
+        {"category": ["expense"], "search": "a"},
+        {"eligibility": "eligible"},
+        {"eligibility": "ineligible"},
+        {"eligibility": "release.not_approved", "currency": ["USD"]},
+    ):
+        sel = demo_ws.awaiting_release(**filters)
+        got = demo_ws.totals(sel, cached=True, projects=projects, ineligible=True)
+        plain = demo_ws.totals(sel, cached=True, projects=projects)
+        pd.testing.assert_frame_equal(got.drop(columns="ineligible"), plain)
+        expected = {
+            cur: n
+            for cur, n in demo_ws.sql(
+                "SELECT currency, count(*) AS n FROM billing_events "
+                "WHERE id IN (SELECT unnest($ids)) GROUP BY 1",
+                ids=[]
+                if filters.get("eligibility") == "eligible"
+                else sel.ids()  # a rule or "ineligible": every event selected is blocked
+                if filters.get("eligibility")
+                else sel.refine(eligibility="ineligible").ids(),
+            ).itertuples(index=False)
+        }
+        assert {c: int(n) for c, n in zip(got["currency"], got["ineligible"], strict=True)} == {
+            c: expected.get(c, 0) for c in got["currency"]
+        }, filters
+        assert int(got["ineligible"].sum()) > 0 or filters.get("eligibility") == "eligible"
+
+
 # -- the one pager ---------------------------------------------------------------------------
 def _walk(ws, what, sort=None, size=7, columns=None):
     """Every page forward by keyset, then back, then jumps: each equals its OFFSET window."""

@@ -200,15 +200,31 @@ def ids(cur: duckdb.DuckDBPyConnection, cond: Condition) -> list[int]:
 
 
 def totals(
-    cur: duckdb.DuckDBPyConnection, cond: Condition, *, projects: str = "per_currency"
+    cur: duckdb.DuckDBPyConnection,
+    cond: Condition,
+    *,
+    projects: str = "per_currency",
+    flagged: Condition | None = None,
 ) -> pd.DataFrame:
     """Per currency: events, amount (Decimal), expected sales invoices and credit notes, and
     the distinct projects — of that currency (``projects="per_currency"``: column
     ``projects``) or of every currency together (``projects="overall"``: column
     ``all_projects``, the same on each row, as the grid's summary card shows it). Each form
-    counts distinct projects once; asking for both would double the cost at a million rows."""
+    counts distinct projects once; asking for both would double the cost at a million rows.
+
+    ``flagged``: a second condition, counted among the same rows in column ``flagged`` (the
+    grid's ineligible events) in the same pass, instead of a statement of its own."""
     if projects not in ("per_currency", "overall"):
         raise QueryError(f"totals: projects must be 'per_currency' or 'overall', not {projects!r}")
+    params = dict(cond.params)
+    flag, extra = "", ""
+    if flagged is not None:
+        clash = [k for k, v in flagged.params.items() if k in params and params[k] is not v]
+        if clash:
+            raise QueryError(f"totals: the flagged condition reuses parameter {clash[0]!r}")
+        params.update(flagged.params)
+        flagged.register(cur)
+        flag, extra = f", ({flagged.where}) AS flag", flagged.where
     cond.register(cur)
     if projects == "per_currency":
         sql = f"""
@@ -216,19 +232,22 @@ def totals(
                    count(*) FILTER (e.summary_amount > 0) AS sales_invoices,
                    count(*) FILTER (e.summary_amount < 0) AS credit_notes,
                    count(DISTINCT e.project_id) AS projects
-            {cond.source()} GROUP BY ALL ORDER BY e.currency
+                   {", count(*) FILTER (" + flagged.where + ") AS flagged" if flagged else ""}
+            {cond.source(extra)} GROUP BY ALL ORDER BY e.currency
         """
     else:
         # One statement: DuckDB reuses the filtered rows for the distinct project count.
         sql = f"""
-            WITH s AS (SELECT e.currency, e.project_id, e.summary_amount {cond.source()})
+            WITH s AS (SELECT e.currency, e.project_id, e.summary_amount{flag}
+                       {cond.source(extra)})
             SELECT currency, count(*) AS events, sum(summary_amount) AS amount,
                    count(*) FILTER (summary_amount > 0) AS sales_invoices,
                    count(*) FILTER (summary_amount < 0) AS credit_notes,
                    (SELECT count(DISTINCT project_id) FROM s) AS all_projects
+                   {", count(*) FILTER (flag) AS flagged" if flagged else ""}
             FROM s GROUP BY currency ORDER BY currency
         """
-    return frame(cur, sql, cond.params)
+    return frame(cur, sql, params)
 
 
 def sort_keys(sort: Sequence[tuple[str, str]] | None) -> tuple[tuple[str, bool], ...]:

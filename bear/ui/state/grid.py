@@ -86,6 +86,8 @@ class GridState(Navigation, param.Parameterized):
         self._all_count = 0
         self._stale = True
         self._seen_data = -1
+        self._ineligible: int | None = None  # counted with the last totals, when it could be
+        self._elig_kept: tuple[int, pd.DataFrame] | None = None
         self.filter_state.param.watch(self._on_filters, "version")
 
     # -- loading ---------------------------------------------------------------------------
@@ -172,7 +174,11 @@ class GridState(Navigation, param.Parameterized):
         self.ws.eligibility(self.kind)
 
     def _summary(self, sel: Selection) -> None:
-        totals = self.ws.totals(sel, cached=True, projects="overall")
+        # The ineligible count rides along in the totals' pass when the eligibility is kept
+        # (an eligibility filter says it without counting).
+        ready = bool(sel.filters.eligibility) or eligibility_ready(self.ws, self.kind)
+        totals = self.ws.totals(sel, cached=True, projects="overall", ineligible=ready)
+        self._ineligible = int(totals["ineligible"].sum()) if ready else None
         self.total = int(totals["events"].sum()) if len(totals) else 0
         self.pager.total = self.total
         self.pages = self.pager.pages
@@ -185,19 +191,14 @@ class GridState(Navigation, param.Parameterized):
         }
 
     def _schedule_ineligible(self, sel: Selection) -> None:
-        elig = sel.filters.eligibility
-        if elig == "eligible":
-            self.ineligible = 0
-        elif elig:
-            self.ineligible = self.total
-        elif eligibility_ready(self.ws, self.kind):
-            self._count_ineligible(sel)
+        if self._ineligible is not None:  # counted with the totals
+            self.ineligible = self._ineligible
+            return
+        self.ineligible = None
+        if self.background is not None:
+            self.background(lambda: self._warm_then_count(sel))
         else:
-            self.ineligible = None
-            if self.background is not None:
-                self.background(lambda: self._warm_then_count(sel))
-            else:
-                self._warm_then_count(sel)
+            self._warm_then_count(sel)
 
     def _warm_then_count(self, sel: Selection) -> None:
         self.warm_eligibility()
@@ -260,12 +261,8 @@ class GridState(Navigation, param.Parameterized):
         if not ids:
             return {}
         if eligibility_ready(self.ws, self.kind) or self.background is None:
-            table = self.ws.eligibility(self.kind)
-            sub = table[table["billing_event_id"].isin(ids)]
-            return {
-                int(r.billing_event_id): (str(r.first_message), int(r.reasons))
-                for r in sub.itertuples()
-            }
+            sub = self._kept_eligibility().reindex(ids).dropna(subset=["reasons"])
+            return {int(r.Index): (str(r.first_message), int(r.reasons)) for r in sub.itertuples()}
         try:
             pv = self.ws.preview(list(ids), action=self.action, full=True)
         except BearError as exc:
@@ -281,6 +278,16 @@ class GridState(Navigation, param.Parameterized):
         for eid, g in v.groupby("billing_event_id", sort=False):
             out[int(eid)] = (str(g["message"].iloc[0]), len(g))
         return out
+
+    def _kept_eligibility(self) -> pd.DataFrame:
+        """The kind's eligibility indexed by event id, kept per data version: a page looks its
+        50 ids up instead of converting and scanning every blocked event (~10 ms at 1M)."""
+        version = self.ws.data_version
+        kept = self._elig_kept
+        if kept is None or kept[0] != version:
+            frame = self.ws.eligibility(self.kind).set_index("billing_event_id")
+            kept = self._elig_kept = (version, frame)
+        return kept[1]
 
     def reasons(self, event_id: int) -> pd.DataFrame:
         """Every violation of one event for this grid's action (all reasons, on demand)."""
