@@ -123,12 +123,20 @@ def browser_side(path: Path, repeat: int) -> tuple[float, dict[str, list[float]]
             page.locator(
                 ".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title"
             ).click()
-            out["sort"].append(
-                1000
-                * until(
-                    lambda s=shown: (t := first_id.inner_text().replace(",", "")) != s and t in tops
+            try:
+                out["sort"].append(
+                    1000
+                    * until(
+                        lambda s=shown: (
+                            (t := first_id.inner_text().replace(",", "")) != s and t in tops
+                        )
+                    )
                 )
-            )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the sort never showed a top row ({sorted(tops)}): first row "
+                    f"{first_id.inner_text()!r}, was {shown!r}"
+                ) from None
             everything = card.inner_text()
             search.fill(SEARCHES[i % 2])
             search.press("Enter")
