@@ -118,6 +118,7 @@ def batch_view(cur: duckdb.DuckDBPyConnection, *, as_released: bool = False) -> 
     rather than an ``UPDATE`` of every row of the table."""
     cur.execute(_VIEW_SQL.format(released="true" if as_released else "b.released"))
 
+
 _BATCH_SQL = """
 CREATE OR REPLACE TEMP TABLE _batch_core AS
 WITH ids AS (
