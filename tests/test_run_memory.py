@@ -68,3 +68,24 @@ def test_a_run_out_of_its_memory_bound_resumes_without_it(demo_ws, monkeypatch, 
     )
     assert int(n["n"][0]) == int(n["d"][0]) == 400  # resumed, nothing done twice
     assert _limit(demo_ws) == before
+
+
+def test_a_preview_and_the_eligibility_leave_no_working_tables(demo_ws):
+    """What a preview returns is Arrow or pandas: its batch table, ids and violations are not
+    kept on the thread's cursor (a wide row per event), and neither are the eligibility's."""
+    sel = demo_ws.awaiting_release()
+    pv = demo_ws.preview(sel.ids()[:300], action="release_and_invoice", full=True)
+    assert len(pv.violations) > 0 and pv.eligible > 0  # the result outlives its tables
+    demo_ws.eligibility("awaiting_invoice")
+    views = demo_ws.db.cursor().execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND view_name = '_batch'"
+    )
+    assert not _temp_tables(demo_ws) & {
+        "_pv_ids",
+        "_pv_ok",
+        "_violations",
+        "_batch_core",
+        "_el_v",
+        "_el_ids",
+    }
+    assert views.fetchall() == []
