@@ -123,6 +123,81 @@ def test_totals_count_the_ineligible_in_the_same_pass(demo_ws, projects):
         assert int(got["ineligible"].sum()) > 0 or filters.get("eligibility") == "eligible"
 
 
+@pytest.mark.parametrize("projects", ["overall", "per_currency"])
+def test_dimensional_totals_summed_from_the_kept_aggregate_equal_the_events_scan(
+    demo_ws, projects, monkeypatch
+):
+    """The dashboard's totals of a selection filtered only by project, account, company,
+    currency, scope or eligible/ineligible are summed from a per-project aggregate kept for
+    the data version: the same figures, Decimal amounts, dtypes and order as the events' scan,
+    for every kind, and new figures after a write."""
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from bear.models import Scopes
+    from bear.queries import events as q_events
+
+    built = []
+    aggregate = q_events.aggregate
+    monkeypatch.setattr(
+        q_events, "aggregate", lambda *a, **k: built.append(a[1]) or aggregate(*a, **k)
+    )
+    pick = demo_ws.sql(
+        "SELECT min(p.region) AS region, max(p.practice) AS practice, min(e.project_id) AS project,"
+        " max(e.account_id) AS account, min(e.company_id) AS company"
+        " FROM billing_events e JOIN projects p ON p.id = e.project_id"
+    ).iloc[0]
+    cases = [
+        {},
+        {"currency": ["EUR"]},
+        {"region": [pick.region], "currency": ["USD", "GBP"]},
+        {"practice": [pick.practice]},
+        {"project": [int(pick.project)]},
+        {"account": [int(pick.account)], "company": [int(pick.company)]},
+        {"currency": ["XXX"]},  # nothing
+        {"eligibility": "ineligible"},
+        {"eligibility": "eligible", "region": [pick.region]},
+    ]
+    demo_ws.eligibility("awaiting_release")
+    for kind in ("awaiting_release", "awaiting_invoice", "released", "invoiced", "all"):
+        for filters in cases:
+            if filters.get("eligibility") and kind not in ("awaiting_release", "all"):
+                continue
+            sel = demo_ws.selection(kind, Filters.build(**filters))
+            scoped = demo_ws.selection(
+                kind, sel.filters.scoped(Scopes(regions=(pick.region,), companies=(1, 2)))
+            )
+            for s in (sel, scoped):
+                assert s.filters.dimensional()
+                flag = kind in ("awaiting_release", "all")
+                kept = demo_ws.totals(s, cached=True, projects=projects, ineligible=flag)
+                scan = demo_ws.totals(s, projects=projects, ineligible=flag)
+                pd.testing.assert_frame_equal(kept, scan, check_exact=True)
+                assert all(isinstance(a, Decimal) for a in kept["amount"])
+    assert built, "the kept aggregate was never used"
+    n = len(built)
+    demo_ws.totals(demo_ws.awaiting_release(currency=["EUR"]), cached=True)
+    assert len(built) == n, "the aggregate is kept for the data version"
+    # not dimensional: the events are scanned
+    for other in (
+        {"min_amount": 10},
+        {"search": "a"},
+        {"category": ["expense"]},
+        {"eligibility": "release.not_approved"},
+        {"exclude_ids": [1]},
+    ):
+        assert not Filters.build(**other).dimensional()
+    # a write: new figures
+    sel = demo_ws.awaiting_release(currency=["EUR"])
+    before = demo_ws.totals(sel, cached=True, projects=projects, ineligible=True)
+    run = demo_ws.release(sel, "tester", wait=True)
+    assert run.status in ("complete", "completed", "partial") or run
+    after = demo_ws.totals(sel, cached=True, projects=projects, ineligible=True)
+    pd.testing.assert_frame_equal(after, demo_ws.totals(sel, projects=projects, ineligible=True))
+    assert int(after["events"].sum()) < int(before["events"].sum())
+    assert replace(sel.filters, search="x").dimensional() is False
+
+
 # -- the one pager ---------------------------------------------------------------------------
 def _walk(ws, what, sort=None, size=7, columns=None):
     """Every page forward by keyset, then back, then jumps: each equals its OFFSET window."""

@@ -19,10 +19,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bear.errors import QueryError
 from bear.queries.filters import CATEGORIES, Filters
 from bear.queries.pager import Listing, frame
+from bear.wire import to_pandas
 
 KIND_SQL = {
     "awaiting_release": "NOT e.released",
@@ -248,6 +250,104 @@ def totals(
             FROM s GROUP BY currency ORDER BY currency
         """
     return frame(cur, sql, params)
+
+
+# Dimensional filters (``Filters.dimensional``) as the aggregate's column each one limits.
+_AGG_FILTERS = {
+    "company": "company_id",
+    "account": "account_id",
+    "project": "project_id",
+    "region": "region",
+    "practice": "practice",
+    "grp": "grp",
+    "currency": "currency",
+}
+_AGG_SCOPES = {
+    "companies": "company_id",
+    "regions": "region",
+    "practices": "practice",
+    "groups": "grp",
+}
+
+
+def aggregate(cur: duckdb.DuckDBPyConnection, kind: str, flagged: Condition | None) -> pa.Table:
+    """The events of ``kind`` summed per project, account, company, currency and ``flagged``
+    (column ``flag``, false without it), with the project's region, practice and group, as an
+    Arrow table: a few thousand rows that answer the totals of every dimensional selection
+    (``aggregate_totals``) without reading the events."""
+    flag = "false"
+    params: dict[str, Any] = {}
+    if flagged is not None:
+        flagged.register(cur)
+        flag, params = flagged.where, dict(flagged.params)
+    return cur.sql(
+        f"""WITH g AS (
+                SELECT e.project_id, e.account_id, e.company_id, e.currency, ({flag}) AS flag,
+                       count(*) AS events, sum(e.summary_amount) AS amount,
+                       count(*) FILTER (e.summary_amount > 0) AS sales_invoices,
+                       count(*) FILTER (e.summary_amount < 0) AS credit_notes
+                FROM billing_events e WHERE {KIND_SQL[kind]} GROUP BY ALL)
+            SELECT g.*, p.region, p.practice, p.grp
+            FROM g LEFT JOIN projects p ON p.id = g.project_id""",
+        params=params,
+    ).to_arrow_table()
+
+
+def aggregate_totals(
+    agg: pa.Table, filters: Filters, *, projects: str = "per_currency", flagged: bool = False
+) -> pd.DataFrame:
+    """``totals`` of the dimensional ``filters`` summed from ``aggregate``'s table, in Arrow:
+    each filter keeps the rows whose column is among its values (a row without a project has
+    no region, practice or group, as the events' inner join to ``projects`` drops it there);
+    eligibility ``eligible`` / ``ineligible`` reads the flag."""
+    if projects not in ("per_currency", "overall"):
+        raise QueryError(f"totals: projects must be 'per_currency' or 'overall', not {projects!r}")
+    if not filters.dimensional():
+        raise QueryError("totals from the aggregate: the filters must be dimensional")
+    limits = [(col, getattr(filters, name)) for name, col in _AGG_FILTERS.items()]
+    if filters.scope is not None:
+        limits += [(col, getattr(filters.scope, name)) for name, col in _AGG_SCOPES.items()]
+    masks = [
+        pc.is_in(agg[col], pa.array(values, agg.schema.field(col).type))
+        for col, values in limits
+        if values
+    ]
+    if filters.eligibility:
+        flag = agg["flag"]
+        masks.append(flag if filters.eligibility == "ineligible" else pc.invert(flag))
+    rows = agg
+    if masks:  # a NULL (no project row under a region filter) drops the row
+        keep = masks[0]
+        for mask in masks[1:]:
+            keep = pc.and_(keep, mask)
+        rows = agg.filter(keep)
+    sums = [
+        ("events", "sum"),
+        ("amount", "sum"),
+        ("sales_invoices", "sum"),
+        ("credit_notes", "sum"),
+    ]
+    if projects == "per_currency":
+        sums.append(("project_id", "count_distinct"))
+    if flagged:
+        rows = rows.append_column("flagged", pc.if_else(rows["flag"], rows["events"], 0))
+        sums.append(("flagged", "sum"))
+    out = rows.group_by("currency").aggregate(sums).sort_by("currency")
+    names = {f"{c}_{f}": c for c, f in sums} | {"project_id_count_distinct": "projects"}
+    out = out.rename_columns([names.get(n, n) for n in out.column_names])
+    ints = [
+        c
+        for c in ("events", "sales_invoices", "credit_notes", "projects", "flagged")
+        if c in out.column_names
+    ]
+    for c in ints:
+        out = out.set_column(out.column_names.index(c), c, out[c].cast(pa.int64()))
+    if projects == "overall":
+        distinct = pc.count_distinct(rows["project_id"]).as_py()
+        out = out.append_column("all_projects", pa.array([distinct] * out.num_rows, pa.int64()))
+    order = ["currency", "events", "amount", "sales_invoices", "credit_notes"]
+    order += ["projects" if projects == "per_currency" else "all_projects"]
+    return to_pandas(out.select(order + (["flagged"] if flagged else [])))
 
 
 def sort_keys(sort: Sequence[tuple[str, str]] | None) -> tuple[tuple[str, bool], ...]:

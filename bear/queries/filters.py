@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -164,6 +164,14 @@ class Filters:
             )
         return f
 
+    def dimensional(self) -> bool:
+        """Whether these filters read only what an event shares with its project, account,
+        company and currency (and the ineligible flag): the totals of such a selection can be
+        summed from a per-project aggregate instead of the events (``queries.events``)."""
+        return all(
+            getattr(self, n) == f.default for n, f in _FIELDS.items() if n not in DIMENSIONAL
+        ) and self.eligibility in (None, "eligible", "ineligible")
+
     def as_dict(self) -> dict[str, Any]:
         """The filters a person chose (never the scope)."""
         return {k: v for k, v in self.__dict__.items() if k != "scope" and v not in (None, (), "")}
@@ -230,3 +238,20 @@ class Filters:
                     cond.append(f"{col} IN (SELECT unnest($s_{name}))")
                     params["s_" + name] = list(values)
         return cond, params
+
+
+_FIELDS = {f.name: f for f in fields(Filters)}
+# Filters over an event's project, account, company or currency (and the person's scope).
+DIMENSIONAL = frozenset(
+    (
+        "company",
+        "account",
+        "project",
+        "region",
+        "practice",
+        "grp",
+        "currency",
+        "scope",
+        "eligibility",
+    )
+)
