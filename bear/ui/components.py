@@ -122,6 +122,36 @@ def dialog(*objects: Any, width: int = 900, **kw: Any) -> pn.Modal:
     return modal
 
 
+# Scrolls a table to its first row, now and after the table's own deferred scrolls: Tabulator
+# restores the previous scroll position when its rows are replaced, and scrolls to each row
+# the server ticks (Select all ticks 50: the view ended at the last one).
+SCROLL_TOP_JS = """
+const view = window.Bokeh && Bokeh.index.find_one ? Bokeh.index.find_one(table) : null;
+if (view && view.tabulator) {
+  const top = () => {
+    view._lastVerticalScrollbarTopPosition = 0;
+    view.tabulator.rowManager.element.scrollTop = 0;
+  };
+  top();
+  requestAnimationFrame(() => requestAnimationFrame(top));
+  setTimeout(top, 200);
+  setTimeout(top, 500);
+}
+"""
+
+
+class ScrollToTop:
+    """Brings ``table`` back to its first row from the server: place ``widget`` (hidden) in the
+    layout, and call the instance after replacing the table's rows or ticking rows in code."""
+
+    def __init__(self, table: pn.widgets.Tabulator) -> None:
+        self.widget = pn.widgets.IntInput(value=0, visible=False)
+        self.widget.jscallback(value=SCROLL_TOP_JS, args={"table": table})
+
+    def __call__(self) -> None:
+        self.widget.value += 1
+
+
 def esc(value: Any) -> str:
     """HTML-escaped text of any value (quotes included)."""
     return html.escape("" if value is None else str(value), quote=True)

@@ -134,6 +134,35 @@ def test_selection_is_kept_across_pages(page: Page, served):
     expect(page.get_by_text("No events selected", exact=False)).to_be_visible()
 
 
+def test_a_page_loaded_or_selected_shows_its_first_row(page: Page, served):
+    """Ticking every row of a page (Select all matching) used to scroll the table to the last
+    row, and every page, sort or filter loaded after it kept that scroll: the first rows of the
+    new order were out of view. The table now stays at its top."""
+    open_dashboard(page, served.url)
+    holder = page.locator(".tabulator-tableholder").filter(visible=True).first
+    first = page.locator(".tabulator-row [tabulator-field=id]").first
+
+    def at_top() -> None:
+        page.wait_for_timeout(700)  # the table's own scrolls run after the rows are drawn
+        assert holder.evaluate("e => e.scrollTop") == 0
+        assert first.is_visible()
+
+    page.get_by_role("button", name=re.compile(r"Select all [\d,]+ matching")).click()
+    expect(page.get_by_text(re.compile(r"[\d,]+ selected")).first).to_be_visible()
+    at_top()
+    page.get_by_role("button", name="›").first.click()
+    expect(pager(page, r"Page 2 of")).to_be_visible()
+    at_top()
+    shown = first.inner_text()
+    page.locator(".tabulator-col[tabulator-field=summary_amount] .tabulator-col-title").click()
+    expect(pager(page, r"Page 1 of")).to_be_visible()
+    expect(first).not_to_have_text(shown)
+    at_top()
+    page.get_by_role("button", name="Clear selection").click()
+    expect(page.get_by_text("No events selected", exact=False)).to_be_visible()
+    at_top()
+
+
 def test_deep_link_opens_the_run(page: Page, served):
     page.set_default_timeout(TIMEOUT)
     page.goto(f"{served.url}/?run={served.first_run}")

@@ -18,6 +18,7 @@ from bear.auth import allowed
 from bear.errors import BearError
 from bear.ui.components import (
     PagerBar,
+    ScrollToTop,
     alert,
     cards_html,
     esc,
@@ -109,6 +110,7 @@ class EventGrid(Viewer):
             sortable=True,  # a header click sorts every matching event, in SQL (see _header)
             sorters=[{"field": grid.sort_by, "dir": "desc" if grid.descending else "asc"}],
         )
+        self.to_top = ScrollToTop(self.table)
         self.table.param.watch(self._ticked, "selection")
         self.table.param.watch(self._header, "sorters")
         grid.param.watch(self._sorted, ["sort_by", "descending"])
@@ -172,6 +174,7 @@ class EventGrid(Viewer):
             self.table.selection = self.grid.page_selection()
         finally:
             self._syncing = False
+        self.to_top()  # a new page, sort or filter starts at its first row
 
     def _links(self, *_: Any) -> None:
         """CSV and Excel links for every event the grid lists (filters and sort as shown):
@@ -234,6 +237,7 @@ class EventGrid(Viewer):
                 self.table.selection = wanted
             finally:
                 self._syncing = False
+            self.to_top()
         n = g.selected_count
         for b in self.buttons:
             b.disabled = n == 0
@@ -304,6 +308,7 @@ class EventGrid(Viewer):
             self.pager,
             self.downloads,
             self.dialog,
+            self.to_top.widget,
             sizing_mode="stretch_width",
         )
 
