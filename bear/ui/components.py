@@ -123,10 +123,24 @@ def dialog(*objects: Any, width: int = 900, **kw: Any) -> pn.Modal:
 
 
 # Scrolls a table to its first row, now and after the table's own deferred scrolls: Tabulator
-# restores the previous scroll position when its rows are replaced, and scrolls to each row
-# the server ticks (Select all ticks 50: the view ended at the last one).
+# restores the previous scroll position when its rows are replaced, and Panel scrolls to each
+# row the server ticks (Select all ticks 50: the view ended at the last one) — that scrolling
+# is switched off on the table's view the first time this runs.
 SCROLL_TOP_JS = """
 const view = window.Bokeh && Bokeh.index.find_one ? Bokeh.index.find_one(table) : null;
+if (view && view.tabulator && view.setSelection && !view._bearQuietSelection) {
+  // rows ticked by the server are ticked where they are, without scrolling to each one
+  // (fifty scrolls and redraws per Select all)
+  view._bearQuietSelection = true;
+  const tick = view.setSelection.bind(view);
+  view.setSelection = function () {
+    const t = this.tabulator;
+    if (!t || !t.scrollToRow) { return tick(); }
+    const scroll = t.scrollToRow;
+    t.scrollToRow = () => Promise.resolve();
+    try { return tick(); } finally { t.scrollToRow = scroll; }
+  };
+}
 if (view && view.tabulator) {
   const top = () => {
     view._lastVerticalScrollbarTopPosition = 0;
