@@ -146,7 +146,7 @@ class Reading:
         not kept yet)."""
         self._own(sel)
         elig = sel.filters.eligibility
-        if cached and sel.filters.dimensional():
+        if cached and sel.filters.dimensional(categories=True):
             return self._kept_totals(sel, projects, ineligible)
         cond = self._condition(sel, cached=cached)
         flagged = None
@@ -168,13 +168,22 @@ class Reading:
         # one aggregate per kind: with the flag once the kind's eligibility is kept
         flag = ineligible or bool(sel.filters.eligibility) or verdict in self.core.eligibility_cache
 
-        def build() -> Any:
-            flagged = Condition(*self._eligibility_condition(kind, "ineligible")) if flag else None
-            return q_events.aggregate(self.db.cursor(), kind, flagged)
-
-        agg = self._cached(("aggregate", kind, flag), build)
+        agg = self._aggregate(kind, flag, by_mask=bool(sel.filters.category))
         out = q_events.aggregate_totals(agg, sel.filters, projects=projects, flagged=ineligible)
         return out.rename(columns={"flagged": "ineligible"})
+
+    def _aggregate(self, kind: str, flag: bool, *, by_mask: bool) -> Any:
+        """The kind's aggregate for this data version (``queries.events.aggregate``): with the
+        ineligible flag or not, per item-category mask (the category filter's) or not."""
+
+        def build() -> Any:
+            flagged = Condition(*self._eligibility_condition(kind, "ineligible")) if flag else None
+            masks = None
+            if by_mask:
+                masks = self._cached(("masks",), lambda: q_events.category_masks(self.db.cursor()))
+            return q_events.aggregate(self.db.cursor(), kind, flagged, masks)
+
+        return self._cached(("aggregate", kind, flag, by_mask), build)
 
     def overview(self, sel: Selection, *, cached: bool = False) -> dict[str, pd.DataFrame]:
         """A selection at a glance (Decimal amounts, per currency): ``age`` (bucket by days
@@ -357,9 +366,12 @@ class Reading:
     def warm(self) -> None:
         """Compute now what a dashboard's first page and filters read, kept until the data
         changes: the eligibility of every awaiting event (seconds at a million) and the
-        events' item-category masks (the category filter's)."""
+        events' item-category masks (the category filter's), and the per-project aggregates
+        the grid's totals are summed from."""
         pipeline.eligibility_table(self.core, "awaiting_release")
         self._cached(("masks",), lambda: q_events.category_masks(self.db.cursor()))
+        for by_mask in (False, True):
+            self._aggregate("awaiting_release", True, by_mask=by_mask)
 
     def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
         version = self.data_version

@@ -157,6 +157,8 @@ def test_dimensional_totals_summed_from_the_kept_aggregate_equal_the_events_scan
         {"currency": ["XXX"]},  # nothing
         {"eligibility": "ineligible"},
         {"eligibility": "eligible", "region": [pick.region]},
+        {"category": ["expense"]},
+        {"category": ["expense", "budget"], "region": [pick.region], "eligibility": "ineligible"},
     ]
     demo_ws.eligibility("awaiting_release")
     for kind in ("awaiting_release", "awaiting_invoice", "released", "invoiced", "all"):
@@ -168,7 +170,7 @@ def test_dimensional_totals_summed_from_the_kept_aggregate_equal_the_events_scan
                 kind, sel.filters.scoped(Scopes(regions=(pick.region,), companies=(1, 2)))
             )
             for s in (sel, scoped):
-                assert s.filters.dimensional()
+                assert s.filters.dimensional(categories=True)
                 flag = kind in ("awaiting_release", "all")
                 kept = demo_ws.totals(s, cached=True, projects=projects, ineligible=flag)
                 scan = demo_ws.totals(s, projects=projects, ineligible=flag)
@@ -182,11 +184,11 @@ def test_dimensional_totals_summed_from_the_kept_aggregate_equal_the_events_scan
     for other in (
         {"min_amount": 10},
         {"search": "a"},
-        {"category": ["expense"]},
         {"eligibility": "release.not_approved"},
         {"exclude_ids": [1]},
     ):
-        assert not Filters.build(**other).dimensional()
+        assert not Filters.build(**other).dimensional(categories=True)
+    assert not Filters.build(category=["expense"]).dimensional()  # without the masks
     # a write: new figures
     sel = demo_ws.awaiting_release(currency=["EUR"])
     before = demo_ws.totals(sel, cached=True, projects=projects, ineligible=True)

@@ -270,23 +270,35 @@ _AGG_SCOPES = {
 }
 
 
-def aggregate(cur: duckdb.DuckDBPyConnection, kind: str, flagged: Condition | None) -> pa.Table:
+def aggregate(
+    cur: duckdb.DuckDBPyConnection,
+    kind: str,
+    flagged: Condition | None,
+    masks: Any = None,
+    name: str = "_bear_agg_masks",
+) -> pa.Table:
     """The events of ``kind`` summed per project, account, company, currency and ``flagged``
     (column ``flag``, false without it), with the project's region, practice and group, as an
     Arrow table: a few thousand rows that answer the totals of every dimensional selection
-    (``aggregate_totals``) without reading the events."""
+    (``aggregate_totals``) without reading the events. With the ``category_masks`` table
+    ``masks`` (registered as ``name``), the sums are also per item-category mask (column
+    ``mask``), so the category filter is answered too (~15 times the rows)."""
     flag = "false"
     params: dict[str, Any] = {}
     if flagged is not None:
         flagged.register(cur)
         flag, params = flagged.where, dict(flagged.params)
+    mask, join = "", ""
+    if masks is not None:
+        cur.register(name, masks)
+        mask, join = ", coalesce(m.mask, 0) AS mask", f"LEFT JOIN {name} m ON m.id = e.id"
     return cur.sql(
         f"""WITH g AS (
-                SELECT e.project_id, e.account_id, e.company_id, e.currency, ({flag}) AS flag,
+                SELECT e.project_id, e.account_id, e.company_id, e.currency, ({flag}) AS flag{mask},
                        count(*) AS events, sum(e.summary_amount) AS amount,
                        count(*) FILTER (e.summary_amount > 0) AS sales_invoices,
                        count(*) FILTER (e.summary_amount < 0) AS credit_notes
-                FROM billing_events e WHERE {KIND_SQL[kind]} GROUP BY ALL)
+                FROM billing_events e {join} WHERE {KIND_SQL[kind]} GROUP BY ALL)
             SELECT g.*, p.region, p.practice, p.grp
             FROM g LEFT JOIN projects p ON p.id = g.project_id""",
         params=params,
@@ -302,7 +314,7 @@ def aggregate_totals(
     eligibility ``eligible`` / ``ineligible`` reads the flag."""
     if projects not in ("per_currency", "overall"):
         raise QueryError(f"totals: projects must be 'per_currency' or 'overall', not {projects!r}")
-    if not filters.dimensional():
+    if not filters.dimensional(categories="mask" in agg.column_names):
         raise QueryError("totals from the aggregate: the filters must be dimensional")
     limits = [(col, getattr(filters, name)) for name, col in _AGG_FILTERS.items()]
     if filters.scope is not None:
@@ -312,6 +324,9 @@ def aggregate_totals(
         for col, values in limits
         if values
     ]
+    if filters.category:
+        bits = sum(1 << CATEGORIES.index(c) for c in filters.category)
+        masks.append(pc.not_equal(pc.bit_wise_and(agg["mask"], bits), 0))
     if filters.eligibility:
         flag = agg["flag"]
         masks.append(flag if filters.eligibility == "ineligible" else pc.invert(flag))

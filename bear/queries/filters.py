@@ -164,12 +164,14 @@ class Filters:
             )
         return f
 
-    def dimensional(self) -> bool:
+    def dimensional(self, categories: bool = False) -> bool:
         """Whether these filters read only what an event shares with its project, account,
-        company and currency (and the ineligible flag): the totals of such a selection can be
-        summed from a per-project aggregate instead of the events (``queries.events``)."""
+        company and currency (and the ineligible flag; with ``categories``, its items'
+        categories too): the totals of such a selection can be summed from a per-project
+        aggregate instead of the events (``queries.events.aggregate``)."""
+        allowed = DIMENSIONAL | {"category"} if categories else DIMENSIONAL
         return all(
-            getattr(self, n) == f.default for n, f in _FIELDS.items() if n not in DIMENSIONAL
+            getattr(self, n) == f.default for n, f in _FIELDS.items() if n not in allowed
         ) and self.eligibility in (None, "eligible", "ineligible")
 
     def as_dict(self) -> dict[str, Any]:
