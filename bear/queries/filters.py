@@ -244,16 +244,4 @@ class Filters:
 
 _FIELDS = {f.name: f for f in fields(Filters)}
 # Filters over an event's project, account, company or currency (and the person's scope).
-DIMENSIONAL = frozenset(
-    (
-        "company",
-        "account",
-        "project",
-        "region",
-        "practice",
-        "grp",
-        "currency",
-        "scope",
-        "eligibility",
-    )
-)
+DIMENSIONAL = frozenset((*FILTERS[: FILTERS.index("currency") + 1], "scope", "eligibility"))
