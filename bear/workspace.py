@@ -237,6 +237,14 @@ class Workspace(Reading):
         """Blocking reasons of every ineligible event of ``kind`` (cached until data changes)."""
         return pipeline.eligibility_table(self.core, kind)[0].to_pandas()
 
+    def blocked_reasons(
+        self, ids: Iterable[int], kind: str = "awaiting_release"
+    ) -> dict[int, tuple[str, int]]:
+        """{event id: (first blocking reason, number of reasons)} for the events among ``ids``
+        that the rules of ``kind`` block — a lookup in the kept eligibility (computed first if
+        it is not kept), as a grid's page shows it."""
+        return pipeline.blocked_reasons(self.core, kind, bounds.ids("ids", list(ids)))
+
     # -- runs --------------------------------------------------------------------------------
     def queue(
         self,

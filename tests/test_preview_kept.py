@@ -115,3 +115,32 @@ def test_every_awaiting_invoice_event_reuses_the_invoice_judgement(demo_ws, judg
     assert ws.eligibility_ready("awaiting_invoice")
     same_preview(pv, ws.preview(ws.awaiting_invoice(), action="invoice"))
     assert judged == [("invoice",)]
+
+
+def test_a_pages_blocked_reasons_are_looked_up_in_one_dict_kept_with_the_judgement(demo_ws, judged):
+    """Every grid session reads a page's reasons from the one lookup kept with the kind's
+    judgement (not a dict of its own), equal to the eligibility table; bad ids are refused."""
+    from bear.errors import InputError
+
+    table = demo_ws.eligibility("awaiting_release")
+    ids = [int(i) for i in table["billing_event_id"][:5]]
+    free = demo_ws.sql(
+        "SELECT min(id) AS i FROM billing_events WHERE NOT released AND id NOT IN "
+        "(SELECT unnest($b))",
+        b=[int(i) for i in table["billing_event_id"]],
+    )["i"][0]
+    got = demo_ws.blocked_reasons([*ids, int(free), 10**12])
+    expected = {
+        int(r.billing_event_id): (str(r.first_message), int(r.reasons))
+        for r in table.itertuples()
+        if int(r.billing_event_id) in ids
+    }
+    assert got == expected and len(got) == 5
+    verdict = demo_ws.core.eligibility_cache[("awaiting_release", demo_ws.data_version)]
+    kept = verdict.conditions["by_id"]
+    demo_ws.blocked_reasons(ids[:1])
+    assert verdict.conditions["by_id"] is kept and len(judged) == 1  # judged once, built once
+    with pytest.raises(InputError, match="ids"):
+        demo_ws.blocked_reasons(["one"])
+    demo_ws.refresh()  # the data changed: a new judgement, a new lookup
+    assert demo_ws.blocked_reasons(ids) == expected and len(judged) == 2

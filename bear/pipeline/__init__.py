@@ -13,7 +13,12 @@ from bear.pipeline.core import Core
 from bear.pipeline.ids import IdQuery, IdSource, action_of, judge, load_ids
 from bear.pipeline.outbox import Outbox, deliver_pending, owe, summary_of
 from bear.pipeline.post import post_documents
-from bear.pipeline.preview import eligibility_condition, eligibility_table, preview
+from bear.pipeline.preview import (
+    blocked_reasons,
+    eligibility_condition,
+    eligibility_table,
+    preview,
+)
 from bear.pipeline.runner import Runner, execute_run
 from bear.pipeline.runs import (
     RunHandle,
@@ -39,6 +44,7 @@ __all__ = [
     "check_user",
     "clear_stale_claims",
     "deliver_pending",
+    "blocked_reasons",
     "eligibility_condition",
     "eligibility_table",
     "execute_run",

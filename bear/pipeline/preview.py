@@ -5,6 +5,7 @@ and filter read it)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -270,6 +271,25 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     verdict = _keep(core, cur, key, "_el_v", violations, timings)
     drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=("_batch",))
     return verdict.per_event, verdict.rules
+
+
+def blocked_reasons(core: Core, kind: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    """{event id: (first message, number of reasons)} for the events among ``ids`` that the
+    rules of ``kind`` block, looked up in a dict kept with the verdict: every session's page
+    reads the one dict (~130,000 entries at a million events, built once per data version)."""
+    table, _ = eligibility_table(core, kind)
+    verdict = core.eligibility_cache.get((kind, core.data_version))
+    lookup = verdict.conditions.get("by_id") if verdict is not None else None
+    if lookup is None:
+        why = zip(
+            [str(m) for m in table.column("first_message").to_pylist()],
+            table.column("reasons").to_pylist(),
+            strict=True,
+        )
+        lookup = dict(zip(table.column("billing_event_id").to_pylist(), why, strict=True))
+        if verdict is not None and verdict.per_event is table:
+            verdict.conditions["by_id"] = lookup
+    return {i: lookup[i] for i in ids if i in lookup}
 
 
 def eligibility_condition(core: Core, kind: str, eligibility: str) -> tuple[str, dict[str, Any]]:
