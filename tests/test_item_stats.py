@@ -328,3 +328,41 @@ def test_a_period_spanning_millennia_is_mapped_only_over_the_batch_dates():
         periods=periods,
     )
     assert sorted(df.billing_event_id) == [1, 2]
+
+
+def test_a_batch_read_by_its_kind_holds_the_same_rows_as_one_read_by_its_ids(tmp_path):
+    """``build_batch(where=...)``: the events of a kind are read by the kind's condition, not
+    a semi-join on their ids — the same rows and columns; and when the data changed between
+    the ids and the batch (an event released, one put back), the batch still holds exactly
+    the ids it was asked for."""
+    with bear.connect(tmp_path / "b.duckdb") as ws:
+        bear.demo.seed(ws, events=3_000, seed=4)
+        cur = ws.db.cursor()
+        cur.execute(
+            "CREATE TEMP TABLE _ids AS SELECT id AS billing_event_id FROM billing_events "
+            "WHERE NOT released ORDER BY 1"
+        )
+
+        def rows() -> list[tuple[Any, ...]]:
+            return cur.execute(
+                "SELECT * EXCLUDE (released_at) FROM _batch ORDER BY billing_event_id"
+            ).fetchall()
+
+        bear.rules.batch.build_batch(cur, "_ids")
+        by_ids = rows()
+        bear.rules.batch.build_batch(cur, "_ids", where="NOT e.released")
+        assert rows() == by_ids and len(by_ids) > 2_000
+
+        first, second = (r[0] for r in by_ids[:2])
+        released = cur.execute(
+            "SELECT min(id) FROM billing_events WHERE released AND NOT invoiced"
+        ).fetchall()[0][0]
+        # behind the batch's back: one event of the set released, one released event put back
+        cur.execute("UPDATE billing_events SET released = true WHERE id = ?", [first])
+        cur.execute("UPDATE billing_events SET released = false WHERE id = ?", [released])
+        count = bear.rules.batch.build_batch(cur, "_ids", where="NOT e.released")
+        got = [
+            r[0] for r in cur.execute("SELECT billing_event_id FROM _batch ORDER BY 1").fetchall()
+        ]
+        assert got == [r[0] for r in by_ids] and count == len(by_ids)
+        assert second in got and released not in got

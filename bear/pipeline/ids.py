@@ -76,9 +76,11 @@ def judge(
     run_id: int | None = None,
     registry: Registry | None = None,
     settings: SettingsSnapshot | None = None,
+    where: str | None = None,
 ) -> list[RuleTiming]:
     """Evaluate ``stages`` over the ids in temp table ``source`` of ``cur`` with the book's
-    rules (or ``registry``); violations go to temp table ``target``."""
+    rules (or ``registry``); violations go to temp table ``target``. ``where``: a condition
+    on ``billing_events e`` selecting exactly those ids, when known (every event of a kind)."""
     host = core.plugins
     host.prepare(cur)
     snap = core.snapshot() if settings is None else settings
@@ -99,4 +101,5 @@ def judge(
         timeout=float(snap.rule_timeout_s),
         invoice_as_released=as_released,
         run_id=run_id,
+        where=where,
     )

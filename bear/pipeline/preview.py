@@ -70,6 +70,7 @@ def preview(
             "_pv_ids",
             as_released=act is Action.RELEASE_AND_INVOICE,
             settings=settings,
+            where=None if kind is None else KIND_SQL[kind],
         )
         batch_built = True
         violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
@@ -265,7 +266,13 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     )
     stages = _KIND_STAGES.get(kind, ["release", "invoice"])
     timings = judge(
-        core, cur, stages, "_el_ids", target="_el_v", as_released=stages[0] == "release"
+        core,
+        cur,
+        stages,
+        "_el_ids",
+        target="_el_v",
+        as_released=stages[0] == "release",
+        where=where,
     )
     violations = cur.sql("SELECT * FROM _el_v").to_arrow_table()
     verdict = _keep(core, cur, key, "_el_v", violations, timings)

@@ -121,9 +121,7 @@ def batch_view(cur: duckdb.DuckDBPyConnection, *, as_released: bool = False) -> 
 
 _BATCH_SQL = """
 CREATE OR REPLACE TEMP TABLE _batch_core AS
-WITH ids AS (
-    SELECT billing_event_id FROM {source}
-), proj AS (
+WITH proj AS (
     SELECT project_id, sum(summary_amount) AS released_total
     FROM billing_events WHERE released GROUP BY project_id
 ), ev AS (
@@ -133,7 +131,7 @@ WITH ids AS (
     FROM billing_events e
     LEFT JOIN billing_event_item_stats s
            ON s.billing_event_id = e.id AND s.billing_event_id BETWEEN $lo AND $hi
-    WHERE e.id BETWEEN $lo AND $hi AND e.id IN (SELECT billing_event_id FROM ids)
+    WHERE e.id BETWEEN $lo AND $hi AND {events}
 ), pending AS (
     -- the cap rule's running total, computed narrow and only for capped projects: a window
     -- over every wide row of a million-event batch costs seconds
@@ -253,8 +251,15 @@ def build_batch(
     run_id: int | None = None,
     require_approval: bool = True,
     documents: bool = False,
+    where: str | None = None,
 ) -> int:
-    """(Re)build ``_batch`` on ``cur`` for the ids in table ``source``; returns its row count."""
+    """(Re)build ``_batch`` on ``cur`` for the ids in table ``source``; returns its row count.
+
+    ``where``: a condition on ``billing_events e`` that the caller knows selects exactly those
+    ids (every event of a kind). The events are then read by the condition instead of a
+    semi-join on a million ids (a third of the build at a million events); should the data
+    have changed since ``source`` was filled, the two sets differ and the batch is built
+    again by the ids, so it always holds exactly the events of ``source``."""
     lo, hi, p_lo, p_hi, p_n = cur.execute(
         f"SELECT (SELECT min(billing_event_id) FROM {source}), (SELECT max(billing_event_id) FROM {source}),"
         " min(id), max(id), count(*) FROM products"
@@ -272,7 +277,16 @@ def build_batch(
     }
     if dense:
         params.update(product_lo=p_lo, product_hi=p_hi)
-    cur.execute(_BATCH_SQL.format(source=source, product_check=check, product_joins=joins), params)
+
+    def build(events: str) -> None:
+        cur.execute(
+            _BATCH_SQL.format(events=events, product_check=check, product_joins=joins), params
+        )
+
+    by_ids = f"e.id IN (SELECT billing_event_id FROM {source})"
+    build(by_ids if where is None else f"({where})")
+    if where is not None and _fingerprint(cur, source) != _fingerprint(cur, "_batch_core"):
+        build(by_ids)
     # Usually no event needs it (every product id in range exists): one cheap count.
     if cur.execute("SELECT count(*) FROM _batch_core WHERE product_check").fetchall()[0][0]:
         cur.execute(_MISSING_PRODUCTS_SQL)
@@ -280,6 +294,15 @@ def build_batch(
         cur.execute(_DOCUMENTS_SQL)
     batch_view(cur)
     return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
+
+
+def _fingerprint(cur: duckdb.DuckDBPyConnection, table: str) -> tuple[Any, ...]:
+    """How many ids, their sum and the XOR of their hashes: equal for the same set of ids."""
+    return tuple(
+        cur.execute(
+            f"SELECT count(*), sum(billing_event_id), bit_xor(hash(billing_event_id)) FROM {table}"
+        ).fetchall()[0]
+    )
 
 
 class Batch:

@@ -388,8 +388,10 @@ def evaluate(
     timeout: float,
     invoice_as_released: bool = False,
     run_id: int | None = None,
+    where: str | None = None,
 ) -> list[RuleTiming]:
-    """Evaluate ``stages`` for the ids in table ``source``; violations go to ``target``."""
+    """Evaluate ``stages`` for the ids in table ``source``; violations go to ``target``.
+    ``where``: a condition selecting exactly those ids, if known (see ``build_batch``)."""
     cur.execute(VIOLATIONS_DDL.format(target=target))
     timings: list[RuleTiming] = []
     n_events = build_batch(
@@ -398,6 +400,7 @@ def evaluate(
         run_id=run_id,
         require_approval=bool(getattr(settings, "require_approval", True)),
         documents="revert" in stages,
+        where=where,
     )
     for stage in stages:
         if invoice_as_released and stage == "invoice":
