@@ -119,7 +119,15 @@ class Dashboard(Viewer):
         self.docs = DocumentsState(ws, scope=scope, user=user, account=account)
         self.settings = SettingsState(ws, user=user, account=account)
 
-        self.filter_panel = FilterPanel(self.filters, filter_options(ws))
+        options = filter_options(ws)
+        # In a served session the accounts' and projects' choices (10,000 projects: ~300 kB
+        # and a Choices.js list to build) follow once the page is shown, not in its first load.
+        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        self.filter_panel = FilterPanel(
+            self.filters, options, deferred=("account", "project") if served else ()
+        )
+        if served:
+            pn.state.onload(lambda: self.filter_panel.fill(options))
         grids = {
             "awaiting_release": self.release_grid,
             "awaiting_invoice": self.invoice_grid,

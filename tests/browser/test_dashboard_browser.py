@@ -220,6 +220,21 @@ def test_text_from_data_is_shown_not_executed(page: Page, served):
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
+def test_the_project_filter_offers_every_project_once_the_page_is_shown(page: Page, served):
+    """A served session's account and project choices (thousands in a big book) are sent
+    after its first page of events, not in it; they then arrive and filter the grid."""
+    open_dashboard(page, served.url)
+    name = page.locator(".tabulator-row [tabulator-field=project]").first.inner_text()
+    before = pager_label(page)
+    box = page.locator(".choices").nth(2)  # company, account, project
+    box.click()
+    box.locator("input.choices__input").first.fill(name)
+    box.locator(".choices__item--choice", has_text=name).first.click()
+    expect(pager(page, r"Page \d+ of")).not_to_have_text(before)
+    shown = page.locator(".tabulator-row [tabulator-field=project]").all_inner_texts()
+    assert shown and set(shown) == {name}
+
+
 def test_screenshot_of_every_tab(page: Page, served, artifacts):
     open_dashboard(page, served.url)
     page.wait_for_timeout(500)

@@ -48,6 +48,8 @@ def test_a_large_dialog_fits_the_viewport_wraps_reasons_and_closes_with_escape(
     open_dashboard(page, served.url)
     open_warning(page)
     content = page.locator(".dialog-content").filter(visible=True).first
+    # the dialog slides up as it opens (0.6 s): measured where it comes to rest
+    content.evaluate("e => Promise.all(e.getAnimations().map(a => a.finished))")
     box = content.bounding_box()
     assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900
     close = page.locator(".pnx-dialog-close").filter(visible=True).first

@@ -25,11 +25,30 @@ from bear.ui.views.common import Toggled, button
 
 
 class FilterPanel(Toggled, Viewer):
-    """The sidebar: every filter of DESIGN §2.1 and a reset button."""
+    """The sidebar: every filter of DESIGN §2.1 and a reset button.
 
-    def __init__(self, state: FilterState, options: dict[str, Any], **params: Any) -> None:
+    ``deferred``: filters whose choices are left out of the widgets made now (they hold only
+    what is chosen) and given by ``fill`` later — the thousands of accounts and projects of a
+    large book, sent once the page is on screen rather than in the first load."""
+
+    def __init__(
+        self,
+        state: FilterState,
+        options: dict[str, Any],
+        deferred: tuple[str, ...] = (),
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.state = state
+        if deferred:
+            options = {
+                k: (
+                    {label: v for label, v in opts.items() if v in (getattr(state, k) or [])}
+                    if k in deferred
+                    else opts
+                )
+                for k, opts in options.items()
+            }
 
         def labelled(d: dict[str, Any]) -> dict[str, Any]:
             # Choices.js renders option labels as HTML: escape names coming from the data.
@@ -85,6 +104,11 @@ class FilterPanel(Toggled, Viewer):
         self.message = html_pane()
         state.param.watch(self._error, "error")
         self.layout = self._layout()
+
+    def fill(self, options: dict[str, Any]) -> None:
+        """Give the account and project filters all their choices (see ``deferred``)."""
+        for name in ("account", "project"):
+            getattr(self, name).options = {esc(k): v for k, v in options[name].items()}
 
     def _amount(self, name: str, label: str) -> pn.widgets.TextInput:
         widget = pn.widgets.TextInput(
