@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 import panel as pn
+import param
+from panel.reactive import ReactiveHTML
 from panel.viewable import Viewer
 
 from bear.errors import BearError
@@ -164,6 +166,22 @@ class ScrollToTop:
 
     def __call__(self) -> None:
         self.widget.value += 1
+
+
+class WhenIdle(ReactiveHTML):
+    """Tells the server when the browser has drawn the page and has nothing left to do
+    (``requestIdleCallback``): work that can wait for it — choices of a filter no one has
+    opened yet — then does not compete with the first page for the browser. Place it in the
+    layout (it draws nothing) and watch ``idle``."""
+
+    idle = param.Integer(default=0)
+
+    _template = '<span id="idle" style="display:none"></span>'
+    _scripts = {  # noqa: RUF012 — ReactiveHTML's declarative class attribute
+        "render": "const go = () => { data.idle = 1 }; "
+        "if (window.requestIdleCallback) { requestIdleCallback(go, {timeout: 4000}) } "
+        "else { setTimeout(go, 1000) }"
+    }
 
 
 def esc(value: Any) -> str:

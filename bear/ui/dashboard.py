@@ -22,6 +22,7 @@ from bear.ui.components import (
     CSS,
     FOCUS_CSS,
     TEMPLATE_CSS,
+    WhenIdle,
     esc,
     html_pane,
     run_in_background,
@@ -126,8 +127,9 @@ class Dashboard(Viewer):
         self.filter_panel = FilterPanel(
             self.filters, options, deferred=("account", "project") if served else ()
         )
-        if served:
-            pn.state.onload(lambda: self.filter_panel.fill(options))
+        self.when_idle = WhenIdle(width=0, height=0, margin=0)
+        if served:  # once the browser has drawn the first page and is idle
+            self.when_idle.param.watch(lambda e: self.filter_panel.fill(options), "idle")
         grids = {
             "awaiting_release": self.release_grid,
             "awaiting_invoice": self.invoice_grid,
@@ -293,6 +295,7 @@ class Dashboard(Viewer):
             self.progress_panel,
             self.tabs,
             self.bell.modal,
+            self.when_idle,
             sizing_mode="stretch_width",
         )
 
