@@ -144,16 +144,27 @@ WITH proj AS (
                           THEN e.summary_amount ELSE 0 END) OVER (
                PARTITION BY e.project_id ORDER BY e.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            ) AS pending_before
-    FROM ev e
-    JOIN projects p ON p.id = e.project_id AND p.billing_cap IS NOT NULL
+    FROM (
+        -- read from the tables, not from ``ev``: a CTE read twice is materialised, a wide
+        -- copy of every event of the batch
+        SELECT e.id, e.project_id, e.released, e.summary_amount, e.approved, e.account_id,
+               s.item_count, s.items_out_of_sync, s.items_on_hold
+        FROM billing_events e
+        JOIN projects p ON p.id = e.project_id AND p.billing_cap IS NOT NULL
+        LEFT JOIN billing_event_item_stats s
+               ON s.billing_event_id = e.id AND s.billing_event_id BETWEEN $lo AND $hi
+        WHERE e.id BETWEEN $lo AND $hi AND {events}
+    ) e
+    JOIN projects p ON p.id = e.project_id
     LEFT JOIN event_claims cl ON cl.billing_event_id = e.id AND cl.run_id IS DISTINCT FROM $run_id
 ), periodic AS (
     SELECT DISTINCT company_id FROM accounting_periods
 ), days AS (
     -- each day of the batch's date span mapped to its period: an equality join, not a range join
+    -- (the span of the events in the batch's id range, given as parameters)
     SELECT company_id, start_date, closed,
-           unnest(generate_series(greatest(start_date, (SELECT min(document_date) FROM ev)),
-                                  least(end_date, coalesce((SELECT max(document_date) FROM ev), start_date)),
+           unnest(generate_series(greatest(start_date, $first_day::DATE),
+                                  least(end_date, coalesce($last_day::DATE, start_date)),
                                   INTERVAL 1 DAY))::DATE AS day
     FROM accounting_periods
 )
@@ -277,6 +288,11 @@ def build_batch(
     }
     if dense:
         params.update(product_lo=p_lo, product_hi=p_hi)
+    params["first_day"], params["last_day"] = cur.execute(
+        "SELECT min(coalesce(invoice_date, event_date)), max(coalesce(invoice_date, event_date)) "
+        "FROM billing_events WHERE id BETWEEN $lo AND $hi",
+        {"lo": lo, "hi": hi},
+    ).fetchall()[0]
 
     def build(events: str) -> None:
         cur.execute(
