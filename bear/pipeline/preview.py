@@ -75,7 +75,8 @@ def preview(
         batch_built = True
         violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
         if kind is not None:
-            _keep(core, cur, (kind, version), "_violations", violations, timings)
+            # kept as it is: what the eligibility column reads of it is made when first asked
+            _keep(core, (kind, version), violations, timings)
     if validated:
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
@@ -192,11 +193,39 @@ _ACTION_KINDS = {
 class Verdict:
     """The rules' judgement of every event of a kind, kept until data or settings change."""
 
-    per_event: pa.Table  # blocked events: reasons, first_rule_id, first_message
-    rules: pa.Table  # blocked events × rule: billing_event_id, rule_id
     violations: pa.Table  # every violation (all severities, with messages)
     timings: tuple[RuleTiming, ...]
-    conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # filters made of it
+    conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # made of it on use
+
+    def blocked(self, cur: Any) -> tuple[pa.Table, pa.Table]:
+        """The blocking violations as (per blocked event: reasons, first_rule_id,
+        first_message; and the long event × rule table), made on ``cur`` when first asked
+        and kept (a preview keeps its verdict without making them: an API caller does not
+        read them; the dashboard's eligibility column does)."""
+        made = self.conditions.get("blocked_tables")
+        if made is None:
+            cur.register("_verdict_v", self.violations)
+            try:
+                made = _blocked(cur, "_verdict_v")
+            finally:
+                cur.unregister("_verdict_v")
+            made = self.conditions.setdefault("blocked_tables", made)  # one copy if two made it
+        return made
+
+
+def _blocked(cur: Any, target: str) -> tuple[pa.Table, pa.Table]:
+    per_event = cur.sql(
+        f"""
+        SELECT billing_event_id, count(*) AS reasons,
+               arg_min(rule_id, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_rule_id,
+               arg_min(message, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_message
+        FROM {target} WHERE severity = 'block' GROUP BY billing_event_id
+        """
+    ).to_arrow_table()
+    rules = cur.sql(
+        f"SELECT billing_event_id, rule_id FROM {target} WHERE severity = 'block'"
+    ).to_arrow_table()
+    return per_event, rules
 
 
 def _whole_kind(core: Core, cur: Any, act: Action, n: int, whole: str | None) -> str | None:
@@ -223,28 +252,10 @@ def _whole_kind(core: Core, cur: Any, act: Action, n: int, whole: str | None) ->
     return None
 
 
-def _keep(
-    core: Core,
-    cur: Any,
-    key: tuple[str, int],
-    target: str,
-    violations: pa.Table,
-    timings: Any,
-) -> Verdict:
-    """The verdict whose violations are in temp table ``target`` (and ``violations``), kept
-    for ``key`` unless the data changed while it was being made."""
-    per_event = cur.sql(
-        f"""
-        SELECT billing_event_id, count(*) AS reasons,
-               arg_min(rule_id, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_rule_id,
-               arg_min(message, CASE stage WHEN 'release' THEN 0 ELSE 1 END || rule_id) AS first_message
-        FROM {target} WHERE severity = 'block' GROUP BY billing_event_id
-        """
-    ).to_arrow_table()
-    rules = cur.sql(
-        f"SELECT billing_event_id, rule_id FROM {target} WHERE severity = 'block'"
-    ).to_arrow_table()
-    verdict = Verdict(per_event, rules, violations, tuple(timings))
+def _keep(core: Core, key: tuple[str, int], violations: pa.Table, timings: Any) -> Verdict:
+    """The verdict of ``violations``, kept for ``key`` unless the data changed while it was
+    being made."""
+    verdict = Verdict(violations, tuple(timings))
     if core.data_version == key[1]:  # (a refresh racing this leaves a key never asked for)
         core.eligibility_cache[key] = verdict
     return verdict
@@ -258,7 +269,7 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     key = (kind, core.data_version)
     cached = core.eligibility_cache.get(key)
     if cached is not None:
-        return cached.per_event, cached.rules
+        return cached.blocked(core.db.cursor())
     cur = core.db.cursor()
     where = KIND_SQL.get(kind, "true")
     cur.execute(
@@ -275,9 +286,10 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
         where=where,
     )
     violations = cur.sql("SELECT * FROM _el_v").to_arrow_table()
-    verdict = _keep(core, cur, key, "_el_v", violations, timings)
+    verdict = _keep(core, key, violations, timings)
+    verdict.conditions.setdefault("blocked_tables", _blocked(cur, "_el_v"))  # asked for now
     drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=("_batch",))
-    return verdict.per_event, verdict.rules
+    return verdict.blocked(cur)
 
 
 def blocked_reasons(core: Core, kind: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
@@ -294,7 +306,7 @@ def blocked_reasons(core: Core, kind: str, ids: Iterable[int]) -> dict[int, tupl
             strict=True,
         )
         lookup = dict(zip(table.column("billing_event_id").to_pylist(), why, strict=True))
-        if verdict is not None and verdict.per_event is table:
+        if verdict is not None and verdict.blocked(core.db.cursor())[0] is table:
             verdict.conditions["by_id"] = lookup
     return {i: lookup[i] for i in ids if i in lookup}
 
