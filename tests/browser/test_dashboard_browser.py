@@ -227,6 +227,7 @@ def test_the_project_filter_offers_every_project_once_the_page_is_shown(page: Pa
     name = page.locator(".tabulator-row [tabulator-field=project]").first.inner_text()
     before = pager_label(page)
     box = page.locator(".choices").nth(2)  # company, account, project
+    expect(box).not_to_have_class(re.compile(r"is-disabled"))  # its choices have arrived
     box.click()
     box.locator("input.choices__input").first.fill(name)
     box.locator(".choices__item--choice", has_text=name).first.click()

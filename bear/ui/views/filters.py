@@ -29,7 +29,9 @@ class FilterPanel(Toggled, Viewer):
 
     ``deferred``: filters whose choices are left out of the widgets made now (they hold only
     what is chosen) and given by ``fill`` later — the thousands of accounts and projects of a
-    large book, sent once the page is on screen rather than in the first load."""
+    large book, sent once the page is on screen rather than in the first load. Until then
+    they are disabled and say they are loading (typing into a list about to be replaced
+    would be lost)."""
 
     def __init__(
         self,
@@ -68,6 +70,8 @@ class FilterPanel(Toggled, Viewer):
         self.company = choice("company", "Company", labelled(options["company"]))
         self.account = choice("account", "Account", labelled(options["account"]), option_limit=300)
         self.project = choice("project", "Project", labelled(options["project"]), option_limit=300)
+        for name in deferred:
+            getattr(self, name).param.update(disabled=True, placeholder="loading the choices…")
         for name, label in (
             ("region", "Region"),
             ("practice", "Practice"),
@@ -108,7 +112,11 @@ class FilterPanel(Toggled, Viewer):
     def fill(self, options: dict[str, Any]) -> None:
         """Give the account and project filters all their choices (see ``deferred``)."""
         for name in ("account", "project"):
-            getattr(self, name).options = {esc(k): v for k, v in options[name].items()}
+            getattr(self, name).param.update(
+                options={esc(k): v for k, v in options[name].items()},
+                disabled=False,
+                placeholder="",
+            )
 
     def _amount(self, name: str, label: str) -> pn.widgets.TextInput:
         widget = pn.widgets.TextInput(
