@@ -5,7 +5,7 @@ and filter read it)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -197,13 +197,14 @@ class Verdict:
     timings: tuple[RuleTiming, ...]
     conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # made of it on use
 
-    def blocked(self, cur: Any) -> tuple[pa.Table, pa.Table]:
+    def blocked(self, cursor: Callable[[], Any]) -> tuple[pa.Table, pa.Table]:
         """The blocking violations as (per blocked event: reasons, first_rule_id,
-        first_message; and the long event × rule table), made on ``cur`` when first asked
-        and kept (a preview keeps its verdict without making them: an API caller does not
+        first_message; and the long event × rule table), made on a ``cursor()`` when first
+        asked and kept (a preview keeps its verdict without making them: an API caller does not
         read them; the dashboard's eligibility column does)."""
         made = self.conditions.get("blocked_tables")
         if made is None:
+            cur = cursor()
             cur.register("_verdict_v", self.violations)
             try:
                 made = _blocked(cur, "_verdict_v")
@@ -269,7 +270,7 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     key = (kind, core.data_version)
     cached = core.eligibility_cache.get(key)
     if cached is not None:
-        return cached.blocked(core.db.cursor())
+        return cached.blocked(core.db.cursor)
     cur = core.db.cursor()
     where = KIND_SQL.get(kind, "true")
     cur.execute(
@@ -289,7 +290,7 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     verdict = _keep(core, key, violations, timings)
     verdict.conditions.setdefault("blocked_tables", _blocked(cur, "_el_v"))  # asked for now
     drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=("_batch",))
-    return verdict.blocked(cur)
+    return verdict.blocked(lambda: cur)
 
 
 def blocked_reasons(core: Core, kind: str, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
@@ -306,7 +307,7 @@ def blocked_reasons(core: Core, kind: str, ids: Iterable[int]) -> dict[int, tupl
             strict=True,
         )
         lookup = dict(zip(table.column("billing_event_id").to_pylist(), why, strict=True))
-        if verdict is not None and verdict.blocked(core.db.cursor())[0] is table:
+        if verdict is not None and verdict.conditions.get("blocked_tables", (None,))[0] is table:
             verdict.conditions["by_id"] = lookup
     return {i: lookup[i] for i in ids if i in lookup}
 

@@ -42,6 +42,7 @@ class FilterPanel(Toggled, Viewer):
     ) -> None:
         super().__init__(**params)
         self.state = state
+        self.deferred = deferred
         if deferred:
             options = {
                 k: (
@@ -51,10 +52,6 @@ class FilterPanel(Toggled, Viewer):
                 )
                 for k, opts in options.items()
             }
-
-        def labelled(d: dict[str, Any]) -> dict[str, Any]:
-            # Choices.js renders option labels as HTML: escape names coming from the data.
-            return {esc(k): v for k, v in d.items()}
 
         def choice(name: str, label: str, opts: Any, **kw: Any) -> pn.widgets.MultiChoice:
             return pn.widgets.MultiChoice.from_param(
@@ -110,10 +107,10 @@ class FilterPanel(Toggled, Viewer):
         self.layout = self._layout()
 
     def fill(self, options: dict[str, Any]) -> None:
-        """Give the account and project filters all their choices (see ``deferred``)."""
-        for name in ("account", "project"):
+        """Give the ``deferred`` filters all their choices."""
+        for name in self.deferred:
             getattr(self, name).param.update(
-                options={esc(k): v for k, v in options[name].items()},
+                options=labelled(options[name]),
                 disabled=False,
                 placeholder="",
             )
@@ -160,6 +157,11 @@ class FilterPanel(Toggled, Viewer):
             self.reset,
             sizing_mode="stretch_width",
         )
+
+
+def labelled(options: dict[str, Any]) -> dict[str, Any]:
+    """Choices.js renders option labels as HTML: names coming from the data are escaped."""
+    return {esc(k): v for k, v in options.items()}
 
 
 def parse_amount(text: str | None) -> float | None:
