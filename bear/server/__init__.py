@@ -107,12 +107,12 @@ def serve(
     ``rules_file``): validated and stored before anything is served, then locked. A
     non-loopback ``address`` needs an admin user (anyone who can reach it must sign in).
     """
-    import panel as pn
     import uvicorn
 
     import bear
     from bear.db import served
     from bear.server.guard import allowed_hosts
+    from bear.server.pool import install as install_pool
     from bear.ui.server import resolve_owner
     from bear.wire import is_loopback
 
@@ -136,8 +136,9 @@ def serve(
         owner = resolve_owner(user)
         app = build_app(ws, owner=owner, hosts=hosts, port=port)
         # Events from the browser are handled on a small thread pool, so one session's slow
-        # callback (a big download, a preview) never holds up the others.
-        pn.config.nthreads = SESSION_THREADS
+        # callback (a big download, a preview) never holds up the others; each session's own
+        # callbacks still run in the order the browser sent them (bear.server.pool).
+        install_pool(SESSION_THREADS)
         mode = "sign-in required" if ws.team.count() else f"single-user mode as {owner}"
         log.info("serving %s on http://%s:%s (%s)", path, address, port, mode)
         print(f"BEAR serving {path} on http://{address}:{port} ({mode})", flush=True)
