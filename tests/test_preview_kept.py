@@ -144,3 +144,53 @@ def test_a_pages_blocked_reasons_are_looked_up_in_one_dict_kept_with_the_judgeme
         demo_ws.blocked_reasons(["one"])
     demo_ws.refresh()  # the data changed: a new judgement, a new lookup
     assert demo_ws.blocked_reasons(ids) == expected and len(judged) == 2
+
+
+@pytest.mark.parametrize("first", ["column", "preview"])
+def test_a_judgement_asked_for_while_it_is_being_made_waits_for_it_rather_than_making_another(
+    demo_ws, monkeypatch, first
+):
+    # The server warms the eligibility as it starts while the first session asks for the same
+    # (and that session's Select all → Preview may follow at once): at a million events each
+    # extra judgement cost the first page a second of the machine's two cores.
+    import threading
+    import time
+
+    calls: list[str] = []
+    real = preview_module.judge
+
+    def slow(core: Any, cur: Any, stages: Any, source: str, **kw: Any) -> Any:
+        calls.append(source)
+        time.sleep(0.5)  # long enough for every other caller to arrive meanwhile
+        return real(core, cur, stages, source, **kw)
+
+    monkeypatch.setattr(preview_module, "judge", slow)
+    ws = demo_ws
+    start = threading.Barrier(3, timeout=10)
+    out: dict[str, Any] = {}
+
+    def column(name: str) -> None:
+        start.wait()
+        if first == "preview":
+            time.sleep(0.1)  # after the preview's judgement has begun
+        out[name] = ws.eligibility("awaiting_release")
+
+    def select_all_preview() -> None:
+        start.wait()
+        if first == "column":
+            time.sleep(0.1)  # after the column's judgement has begun
+        out["preview"] = ws.preview(ws.awaiting_release())
+
+    threads = [
+        threading.Thread(target=column, args=("warm",)),
+        threading.Thread(target=column, args=("session",)),
+        threading.Thread(target=select_all_preview),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert calls == ["_el_ids" if first == "column" else "_pv_ids"]  # one, shared by all three
+    pd.testing.assert_frame_equal(out["warm"], out["session"])
+    blocked = set(out["preview"].violations.query("severity == 'block'").billing_event_id)
+    assert blocked == set(out["warm"]["billing_event_id"])

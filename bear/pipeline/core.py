@@ -5,6 +5,8 @@ cache of eligibility verdicts and the runner — explicit collaborators instead 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -38,6 +40,7 @@ class Core:
         self.outbox: Outbox | None = None
         self.data_version = 0
         self.eligibility_cache: dict[tuple[str, int], Any] = {}
+        self._judging: dict[tuple[str, int], threading.RLock] = {}
         self._lock = threading.RLock()
 
     def snapshot(self) -> SettingsSnapshot:
@@ -48,6 +51,16 @@ class Core:
         with self._lock:
             self.data_version += 1
             self.eligibility_cache.clear()
+            self._judging.clear()  # a judgement of older data still running keeps its lock
+
+    @contextmanager
+    def judging(self, key: tuple[str, int]) -> Iterator[None]:
+        """Held while the verdict of ``key`` (kind, data version) is made: one thread makes
+        it and the others asking for it meanwhile wait, then read it from the cache."""
+        with self._lock:
+            lock = self._judging.setdefault(key, threading.RLock())
+        with lock:
+            yield
 
     def wake(self) -> None:
         """Tell the runner there is work (no-op in a process that only queues)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,33 +51,37 @@ def preview(
     # keeps is this very judgement (same events, stages, data and settings), so it is reused —
     # and a judgement made here is kept for it.
     kind = _whole_kind(core, cur, act, n, getattr(source, "whole", None))
-    kept = None if kind is None else core.eligibility_cache.get((kind, core.data_version))
-    batch_built = False
-    if kept is not None:
-        validated, reason = True, ""
-        timings = list(kept.timings)
-        violations = kept.violations
-        cur.register("_kept_v", violations)
-        try:
-            cur.execute("CREATE OR REPLACE TEMP TABLE _violations AS SELECT * FROM _kept_v")
-        finally:
-            cur.unregister("_kept_v")
-    elif validated:
-        version = core.data_version
-        timings = judge(
-            core,
-            cur,
-            stages,
-            "_pv_ids",
-            as_released=act is Action.RELEASE_AND_INVOICE,
-            settings=settings,
-            where=None if kind is None else KIND_SQL[kind],
-        )
-        batch_built = True
-        violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
-        if kind is not None:
-            # kept as it is: what the eligibility column reads of it is made when first asked
-            _keep(core, (kind, version), violations, timings)
+    key = None if kind is None else (kind, core.data_version)
+    # one judgement of a whole kind at a time: a preview asked for while the eligibility
+    # column's is being made (or the reverse) waits for it and reuses it
+    with nullcontext() if key is None else core.judging(key):
+        kept = None if key is None else core.eligibility_cache.get(key)
+        batch_built = False
+        if kept is not None:
+            validated, reason = True, ""
+            timings = list(kept.timings)
+            violations = kept.violations
+            cur.register("_kept_v", violations)
+            try:
+                cur.execute("CREATE OR REPLACE TEMP TABLE _violations AS SELECT * FROM _kept_v")
+            finally:
+                cur.unregister("_kept_v")
+        elif validated:
+            version = core.data_version
+            timings = judge(
+                core,
+                cur,
+                stages,
+                "_pv_ids",
+                as_released=act is Action.RELEASE_AND_INVOICE,
+                settings=settings,
+                where=None if kind is None else KIND_SQL[kind],
+            )
+            batch_built = True
+            violations = cur.sql("SELECT * FROM _violations").to_arrow_table()  # sorted on use
+            if kind is not None:
+                # kept as it is: what the eligibility column reads of it is made when first asked
+                _keep(core, (kind, version), violations, timings)
     if validated:
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _pv_ok AS SELECT billing_event_id FROM _pv_ids "
@@ -271,6 +276,15 @@ def eligibility_table(core: Core, kind: str) -> tuple[pa.Table, pa.Table]:
     cached = core.eligibility_cache.get(key)
     if cached is not None:
         return cached.blocked(core.db.cursor)
+    with core.judging(key):  # the server's warm-up and a session ask at once: judged once
+        cached = core.eligibility_cache.get(key)
+        if cached is not None:
+            return cached.blocked(core.db.cursor)
+        return _judge_kind(core, key)
+
+
+def _judge_kind(core: Core, key: tuple[str, int]) -> tuple[pa.Table, pa.Table]:
+    kind = key[0]
     cur = core.db.cursor()
     where = KIND_SQL.get(kind, "true")
     cur.execute(
