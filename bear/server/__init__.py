@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bear.errors import BearError
+from bear.server.warm import Pages, warm_when_quiet
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,11 @@ SESSION_THREADS = 4
 EXPORTS = "/api/v1/events/export"  # the dashboard's CSV / Excel links stream from here
 
 
-def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
-    """The served application over ``ws``: API, sign-in, dashboard, guard."""
+def build_app(
+    ws: Any, *, owner: str, hosts: Iterable[str], port: int, pages: Pages | None = None
+) -> Any:
+    """The served application over ``ws``: API, sign-in, dashboard, guard. ``pages`` counts
+    the dashboard pages being drawn (the start-up warm-up waits for them)."""
     import panel as pn
     from panel.io.fastapi import add_applications
 
@@ -46,7 +50,12 @@ def build_app(ws: Any, *, owner: str, hosts: Iterable[str], port: int) -> Any:
         user = ws.team.by_id(uid) if uid is not None else None
         if user is not None and user.disabled:
             user = None
-        return create_app(ws, user.name if user else owner, account=user, exports=EXPORTS)
+        drawn = pages.begin() if pages is not None else None
+        if drawn is not None:
+            pn.state.on_session_destroyed(lambda _ctx: drawn())  # closed before it was drawn
+        return create_app(
+            ws, user.name if user else owner, account=user, exports=EXPORTS, on_shown=drawn
+        )
 
     hosts = list(hosts)
     add_applications(
@@ -80,14 +89,6 @@ def local_url(address: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
-
-
-def _warm(ws: Any) -> None:
-    """Compute what every session's first page needs (kept until the data changes)."""
-    try:
-        ws.warm()
-    except Exception:  # noqa: BLE001 — the book closing under it, a rule failing: a session retries
-        log.debug("warming the eligibility failed", exc_info=True)
 
 
 def serve(
@@ -129,12 +130,10 @@ def serve(
             )
         ws.settings.lock_startup()
         ws.runner.start()
-        # The first dashboard must not wait for the eligibility of every awaiting event (seconds
-        # at a million): it is computed now, while the server starts and before anyone asks.
-        threading.Thread(target=_warm, args=(ws,), name="bear-warm", daemon=True).start()
         hosts = allowed_hosts(address, allow_hosts)
         owner = resolve_owner(user)
-        app = build_app(ws, owner=owner, hosts=hosts, port=port)
+        pages = Pages()
+        app = build_app(ws, owner=owner, hosts=hosts, port=port, pages=pages)
         # Events from the browser are handled on a small thread pool, so one session's slow
         # callback (a big download, a preview) never holds up the others; each session's own
         # callbacks still run in the order the browser sent them (bear.server.pool).
@@ -151,6 +150,15 @@ def serve(
             server_header=False,
         )
         server = uvicorn.Server(config)
+        # No session must wait for the eligibility of every awaiting event (a second of both
+        # cores at a million): it is computed once the server listens, before anyone asks —
+        # after a page being drawn then, which comes first (bear.server.warm).
+        threading.Thread(
+            target=warm_when_quiet,
+            args=(ws, pages, lambda: server.started),
+            name="bear-warm",
+            daemon=True,
+        ).start()
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
         # handler it found: with the default one the process would die there, before the
         # book is closed and the note removed. This one ends serve() through its finally

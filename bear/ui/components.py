@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -300,6 +301,40 @@ def run_in_background(fn: Callable[[], None]) -> None:
             log.exception("dashboard background task failed")
 
     _EXECUTOR.submit(work)
+
+
+class AfterShown:
+    """A session's background work held back until its page is shown: the ineligible count
+    of a million events (a second of both cores when the data has just changed) must not
+    compete with the first page it belongs to. ``shown()`` (the browser idle, see
+    ``WhenIdle``) releases what was held and lets the rest through at once; so does a timer,
+    should the browser never say so."""
+
+    def __init__(self, background: Callable[[Callable[[], None]], None], timeout: float) -> None:
+        self._background = background
+        self._held: list[Callable[[], None]] = []
+        self._shown = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self.shown)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._shown:
+                self._held.append(fn)
+                return
+        self._background(fn)
+
+    def shown(self) -> None:
+        with self._lock:
+            if self._shown:
+                return
+            self._shown = True
+            held, self._held = self._held, []
+        self._timer.cancel()
+        for fn in held:
+            self._background(fn)
 
 
 def toast(kind: str, text: str, duration: int = 5000) -> None:

@@ -22,6 +22,7 @@ from bear.ui.components import (
     CSS,
     FOCUS_CSS,
     TEMPLATE_CSS,
+    AfterShown,
     WhenIdle,
     esc,
     html_pane,
@@ -66,6 +67,7 @@ TAB_NAMES = (
 )
 RELEASE, INVOICE, INVOICED, RUNS, DOCUMENTS, SETTINGS = range(len(TAB_NAMES))
 POLL_MS = 1000
+SHOWN_TIMEOUT_S = 8.0  # a served session's held-back work starts by then, drawn or not
 ACCENT = "#1f5fa8"
 
 
@@ -97,10 +99,18 @@ class Dashboard(Viewer):
         poll: bool = True,
         account: User | None = None,
         exports: str | None = None,
+        on_shown: Callable[[], None] | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.ws = ws
+        # In a served session the page comes first: its background work (the ineligible
+        # count, the accounts' and projects' choices) follows once the browser has drawn it.
+        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        self._after_shown = (
+            AfterShown(background, SHOWN_TIMEOUT_S) if served and background is not None else None
+        )
+        background = self._after_shown or background
         self.user = user
         self.account = account  # the signed-in person (None: single-user mode)
         self.filters = FilterState()
@@ -121,15 +131,15 @@ class Dashboard(Viewer):
         self.settings = SettingsState(ws, user=user, account=account)
 
         options = filter_options(ws)
-        # In a served session the accounts' and projects' choices (10,000 projects: ~300 kB
-        # and a Choices.js list to build) follow once the page is shown, not in its first load.
-        served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+        # The accounts' and projects' choices (10,000 projects: ~300 kB and a Choices.js list
+        # to build) follow once the page is shown, not in its first load.
         self.filter_panel = FilterPanel(
             self.filters, options, deferred=("account", "project") if served else ()
         )
         self.when_idle = WhenIdle(width=0, height=0, margin=0)
+        self._on_shown = on_shown
         if served:  # once the browser has drawn the first page and is idle
-            self.when_idle.param.watch(lambda e: self.filter_panel.fill(options), "idle")
+            self.when_idle.param.watch(lambda e: self._shown(options), "idle")
         grids = {
             "awaiting_release": self.release_grid,
             "awaiting_invoice": self.invoice_grid,
@@ -185,6 +195,13 @@ class Dashboard(Viewer):
         self._callback = None
         if poll and pn.state.curdoc is not None:
             self._callback = pn.state.add_periodic_callback(self.tick, period=POLL_MS)
+
+    def _shown(self, options: Any) -> None:
+        if self._after_shown is not None:
+            self._after_shown.shown()
+        self.filter_panel.fill(options)
+        if self._on_shown is not None:
+            self._on_shown()
 
     # -- the views of the tabs, built when first shown ----------------------------------------
     def _view(self, index: int) -> Any:

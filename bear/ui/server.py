@@ -76,12 +76,17 @@ def resolve_owner(cli_user: str | None = None) -> str:
 
 
 def create_app(
-    ws: Any = None, user: str | None = None, account: Any = None, exports: str | None = None
+    ws: Any = None,
+    user: str | None = None,
+    account: Any = None,
+    exports: str | None = None,
+    on_shown: Any = None,
 ) -> Any:
     """The page of one session: the dashboard in its frame, opened at ``/?run=N`` if asked.
     ``account`` is the signed-in ``bear.models.User`` (``None`` in single-user mode): its
     role decides what the page offers. ``exports`` is the address of the API's streamed
-    event export (``bear serve``), for the grids' CSV and Excel links."""
+    event export (``bear serve``), for the grids' CSV and Excel links; ``on_shown`` is
+    called once the browser has drawn the page."""
     import panel as pn
 
     from bear.ui.dashboard import Dashboard
@@ -92,5 +97,12 @@ def create_app(
     ws = ws or workspace()
     args = dict(pn.state.session_args or {}) if pn.state.curdoc is not None else {}
     name = user or resolve_owner(None)
-    dash = Dashboard(ws, name, run_link=parse_run_link(args), account=account, exports=exports)
+    dash = Dashboard(
+        ws,
+        name,
+        run_link=parse_run_link(args),
+        account=account,
+        exports=exports,
+        on_shown=on_shown,
+    )
     return dash.template()

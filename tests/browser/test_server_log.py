@@ -58,3 +58,26 @@ def test_a_browser_session_leaves_no_traceback_or_warning_in_the_server_log(
         line for line in log.splitlines() if re.search(r"Traceback|Warning|Error|Exception", line)
     ]
     assert not bad, "\n".join(bad[:20])
+
+
+def test_a_fresh_servers_first_page_comes_first_and_its_ineligible_count_follows(
+    page: Page, demo_path, tmp_path
+):
+    # the start-up judgement of every awaiting event waits for the first page being drawn,
+    # and the page's own ineligible count for the page: both must still arrive
+    path = tmp_path / "book.duckdb"
+    shutil.copy(demo_path, path)
+    page.set_default_timeout(30_000)
+    with serving(path, "--user", USER) as url:
+        page.goto(url)
+        expect(visible_text(page, r"Page 1 of")).to_be_visible()
+        card = page.locator(".bear-card", has_text="Ineligible").first
+        expect(card).to_contain_text("blocked by a rule")
+        count = re.search(r"Ineligible\s*([1-9][\d,]*)", card.inner_text(), re.IGNORECASE)
+        assert count, card.inner_text()
+        # and the eligibility filter lists exactly those events
+        page.get_by_label("Eligibility").select_option("ineligible")
+        events = page.locator(".bear-card", has_text="matching the filters").first
+        expect(events).to_contain_text(
+            re.compile(rf"Events\s*{count.group(1)}(?![\d,])", re.IGNORECASE)
+        )
