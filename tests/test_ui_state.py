@@ -647,6 +647,39 @@ def test_dashboard_builds_and_renders(demo_ws, finished_run):
         dash.tick()
 
 
+def test_a_card_updated_on_a_hidden_tab_keeps_every_stylesheet_on_the_server(demo_ws):
+    # Measured: the ineligible count landing while Settings & Rules was shown rewrote the
+    # page's shared loading stylesheet to Panel's CDN (a pane of a tab taken out of the
+    # document has no document to read the server's address from), which the browser's
+    # Content-Security-Policy then refused 130 times. Every tab stays in the document.
+    from bokeh.document import Document
+    from bokeh.models import ImportedStyleSheet
+    from panel.io.resources import CDN_DIST, LOCAL_DIST, patch_model_css
+    from panel.io.state import set_curdoc
+
+    from bear.ui.dashboard import SETTINGS, Dashboard
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dash = Dashboard(demo_ws, USER, background=None, poll=False)
+        doc = Document()
+        dash.template().server_doc(doc)
+        doc._template_variables["dist_url"] = LOCAL_DIST  # as the served page sets it
+        for root in doc.roots:
+            patch_model_css(root, dist_url=LOCAL_DIST)
+
+        def from_cdn() -> list[str]:
+            urls = [m.url for m in doc.models if isinstance(m, ImportedStyleSheet)]
+            return [u for u in urls if u.startswith(CDN_DIST)]
+
+        assert from_cdn() == []
+        dash.tabs.active = SETTINGS
+        with set_curdoc(doc):  # the count arrives meanwhile, in the session
+            dash.release_grid.ineligible = 12_345
+        assert "12,345" in dash.release_view.cards.object
+        assert from_cdn() == []
+
+
 def test_notebook_views(demo_ws, finished_run):
     import panel as pn
     from bokeh.document import Document
