@@ -651,7 +651,7 @@ def test_a_card_updated_on_a_hidden_tab_keeps_every_stylesheet_on_the_server(dem
     # Measured: the ineligible count landing while Settings & Rules was shown rewrote the
     # page's shared loading stylesheet to Panel's CDN (a pane of a tab taken out of the
     # document has no document to read the server's address from), which the browser's
-    # Content-Security-Policy then refused 130 times. Every tab stays in the document.
+    # Content-Security-Policy then refused 130 times.
     from bokeh.document import Document
     from bokeh.models import ImportedStyleSheet
     from panel.io.resources import CDN_DIST, LOCAL_DIST, patch_model_css

@@ -198,10 +198,24 @@ def fmt_num(value: Any, places: int = 0) -> str:
     return f"{int(value):,}"
 
 
+class Html(pn.pane.HTML):
+    """Panel's HTML pane, whose updates keep the page's stylesheets on this server.
+
+    A pane on a hidden tab has left the document (the tabs render only the one shown), and
+    Panel recomputes an updated pane's stylesheets from its model's document, so with none it
+    pointed them — shared by the whole page — at Panel's CDN, which the page's
+    Content-Security-Policy refuses (the ineligible count arriving while Settings & Rules was
+    shown did it). Such an update runs in its session, whose document says where the server's
+    files are."""
+
+    def _get_properties(self, doc: Any) -> dict[str, Any]:
+        return super()._get_properties(doc if doc is not None else pn.state.curdoc)
+
+
 def html_pane(text: str = "", **kw: Any) -> pn.pane.HTML:
     """An HTML pane carrying the dashboard's stylesheet (give it escaped text only)."""
     kw.setdefault("sizing_mode", "stretch_width")
-    return pn.pane.HTML(text, stylesheets=[CSS], **kw)
+    return Html(text, stylesheets=[CSS], **kw)
 
 
 def cards_html(cards: Iterable[tuple[str, str, str, bool]]) -> str:

@@ -183,12 +183,7 @@ class Dashboard(Viewer):
                 (TAB_NAMES[i], self._slots[i])
                 for i in (INVOICE, INVOICED, RUNS, DOCUMENTS, SETTINGS)
             ),
-            # Every tab stays in the page once built (a tab's view is still built when first
-            # shown, into its slot). With dynamic tabs, a hidden tab's panes leave the
-            # document, and a pane updated there (the ineligible count arriving while
-            # another tab is shown) made Panel point the page's shared stylesheets at its CDN,
-            # which the Content-Security-Policy refuses.
-            dynamic=False,
+            dynamic=True,
             sizing_mode="stretch_width",
         )
         self.tabs.param.watch(self._tab, "active")
