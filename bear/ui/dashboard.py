@@ -199,9 +199,11 @@ class Dashboard(Viewer):
     def _shown(self, options: Any) -> None:
         if self._after_shown is not None:
             self._after_shown.shown()
-        self.filter_panel.fill(options)
-        if self._on_shown is not None:
-            self._on_shown()
+        try:
+            self.filter_panel.fill(options)
+        finally:  # the server's warm-up waits for this page: tell it whatever happens
+            if self._on_shown is not None:
+                self._on_shown()
 
     # -- the views of the tabs, built when first shown ----------------------------------------
     def _view(self, index: int) -> Any:
