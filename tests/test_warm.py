@@ -10,14 +10,6 @@ from bear.server.warm import Pages, warm_when_quiet
 from bear.ui.components import AfterShown
 
 
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def test_the_warm_up_waits_for_the_pages_being_drawn_then_judges_every_awaiting_event(demo_ws):
     pages = Pages()
     drawn = pages.begin()  # a first visitor's page, being built
