@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -166,7 +165,7 @@ def shown_after(page: Any, url: str, pattern: str = r"Page \d+ of") -> float:
 
 def floor_loads(browser: Any) -> list[float]:
     """Fresh-context loads of ``floor_page.py``: a minimal page on the same stack (seconds)."""
-    from netutil import free_port, stop
+    from netutil import free_port, listening, stop
 
     port = free_port()
     proc = subprocess.Popen(
@@ -176,7 +175,7 @@ def floor_loads(browser: Any) -> list[float]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        until(lambda: _listening(port), timeout=60)
+        until(lambda: listening(port), timeout=60)
         url = f"http://127.0.0.1:{port}"
         out = []
         for i in range(LOADS + 1):  # the first warms the server's code paths, as above
@@ -188,14 +187,6 @@ def floor_loads(browser: Any) -> list[float]:
         return out
     finally:
         stop(proc)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def interactions(

@@ -49,6 +49,15 @@ class Inbox:
         raise AssertionError(f"expected {n} e-mails, got {len(self.messages)}")
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def serving(
     path: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
@@ -77,13 +86,11 @@ def serving(
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"bear serve exited: {log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("bear serve did not start listening in time") from None
-                time.sleep(0.1)
+            if listening(port):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("bear serve did not start listening in time")
+            time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
