@@ -194,3 +194,38 @@ def test_a_judgement_asked_for_while_it_is_being_made_waits_for_it_rather_than_m
     pd.testing.assert_frame_equal(out["warm"], out["session"])
     blocked = set(out["preview"].violations.query("severity == 'block'").billing_event_id)
     assert blocked == set(out["warm"]["billing_event_id"])
+
+
+def test_the_filter_choices_are_read_once_per_data_version_and_each_caller_gets_a_copy(
+    demo_ws, monkeypatch
+):
+    """Every new dashboard session asks for the filters' choices (10,000 projects at a
+    million events); they are read once until the data changes."""
+    import bear.reading
+
+    reads: list[int] = []
+    real = bear.reading.q_events.filter_options
+
+    def counting(cur: Any, block: Any) -> Any:
+        reads.append(1)
+        return real(cur, block)
+
+    monkeypatch.setattr(bear.reading.q_events, "filter_options", counting)
+    ws = demo_ws
+    first = ws.filter_options()
+    projects = dict(first["project"])
+    first["project"].clear()  # a caller changing its copy changes nobody else's
+    first["region"].append("nowhere")
+    second = ws.filter_options()
+    assert len(reads) == 1
+    assert second["project"] == projects and "nowhere" not in second["region"]
+    # a project added and the book told (as every writer of BEAR does): read again
+    with ws.db.transaction() as tx:
+        tx.execute(
+            "INSERT INTO projects SELECT * REPLACE (id + 1000000 AS id, 'Zebra works' AS name) "
+            "FROM projects LIMIT 1"
+        )
+    ws.refresh()
+    third = ws.filter_options()
+    assert len(reads) == 2
+    assert "Zebra works" in third["project"]

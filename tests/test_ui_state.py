@@ -1001,3 +1001,46 @@ def test_runs_list_detail_and_bell_say_the_outcome(demo_ws):
     assert (
         "data-look='error'" in bell.list.object and "release finished · failed" in bell.list.object
     )
+
+
+def test_a_sessions_page_goes_into_its_document_with_one_walk_over_its_models(
+    demo_ws, monkeypatch
+):
+    # Measured at a million events: Bokeh walked the page's ~180 models after each of Panel's
+    # steps (the roots, the theme's hooks, each dialog's browser-side callback), a third of
+    # the time to build a session's page. The page is the same; the walk is made once.
+    import functools
+
+    import panel as pn
+    from bokeh.document import Document
+    from bokeh.document.models import DocumentModelManager
+
+    from bear.ui.dashboard import Dashboard
+
+    walks: list[int] = []
+    real = DocumentModelManager.recompute
+
+    def counting(self):
+        walks.append(1)
+        real(self)
+
+    monkeypatch.setattr(DocumentModelManager, "recompute", counting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pages = {}
+        for name, frame in (("page", None), ("panel", pn.template.FastListTemplate)):
+            dash = Dashboard(demo_ws, USER, background=None, poll=False)
+            template = dash.template()
+            if frame is not None:  # the same page put in as Panel does it, for comparison
+                template._init_doc = functools.partial(frame._init_doc, template)
+            doc = Document()
+            walks.clear()
+            template.server_doc(doc)
+            pages[name] = (len(walks), doc)
+    assert pages["page"][0] == 1 < pages["panel"][0]
+    doc = pages["page"][1]
+    models = list(doc.models)
+    assert len(models) == len(list(pages["panel"][1].models)) > 100
+    assert all(m.document is doc for m in models)  # every model belongs to the page
+    dialogs = [m for m in models if type(m).__name__ == "Modal"]
+    assert dialogs and all(m.js_property_callbacks.get("change:open") for m in dialogs)

@@ -40,6 +40,7 @@ class Core:
         self.outbox: Outbox | None = None
         self.data_version = 0
         self.eligibility_cache: dict[tuple[str, int], Any] = {}
+        self.kept: dict[str, Any] = {}  # other readings of this data version (filter choices)
         self._judging: dict[tuple[str, int], threading.RLock] = {}
         self._lock = threading.RLock()
 
@@ -51,6 +52,7 @@ class Core:
         with self._lock:
             self.data_version += 1
             self.eligibility_cache.clear()
+            self.kept.clear()
             self._judging.clear()  # a judgement of older data still running keeps its lock
 
     @contextmanager

@@ -69,6 +69,7 @@ class DocumentsState(Navigation, param.Parameterized):
         scope: Scopes | None = None,
         user: str = "analyst",
         account: User | None = None,
+        load: bool = True,
         **params: Any,
     ) -> None:
         super().__init__(**params)
@@ -79,7 +80,8 @@ class DocumentsState(Navigation, param.Parameterized):
         self.pager = Pager()
         self._lock = threading.RLock()
         self._seen_data = -1
-        self.refresh()
+        if load:  # else on first use (``refresh_if_stale``: the dashboard's tab, when shown)
+            self.refresh()
 
     def query(self) -> DocumentQuery:
         return DocumentQuery(self.doc_type, self.run_id, self.search, self.scope, self.status)

@@ -43,15 +43,13 @@ class FilterPanel(Toggled, Viewer):
         super().__init__(**params)
         self.state = state
         self.deferred = deferred
-        if deferred:
-            options = {
-                k: (
-                    {label: v for label, v in opts.items() if v in (getattr(state, k) or [])}
-                    if k in deferred
-                    else opts
+        if deferred:  # only what is chosen (usually nothing): not a walk over 10,000 choices
+            options = dict(options)
+            for k in deferred:
+                chosen = set(getattr(state, k) or ())
+                options[k] = (
+                    {label: v for label, v in options[k].items() if v in chosen} if chosen else {}
                 )
-                for k, opts in options.items()
-            }
 
         def choice(name: str, label: str, opts: Any, **kw: Any) -> pn.widgets.MultiChoice:
             return pn.widgets.MultiChoice.from_param(
