@@ -295,7 +295,9 @@ class Reading:
         options = self.core.kept.get("filter_options")
         if options is None or options[0] != version:
             rules = self.rules()
-            block = {str(r.id): str(r.description) for r in rules.itertuples() if r.severity == "block"}
+            block = {
+                str(r.id): str(r.description) for r in rules.itertuples() if r.severity == "block"
+            }
             options = (version, q_events.filter_options(self.db.cursor(), block))
             self.core.kept["filter_options"] = options
         return {k: v.copy() for k, v in options[1].items()}

@@ -1003,9 +1003,7 @@ def test_runs_list_detail_and_bell_say_the_outcome(demo_ws):
     )
 
 
-def test_a_sessions_page_goes_into_its_document_with_one_walk_over_its_models(
-    demo_ws, monkeypatch
-):
+def test_a_sessions_page_goes_into_its_document_with_one_walk_over_its_models(demo_ws, monkeypatch):
     # Measured at a million events: Bokeh walked the page's ~180 models after each of Panel's
     # steps (the roots, the theme's hooks, each dialog's browser-side callback), a third of
     # the time to build a session's page. The page is the same; the walk is made once.
