@@ -66,3 +66,48 @@ def test_a_page_the_browser_never_reports_shown_gets_its_work_done_after_a_timeo
     after = AfterShown(lambda fn: fn(), timeout=0.2)
     after(ran.set)
     assert ran.wait(5)
+
+
+def test_the_server_rehearses_a_page_before_it_listens_and_lets_it_go(demo_ws, monkeypatch):
+    # A process's first page cost more than the next (modules Panel and pandas import on first
+    # use, page templates compiled): the first visitor after a start paid it. ``bear serve``
+    # builds one page before it listens; the page must leave nothing behind.
+    from panel.io.state import state
+
+    from bear.ui.dashboard import Page
+    from bear.ui.server import rehearse
+
+    built = []
+    real = Page._init_doc
+
+    def recording(self, doc=None, *args, **kwargs):
+        built.append(doc)
+        return real(self, doc, *args, **kwargs)
+
+    monkeypatch.setattr(Page, "_init_doc", recording)
+
+    def held():  # (Panel keeps each ended page's root id in a list of strings, a real one too)
+        return (
+            len(state._views),
+            len(state._templates),
+            len(state._locations),
+            len(state._indicators),
+        )
+
+    before, version = held(), demo_ws.data_version
+    rehearse(demo_ws, "ana@example.com")
+    assert len(built) == 1 and built[0].roots  # a whole page was built
+    assert held() == before  # and let go, as a finished session's page is
+    assert not built[0].session_destroyed_callbacks
+    # its background work (judging every awaiting event) is the warm-up's, after it listens
+    assert not demo_ws.eligibility_ready("awaiting_release")
+    assert demo_ws.data_version == version
+
+
+def test_a_rehearsal_that_fails_is_silent(tmp_path):
+    import bear
+    from bear.ui.server import rehearse
+
+    ws = bear.connect(tmp_path / "closed.duckdb")
+    ws.close()
+    rehearse(ws, "ana@example.com")  # the first real page reports whatever is wrong

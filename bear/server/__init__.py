@@ -114,7 +114,7 @@ def serve(
     from bear.db import served
     from bear.server.guard import allowed_hosts
     from bear.server.pool import install as install_pool
-    from bear.ui.server import resolve_owner
+    from bear.ui.server import rehearse, resolve_owner
     from bear.wire import is_loopback
 
     if startup:
@@ -134,6 +134,7 @@ def serve(
         owner = resolve_owner(user)
         pages = Pages()
         app = build_app(ws, owner=owner, hosts=hosts, port=port, pages=pages)
+        rehearse(ws, owner)  # the process's first page is built here, not by its first visitor
         # Events from the browser are handled on a small thread pool, so one session's slow
         # callback (a big download, a preview) never holds up the others; each session's own
         # callbacks still run in the order the browser sent them (bear.server.pool).

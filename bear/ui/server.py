@@ -106,3 +106,41 @@ def create_app(
         on_shown=on_shown,
     )
     return dash.template()
+
+
+def rehearse(ws: Any, user: str) -> None:
+    """Build one dashboard page and let it go, before the server listens.
+
+    A process's first page costs more than the next ones: Panel and pandas import modules on
+    first use and compile their page templates. The first visitor after a start paid that
+    inside their page load; the server pays it here instead. The page has no session: its
+    background work is dropped (the start-up warm-up does it) and it is released as a
+    finished session's page is. Failing here only means the first page pays it."""
+    import types
+
+    import panel as pn
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc, state
+
+    from bear.ui.dashboard import Dashboard
+
+    quiet_warnings()
+    pn.extension("tabulator", "modal", notifications=True)
+    doc = Document()
+    try:
+        with set_curdoc(doc):
+            page = Dashboard(ws, user, background=lambda *a, **k: None, poll=False)
+            page.template().server_doc(doc)
+    except Exception:  # noqa: BLE001 — a rehearsal; the real page reports its own errors
+        log.debug("rehearsing a page failed", exc_info=True)
+    ended = types.SimpleNamespace(id="rehearsal", _document=doc, destroyed=True)
+    callbacks, doc.session_destroyed_callbacks = doc.session_destroyed_callbacks, set()
+    for callback in callbacks:  # as Bokeh ends a session: every hook, whatever one raises
+        try:
+            callback(ended)
+        except Exception:  # noqa: BLE001
+            log.debug("releasing the rehearsed page", exc_info=True)
+    # Two of Panel's hooks release the page's location; whichever runs second raises before
+    # the location's entry is dropped (the set's order decides): drop what is left.
+    for held in (state._locations, state._templates, state._notifications, state._periodic):
+        held.pop(doc, None)
