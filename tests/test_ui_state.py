@@ -1042,3 +1042,19 @@ def test_a_sessions_page_goes_into_its_document_with_one_walk_over_its_models(de
     assert all(m.document is doc for m in models)  # every model belongs to the page
     dialogs = [m for m in models if type(m).__name__ == "Modal"]
     assert dialogs and all(m.js_property_callbacks.get("change:open") for m in dialogs)
+
+
+def test_the_runs_and_documents_tabs_read_their_rows_when_first_shown(demo_ws, finished_run):
+    # A session's page is built before its HTML is answered: what a hidden tab lists is read
+    # when the tab is first shown, not for every page.
+    from bear.ui.dashboard import DOCUMENTS, RUNS, Dashboard
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dash = Dashboard(demo_ws, USER, background=None, poll=False)
+        assert dash.runs.runs is None and dash.docs.rows is None
+        dash.tabs.active = RUNS
+        assert finished_run.id in set(dash.runs.runs["id"])
+        assert len(dash.runs_view.table.value) == len(dash.runs.runs)
+        dash.tabs.active = DOCUMENTS
+        assert dash.docs.total > 0 and len(dash.docs_view.table.value) == len(dash.docs.rows) > 0

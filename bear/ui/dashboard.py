@@ -147,7 +147,7 @@ class Dashboard(Viewer):
         self.progress = RunProgress(ws)
         self.notes = NotificationState(ws, user)
         scope = account.scopes if account is not None else None
-        self.runs = RunsState(ws, scope=scope)
+        self.runs = RunsState(ws, scope=scope, load=False)
         self.docs = DocumentsState(ws, scope=scope, user=user, account=account, load=False)
         self.settings = SettingsState(ws, user=user, account=account)
 

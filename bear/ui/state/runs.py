@@ -30,13 +30,16 @@ class RunsState(param.Parameterized):
     log_status = param.Selector(default="all", objects=["all", "OK", "ERROR"])
     error = param.String(default="")
 
-    def __init__(self, ws: Workspace, scope: Scopes | None = None, **params: Any) -> None:
+    def __init__(
+        self, ws: Workspace, scope: Scopes | None = None, load: bool = True, **params: Any
+    ) -> None:
         super().__init__(**params)
         self.ws = ws
         self.scope = scope  # the signed-in person's scopes: logs of their events only
         self.process = PagedRows(ws)  # the open run's process logs (of ``log_status``)
         self.app = PagedRows(ws)  # the open run's app logs
-        self.refresh_runs()
+        if load:  # else on first use (the dashboard's Runs tab, when shown)
+            self.refresh_runs()
 
     def refresh_runs(self, limit: int = 500) -> None:
         frame = self.ws.runs(limit=limit)
