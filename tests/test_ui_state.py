@@ -1058,3 +1058,19 @@ def test_the_runs_and_documents_tabs_read_their_rows_when_first_shown(demo_ws, f
         assert len(dash.runs_view.table.value) == len(dash.runs.runs)
         dash.tabs.active = DOCUMENTS
         assert dash.docs.total > 0 and len(dash.docs_view.table.value) == len(dash.docs.rows) > 0
+
+
+def test_the_progress_panel_is_made_when_the_session_first_follows_a_run(demo_ws, finished_run):
+    from bear.ui.dashboard import Dashboard
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dash = Dashboard(demo_ws, USER, background=None, poll=False)
+        assert dash._progress_panel is None and not dash._progress_slot.objects
+        dash.progress.watch_run(finished_run.id)
+        panel = dash._progress_panel
+        assert panel is not None and dash._progress_slot.objects == [panel.layout]
+        assert panel.layout.visible and f"Run {finished_run.id}" in panel.title.object
+        dash.progress.poll()  # later changes reach the panel made for the run
+        assert "events/s" in panel.stats.object or "rate" in panel.stats.object
+        assert dash.progress_panel is panel

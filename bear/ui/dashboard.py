@@ -173,7 +173,11 @@ class Dashboard(Viewer):
             "Awaiting Release, Awaiting Invoice and Invoiced tabs.</p>",
             visible=False,
         )
-        self.progress_panel = ProgressPanel(self.progress, open_run=self.open_run)
+        # The progress panel is made when this session first follows a run (most pages never
+        # show it): its slot holds it from then on.
+        self._progress_slot = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._progress_panel: ProgressPanel | None = None
+        self.progress.param.watch(lambda e: self.progress_panel, "run_id")
         self.overview = OverviewState(self.release_grid)
         self.overview_view = OverviewView(self.overview)
         self.release_view = EventGrid(
@@ -225,6 +229,15 @@ class Dashboard(Viewer):
         finally:  # the server's warm-up waits for this page: tell it whatever happens
             if self._on_shown is not None:
                 self._on_shown()
+
+    @property
+    def progress_panel(self) -> ProgressPanel:
+        """The progress panel of the run this session follows (made on first use)."""
+        if self._progress_panel is None:
+            self._progress_panel = panel = ProgressPanel(self.progress, open_run=self.open_run)
+            panel._render()  # the run it was made for
+            self._progress_slot.objects = [panel]
+        return self._progress_panel
 
     # -- the views of the tabs, built when first shown ----------------------------------------
     def _view(self, index: int) -> Any:
@@ -332,7 +345,7 @@ class Dashboard(Viewer):
     # -- layout -------------------------------------------------------------------------------
     def main(self) -> pn.viewable.Viewable:
         return pn.Column(
-            self.progress_panel,
+            self._progress_slot,
             self.tabs,
             self.bell.modal,
             self.when_idle,
