@@ -291,16 +291,15 @@ class Reading:
         """Choices for the filter widgets (labels → values), eligibility rules included.
         Read once per data version (each new dashboard session asks for them); each caller
         gets its own copy."""
-        version = self.core.data_version  # read first: a change meanwhile makes this stale
-        options = self.core.kept.get("filter_options")
-        if options is None or options[0] != version:
+        key = ("filter_options", self.core.data_version)  # a change meanwhile: a stale key
+        options = self.core.kept.get(key)
+        if options is None:
             rules = self.rules()
             block = {
                 str(r.id): str(r.description) for r in rules.itertuples() if r.severity == "block"
             }
-            options = (version, q_events.filter_options(self.db.cursor(), block))
-            self.core.kept["filter_options"] = options
-        return {k: v.copy() for k, v in options[1].items()}
+            options = self.core.kept[key] = q_events.filter_options(self.db.cursor(), block)
+        return {k: v.copy() for k, v in options.items()}
 
     def selection_where(self, sel: Selection) -> tuple[str, dict[str, Any]]:
         """A selection's SQL condition (over aliases e, p, a, c) and its parameters."""

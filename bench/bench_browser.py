@@ -8,9 +8,9 @@ all), the first load after a server start (navigation the moment it listens, ove
 the first page of events is shown; aim ≤ 2 s). Beside the loads, their floor: the same load
 of a minimal page on the same stack (``floor_page.py``: one table in the same template, on
 FastAPI and uvicorn), and when each page's HTML had arrived (the server building the
-session's page; the rest is the browser's); beside each interaction, the server-side part: the same operation on the
-dashboard's state classes in this process, on a second copy of the book (DuckDB lets one
-process own a file). Aim: p50 ≤ 300 ms, p95 ≤ 600 ms on the 2-core machine. Figures are
+session's page; the rest is the browser's); beside each interaction, the server-side part:
+the same operation on the dashboard's state classes in this process, on a second copy of the
+book (DuckDB lets one process own a file). Aim: p50 ≤ 300 ms, p95 ≤ 600 ms on the 2-core machine. Figures are
 printed, not asserted.
 
     .venv/bin/python bench/bench_browser.py --db /tmp/bench1m.duckdb [--repeat 9] [--starts 3]

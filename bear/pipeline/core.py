@@ -40,7 +40,8 @@ class Core:
         self.outbox: Outbox | None = None
         self.data_version = 0
         self.eligibility_cache: dict[tuple[str, int], Any] = {}
-        self.kept: dict[str, Any] = {}  # other readings of this data version (filter choices)
+        # other readings kept for a data version, by (name, version): the filters' choices
+        self.kept: dict[tuple[str, int], Any] = {}
         self._judging: dict[tuple[str, int], threading.RLock] = {}
         self._lock = threading.RLock()
 

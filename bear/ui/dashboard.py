@@ -235,7 +235,6 @@ class Dashboard(Viewer):
         """The progress panel of the run this session follows (made on first use)."""
         if self._progress_panel is None:
             self._progress_panel = panel = ProgressPanel(self.progress, open_run=self.open_run)
-            panel._render()  # the run it was made for
             self._progress_slot.objects = [panel]
         return self._progress_panel
 

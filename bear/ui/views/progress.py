@@ -71,6 +71,7 @@ class ProgressPanel(Viewer):
             stylesheets=[CSS],
         )
         state.param.watch(self._render, list(RunProgress.param)[1:])
+        self._render()  # the run already followed, if any (the panel is made on first use)
 
     def _cancel(self, event: Any) -> None:
         toast("warning", self.state.cancel())
