@@ -78,7 +78,7 @@ def test_a_preview_and_the_eligibility_leave_no_working_tables(demo_ws):
     assert len(pv.violations) > 0 and pv.eligible > 0  # the result outlives its tables
     demo_ws.eligibility("awaiting_invoice")
     views = demo_ws.db.cursor().execute(
-        "SELECT view_name FROM duckdb_views() WHERE temporary AND view_name = '_batch'"
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND view_name LIKE '\\_batch%' ESCAPE '\\'"
     )
     assert not _temp_tables(demo_ws) & {
         "_pv_ids",

@@ -18,6 +18,7 @@ from bear.models import Action, Preview, RuleTiming
 from bear.pipeline.ids import IdSource, action_of, judge, load_ids
 from bear.pipeline.tx import drop_temp
 from bear.queries.events import KIND_SQL, in_ids
+from bear.rules.batch import BATCH_VIEWS
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -142,7 +143,7 @@ def preview(
     # Everything the caller gets is in Arrow or pandas now: the working tables (a wide row per
     # event, ~450 MiB at a million) would otherwise stay on this thread's cursor until its next
     # preview replaced them.
-    drop_temp(cur, *PREVIEW_TEMP_TABLES, views=("_batch",))
+    drop_temp(cur, *PREVIEW_TEMP_TABLES, views=BATCH_VIEWS)
     return Preview(
         act.value,
         n,
@@ -303,7 +304,7 @@ def _judge_kind(core: Core, key: tuple[str, int]) -> tuple[pa.Table, pa.Table]:
     violations = cur.sql("SELECT * FROM _el_v").to_arrow_table()
     verdict = _keep(core, key, violations, timings)
     verdict.conditions.setdefault("blocked_tables", _blocked(cur, "_el_v"))  # asked for now
-    drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=("_batch",))
+    drop_temp(cur, "_el_v", "_el_ids", "_batch_core", views=BATCH_VIEWS)
     return verdict.blocked(lambda: cur)
 
 

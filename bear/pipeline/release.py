@@ -23,6 +23,7 @@ from bear.pipeline.ids import judge
 from bear.pipeline.outbox import owe
 from bear.pipeline.runs import Cancelled, Stopped, read_run
 from bear.pipeline.tx import drop_temp, retrying
+from bear.rules.batch import BATCH_VIEWS
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -105,7 +106,7 @@ def _prepare_release(
                 )
             # The verdict is distilled: the run's batch view and violations (a wide row per
             # event, ~330 MiB at 1M events) would otherwise stay on this cursor for the run.
-            drop_temp(tx, "_prep_v", "_batch_core", views=("_batch",))
+            drop_temp(tx, "_prep_v", "_batch_core", views=BATCH_VIEWS)
             tx.execute(
                 "UPDATE run_events SET excluded = true FROM _prep_x x "
                 "WHERE run_events.run_id = $r AND run_events.billing_event_id = x.billing_event_id",

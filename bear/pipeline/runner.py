@@ -26,6 +26,7 @@ from bear.pipeline.runs import (
 )
 from bear.pipeline.tx import drop_temp, retrying, write
 from bear.pipeline.worker import Worker
+from bear.rules.batch import BATCH_VIEWS
 
 if TYPE_CHECKING:
     from bear.pipeline.core import Core
@@ -149,7 +150,7 @@ def execute_run(core: Core, run_id: int, stopping: Callable[[], bool] = lambda: 
                 bound.lift()
                 _execute(core, cur, run_id, stopping, False)
         finally:
-            _quietly(core, drop_temp, cur, *RUN_TEMP_TABLES, views=("_batch",))
+            _quietly(core, drop_temp, cur, *RUN_TEMP_TABLES, views=BATCH_VIEWS)
     core.refresh()
     core.notify()  # delivered by the outbox thread: a slow channel never holds up the queue
     return read_run(cur, run_id)
