@@ -366,3 +366,70 @@ def test_a_batch_read_by_its_kind_holds_the_same_rows_as_one_read_by_its_ids(tmp
         ]
         assert got == [r[0] for r in by_ids] and count == len(by_ids)
         assert second in got and released not in got
+
+
+def test_the_batch_table_holds_the_rare_columns_only_in_a_batch_that_needs_them(tmp_path):
+    """The columns that hold one value in all but rare batches (a missing product's item, the
+    revert stage's document) are written into ``_batch_core`` only when a batch needs them;
+    ``_batch`` gives every documented column either way, in order, with the right values."""
+    from bear.rules.batch import COLUMNS, batch_view, build_batch
+
+    documents = {"document_number", "document_status", "reversal_date", "reversal_period_closed"}
+    products = {"items_product_missing", "first_item_product_missing", "first_missing_product_id"}
+    with bear.connect(tmp_path / "b.duckdb") as ws:
+        bear.demo.seed(ws, events=1_500, seed=4)
+        cur = ws.db.cursor()
+        cur.execute(
+            "CREATE TEMP TABLE _ids AS SELECT id AS billing_event_id FROM billing_events ORDER BY 1"
+        )
+
+        def stored() -> set[str]:
+            return {
+                r[0]
+                for r in cur.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = '_batch_core'"
+                ).fetchall()
+            }
+
+        def shown() -> list[str]:
+            return [d[0] for d in cur.execute("SELECT * FROM _batch LIMIT 0").description]
+
+        def count(where: str) -> int:
+            return cur.execute(f"SELECT count(*) FROM _batch WHERE {where}").fetchall()[0][0]
+
+        build_batch(cur, "_ids")
+        assert not stored() & (documents | products)
+        assert shown() == list(COLUMNS)
+        assert count("items_product_missing <> 0 OR document_number IS NOT NULL") == 0
+        assert count("reversal_period_closed OR line_count IS DISTINCT FROM item_count") == 0
+        assert count("company_home_currency IS NULL AND company_exists") == 0
+        batch_view(cur, as_released=True)
+        assert shown() == list(COLUMNS) and count("NOT released") == 0
+
+        build_batch(cur, "_ids", documents=True)
+        assert stored() & (documents | products) == documents
+        assert shown() == list(COLUMNS)
+        with_documents = cur.execute(
+            "SELECT count(*) FROM billing_events e JOIN documents d ON d.id = e.document_id"
+        ).fetchall()[0][0]
+        assert with_documents > 0
+        assert count("document_number IS NOT NULL AND document_status IS NOT NULL") == (
+            with_documents
+        )
+        assert count("document_id IS NOT NULL AND reversal_date IS NULL") == 0
+
+        product = cur.execute(
+            "SELECT min(product_id) FROM billing_event_items WHERE product_id IS NOT NULL"
+        ).fetchall()[0][0]
+        cur.execute("DELETE FROM products WHERE id = ?", [product])
+        build_batch(cur, "_ids")
+        assert stored() & (documents | products) == products
+        assert shown() == list(COLUMNS)
+        affected = cur.execute(
+            "SELECT count(DISTINCT billing_event_id) FROM billing_event_items WHERE product_id = ?",
+            [product],
+        ).fetchall()[0][0]
+        assert affected > 0
+        assert count(f"items_product_missing > 0 AND first_missing_product_id = {product}") == (
+            affected
+        )

@@ -5,11 +5,13 @@ headers that sort every matching event, a selection bar that says what it counts
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = [
     pytest.mark.browser,
@@ -69,8 +71,24 @@ def test_dialogs_are_readable_in_dark_mode(page: Page, served, artifacts):
     open_dashboard(page, f"{served.url}/?theme=dark")
     open_warning(page)
     content = page.locator(".dialog-content").filter(visible=True).first
-    background = content.evaluate("e => getComputedStyle(e).backgroundColor")
     heading = page.get_by_role("heading", name="Release and Invoice")
+    # The theme's styles can reach a just-drawn dialog a moment after its text (a slow machine
+    # running the whole suite): wait up to 10 s for the contrast; the checks below say what
+    # stayed wrong if it never comes.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            """([text, box]) => {
+                const lum = (c) => {
+                    const [r, g, b] = c.match(/\\d+/g).map(Number);
+                    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+                };
+                return lum(getComputedStyle(text).color)
+                    - lum(getComputedStyle(box).backgroundColor) > 0.5;
+            }""",
+            arg=[heading.element_handle(), content.element_handle()],
+            timeout=10_000,
+        )
+    background = content.evaluate("e => getComputedStyle(e).backgroundColor")
     text = heading.evaluate("e => getComputedStyle(e).color")
     assert luminance(background) < 0.35, background
     assert luminance(text) - luminance(background) > 0.5, (text, background)
