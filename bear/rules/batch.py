@@ -102,26 +102,20 @@ _DIMENSIONS: dict[str, str] = {
 # Columns that hold the same value in every row but in rare batches: ``_batch_core`` has them
 # only in those (they are added and filled after it is built), and the view gives this value
 # otherwise. Writing them into every row of a million-event batch cost ~10 % of its build.
-_RARE: dict[str, tuple[str, str]] = {
-    "items_product_missing": ("INTEGER", "0"),
-    "first_item_product_missing": ("BIGINT", "NULL::BIGINT"),
-    "first_missing_product_id": ("INTEGER", "NULL::INTEGER"),
-    "document_number": ("VARCHAR", "NULL::VARCHAR"),
-    "document_status": ("VARCHAR", "NULL::VARCHAR"),
-    "reversal_date": ("DATE", "NULL::DATE"),
-    "reversal_period_closed": ("BOOLEAN", "false"),
+_RARE: dict[str, dict[str, tuple[str, str]]] = {  # group -> column -> (type, usual value)
+    "products": {  # items whose product row is gone
+        "items_product_missing": ("INTEGER", "0"),
+        "first_item_product_missing": ("BIGINT", "NULL::BIGINT"),
+        "first_missing_product_id": ("INTEGER", "NULL::INTEGER"),
+    },
+    "documents": {  # the revert stage's
+        "document_number": ("VARCHAR", "NULL::VARCHAR"),
+        "document_status": ("VARCHAR", "NULL::VARCHAR"),
+        "reversal_date": ("DATE", "NULL::DATE"),
+        "reversal_period_closed": ("BOOLEAN", "false"),
+    },
 }
-_PRODUCT_COLUMNS = (
-    "items_product_missing",
-    "first_item_product_missing",
-    "first_missing_product_id",
-)
-_DOCUMENT_COLUMNS = (
-    "document_number",
-    "document_status",
-    "reversal_date",
-    "reversal_period_closed",
-)
+_USUAL = {c: value for group in _RARE.values() for c, (_, value) in group.items()}
 
 # The views a batch is read through (for the callers that drop its working tables).
 BATCH_VIEWS = ("_batch", "_batch_rows")
@@ -134,8 +128,8 @@ def _rows_view_sql(present: set[str]) -> str:
     def column(c: str) -> str:
         if c in _DIMENSIONS:
             return f"{_DIMENSIONS[c]} AS {c}"
-        if c in _RARE and c not in present:
-            return f"{_RARE[c][1]} AS {c}"
+        if c in _USUAL and c not in present:
+            return f"{_USUAL[c]} AS {c}"
         return f"b.{c}"
 
     return (
@@ -340,22 +334,22 @@ def build_batch(
     present: set[str] = set()
     # Usually no event needs it (every product id in range exists): one cheap count.
     if cur.execute("SELECT count(*) FROM _batch_core WHERE product_check").fetchall()[0][0]:
-        _add_rare(cur, _PRODUCT_COLUMNS, present)
+        present |= _add_rare(cur, "products")
         cur.execute(_MISSING_PRODUCTS_SQL)
     if documents:
-        _add_rare(cur, _DOCUMENT_COLUMNS, present)
+        present |= _add_rare(cur, "documents")
         cur.execute(_DOCUMENTS_SQL)
     cur.execute(_rows_view_sql(present))
     batch_view(cur)
     return int(cur.execute("SELECT count(*) FROM _batch_core").fetchall()[0][0])
 
 
-def _add_rare(cur: duckdb.DuckDBPyConnection, columns: tuple[str, ...], present: set[str]) -> None:
-    """Add the rare ``columns`` to ``_batch_core``, each holding its usual value."""
-    for c in columns:
-        kind, value = _RARE[c]
+def _add_rare(cur: duckdb.DuckDBPyConnection, group: str) -> set[str]:
+    """Add the rare columns of ``group`` to ``_batch_core``, each holding its usual value;
+    returns their names."""
+    for c, (kind, value) in _RARE[group].items():
         cur.execute(f"ALTER TABLE _batch_core ADD COLUMN {c} {kind} DEFAULT {value}")
-        present.add(c)
+    return set(_RARE[group])
 
 
 def _fingerprint(cur: duckdb.DuckDBPyConnection, table: str) -> tuple[Any, ...]:
