@@ -303,6 +303,21 @@ def test_hostile_search_is_literal(book, awaiting, checksums, text):
     assert checksums(book) == before
 
 
+def test_search_finds_events_by_their_document_number(small):
+    """A document number (any case) finds the events of every document that has it: numbers
+    repeat across companies and document types, so one text may name several documents."""
+    docs = small.sql("SELECT number, billing_event_id FROM documents")
+    everything = small.events().page(0, 10_000)
+    by_number = docs.groupby("number")["billing_event_id"].apply(set)
+    assert (by_number.map(len) > 1).any(), "the book must have a number shared by two documents"
+    for number, events in by_number.items():
+        for text in (number, number.lower(), f"  {number.lower()} "):
+            expected = events | set(ids_of(_search(everything, text)))
+            assert set(small.events(search=text).ids()) == expected, text
+            assert small.invoiced(search=text).ids() == sorted(events), text
+            assert len(small.events(search=text)) == len(expected), text
+    assert small.events(search="SIN999999").ids() == []
+
 @pytest.mark.parametrize("text", HOSTILE + ["x" * 250], ids=range(len(HOSTILE) + 1))
 @pytest.mark.parametrize("name", ["region", "practice", "grp", "currency"])
 def test_hostile_list_filters_match_nothing(book, checksums, name, text):

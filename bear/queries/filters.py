@@ -221,11 +221,16 @@ class Filters:
             params["f_category"] = list(self.category)
         if self.search:
             # strpos, not LIKE: the text is matched literally, wildcards and quotes included.
+            # The documents with that number (a few at most: a number repeats only across
+            # companies and document types) are listed once, by a scalar subquery; an
+            # ``IN (SELECT …)`` inside the OR made a mark join over every event, half of a
+            # filtered page's time at 1M events.
             cond.append(
                 "(strpos(lower(e.name), lower($f_search)) > 0 OR strpos(lower(p.name), lower($f_search)) > 0"
                 " OR strpos(lower(coalesce(a.name, '')), lower($f_search)) > 0"
                 " OR e.id::VARCHAR = $f_search"
-                " OR e.document_id IN (SELECT id FROM documents WHERE lower(number) = lower($f_search)))"
+                " OR list_contains((SELECT list(id) FROM documents"
+                " WHERE lower(number) = lower($f_search)), e.document_id))"
             )
             params["f_search"] = self.search
         if self.scope is not None:
