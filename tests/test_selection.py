@@ -318,6 +318,7 @@ def test_search_finds_events_by_their_document_number(small):
             assert len(small.events(search=text)) == len(expected), text
     assert small.events(search="SIN999999").ids() == []
 
+
 @pytest.mark.parametrize("text", HOSTILE + ["x" * 250], ids=range(len(HOSTILE) + 1))
 @pytest.mark.parametrize("name", ["region", "practice", "grp", "currency"])
 def test_hostile_list_filters_match_nothing(book, checksums, name, text):
