@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bear
 from bear.errors import BearError, QueryError
@@ -295,3 +297,27 @@ def test_an_id_set_read_as_bits_selects_exactly_its_events(ids):
     assert "get_bit" not in big.where
     big.register(con)
     assert con.execute(f"SELECT e.id {big.source()}", dict(big.params)).fetchall() == [(2,)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.integers(min_value=0, max_value=70), max_size=40))
+def test_an_id_set_read_as_bits_matches_a_join_across_byte_boundaries(ids):
+    """The bits are packed eight to a byte, first bit highest: any set of ids, across byte
+    boundaries and past the last event, selects what a join with the same ids selects."""
+    import duckdb
+    import pyarrow as pa
+
+    from bear.queries.events import in_ids
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE billing_events AS SELECT range AS id FROM range(0, 65)")
+    cond = in_ids(pa.table({"id": pa.array(sorted(ids), pa.int64())}), "_t_ids")
+    assert isinstance(cond.params["_t_ids"], bytes)
+    cond.register(con)
+    got = [
+        r[0]
+        for r in con.execute(
+            f"SELECT e.id {cond.source()} ORDER BY 1", dict(cond.params)
+        ).fetchall()
+    ]
+    assert got == sorted(i for i in ids if i < 65)

@@ -141,8 +141,8 @@ def mask_condition(categories: Sequence[str], masks: Any, name: str) -> Conditio
     return in_ids(pa.table({"id": chosen}), name)
 
 
-# Up to this many ids an id set is looked up in a bit string (one bit per id, 16 MB of text at
-# most); above it, in a join.
+# Up to this many ids an id set is looked up in a bit string (one bit per id, 16 MB at most);
+# above it, in a join.
 BITMAP_MAX_ID = 128_000_000
 
 
@@ -152,19 +152,24 @@ def in_ids(ids: Any, name: str) -> Condition:
     The set becomes a string of bits, bit i set for id i, and each event's bit is read with
     ``get_bit``: a lookup per row instead of a semi-join. At a million events with half of
     them in the set that is ~30 ms against ~125 ms for the join (the item-category filter,
-    a search's matches)."""
+    a search's matches, the eligibility filter and the grid's ineligible count).
+
+    The bits are packed eight to a byte, first bit highest (``np.packbits``), and given as a
+    BLOB that DuckDB casts to BIT in that order: each statement that reads the set binds and
+    casts 125 kB at a million ids, where a string of '0' and '1' was 1 MB (3–4 ms more per
+    statement)."""
     values = np.asarray(ids.column("id").to_numpy(zero_copy_only=False), dtype=np.int64)
     top = int(values.max()) if values.size else 0
     if values.size and (int(values.min()) < 0 or top >= BITMAP_MAX_ID):
         return Condition(f"e.id IN (SELECT id FROM {name})", {}, {name: ids})
     size = top + 2  # the last bit is 0: every id past the set reads it
-    bits = np.full(size, ord("0"), dtype=np.uint8)
-    bits[values] = ord("1")
+    present = np.zeros(size, dtype=bool)
+    present[values] = True
     # a parameter, so the bit string is a constant of the statement (a scalar subquery may be
     # planned as a nested-loop join that copies it for every row)
     return Condition(
-        f"get_bit(${name}::BIT, least(e.id, {size - 1})::INTEGER) = 1",
-        {name: bits.tobytes().decode("ascii")},
+        f"get_bit(${name}::BLOB::BIT, least(e.id, {size - 1})::INTEGER) = 1",
+        {name: np.packbits(present).tobytes()},
     )
 
 
