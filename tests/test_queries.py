@@ -267,6 +267,24 @@ def test_record_listings_page_by_keyset(demo_ws):
     assert rows.total == 0 and rows.rows.empty
 
 
+def _read_as_bits(ids, events: range):
+    """A database of the ``events`` ids; ``in_ids(ids)``'s condition on it, and the events
+    it selects."""
+    import duckdb
+    import pyarrow as pa
+
+    from bear.queries.events import in_ids
+
+    con = duckdb.connect()
+    con.execute(
+        f"CREATE TABLE billing_events AS SELECT range AS id FROM range({events.start}, {events.stop})"
+    )
+    cond = in_ids(pa.table({"id": pa.array(sorted(ids), pa.int64())}), "_t_ids")
+    cond.register(con)
+    sql = f"SELECT e.id {cond.source()} ORDER BY 1"
+    return con, cond, [r[0] for r in con.execute(sql, dict(cond.params)).fetchall()]
+
+
 @pytest.mark.parametrize(
     "ids",
     [[], [1], [2, 5, 7], [7], list(range(1, 9)), [3, 9_999]],
@@ -275,22 +293,12 @@ def test_record_listings_page_by_keyset(demo_ws):
 def test_an_id_set_read_as_bits_selects_exactly_its_events(ids):
     """``in_ids`` looks ids up in a string of bits: the events in the set, no other — none
     past the set's largest id, none when the set is empty."""
-    import duckdb
     import pyarrow as pa
 
     from bear.queries.events import BITMAP_MAX_ID, in_ids
 
-    con = duckdb.connect()
-    con.execute("CREATE TABLE billing_events AS SELECT range AS id FROM range(1, 9)")
-    cond = in_ids(pa.table({"id": pa.array(ids, pa.int64())}), "_t_ids")
+    con, cond, got = _read_as_bits(ids, range(1, 9))
     assert "get_bit" in cond.where
-    cond.register(con)
-    got = [
-        r[0]
-        for r in con.execute(
-            f"SELECT e.id {cond.source()} ORDER BY 1", dict(cond.params)
-        ).fetchall()
-    ]
     assert got == sorted(i for i in ids if i < 9)
     # ids too large for a bit string are looked up with a join, with the same answer
     big = in_ids(pa.table({"id": pa.array([2, BITMAP_MAX_ID], pa.int64())}), "_t_big")
@@ -301,23 +309,9 @@ def test_an_id_set_read_as_bits_selects_exactly_its_events(ids):
 
 @settings(max_examples=60, deadline=None)
 @given(st.sets(st.integers(min_value=0, max_value=70), max_size=40))
-def test_an_id_set_read_as_bits_matches_a_join_across_byte_boundaries(ids):
+def test_an_id_set_read_as_bits_selects_its_events_across_byte_boundaries(ids):
     """The bits are packed eight to a byte, first bit highest: any set of ids, across byte
-    boundaries and past the last event, selects what a join with the same ids selects."""
-    import duckdb
-    import pyarrow as pa
-
-    from bear.queries.events import in_ids
-
-    con = duckdb.connect()
-    con.execute("CREATE TABLE billing_events AS SELECT range AS id FROM range(0, 65)")
-    cond = in_ids(pa.table({"id": pa.array(sorted(ids), pa.int64())}), "_t_ids")
+    boundaries and past the last event, selects exactly those of the events."""
+    _, cond, got = _read_as_bits(ids, range(0, 65))
     assert isinstance(cond.params["_t_ids"], bytes)
-    cond.register(con)
-    got = [
-        r[0]
-        for r in con.execute(
-            f"SELECT e.id {cond.source()} ORDER BY 1", dict(cond.params)
-        ).fetchall()
-    ]
     assert got == sorted(i for i in ids if i < 65)
