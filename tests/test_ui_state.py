@@ -537,6 +537,33 @@ def test_documents_paged_filtered_with_lines(demo_ws, finished_run):
     assert len(pd.read_excel(docs.download("xlsx"), engine="openpyxl")) == docs.total
 
 
+def test_a_refresh_that_changes_nothing_on_the_page_leaves_the_table_alone(demo_ws, finished_run):
+    """A change elsewhere (a run, another analyst) makes every open page read its rows again.
+    Rows equal to those shown are not sent again: the browser keeps its scroll position and a
+    tick it has not yet told the server of (it was lost when the table was redrawn)."""
+    from bear.ui.views.documents import DocumentsView
+    from bear.ui.views.grid import EventGrid
+
+    docs = DocumentsState(demo_ws)
+    view = DocumentsView(docs)
+    grid = GridState(demo_ws, FilterState())
+    grid.refresh()
+    events = EventGrid(grid, ActionFlow(demo_ws, grid, user=USER), on_started=lambda run_id: None)
+    sent: list[str] = []
+    for table in (view.table, events.table):
+        table.param.watch(lambda e: sent.append(e.name), "value")
+    scrolled: list[int] = []
+    events.to_top = lambda: scrolled.append(1)
+    demo_ws.refresh()  # the data changed: each page reads its rows again
+    assert docs.refresh_if_stale() and grid.refresh_if_stale()
+    assert sent == [] and scrolled == []
+    # a change on the page is shown, and the grid starts at its first row
+    docs.search = str(docs.rows["number"].iloc[-1])
+    grid.next_page()
+    assert sent == ["value", "value"] and scrolled == [1]
+    assert list(view.table.value["number"]) == list(docs.rows["number"])
+
+
 # -- settings and rules ------------------------------------------------------------------------------
 def test_settings_validation_messages(demo_ws):
     s = SettingsState(demo_ws, env={})

@@ -287,14 +287,25 @@ def set_frame(
     frame: pd.DataFrame | None,
     money: Sequence[str] = (),
     integers: Sequence[str] = (),
-) -> None:
-    """Replace a table's rows, keeping every text column plain text."""
+) -> bool:
+    """Replace a table's rows, keeping every text column plain text; returns whether they
+    changed. Rows equal to those shown are not sent again: a refresh after a change elsewhere
+    (a run, another analyst) would redraw the table, scroll it and drop a tick the server has
+    not heard of yet."""
     frame = pd.DataFrame() if frame is None else frame
+    shown = widget.value
+    if (
+        isinstance(shown, pd.DataFrame)
+        and list(shown.columns) == list(frame.columns)
+        and shown.equals(frame)
+    ):
+        return False
     formatters = formatters_for(frame, money, integers)
     if not set(_hashable(formatters).items()) <= set(_hashable(widget.formatters).items()):
         # only when new columns appear: re-declaring formatters rebuilds the whole table
         widget.formatters = {**widget.formatters, **formatters}
     widget.value = frame
+    return True
 
 
 def _hashable(formatters: dict[str, Any]) -> dict[str, Any]:

@@ -199,11 +199,12 @@ class EventGrid(Viewer):
             return
         self._syncing = True
         try:
-            set_frame(self.table, frame, money=self._money, integers=("reasons",))
+            changed = set_frame(self.table, frame, money=self._money, integers=("reasons",))
             self.table.selection = self.grid.page_selection()
         finally:
             self._syncing = False
-        self.to_top()  # a new page, sort or filter starts at its first row
+        if changed:
+            self.to_top()  # a new page, sort or filter starts at its first row
 
     def _links(self, *_: Any) -> None:
         """CSV and Excel links for every event the grid lists (filters and sort as shown):
