@@ -294,11 +294,7 @@ def set_frame(
     not heard of yet."""
     frame = pd.DataFrame() if frame is None else frame
     shown = widget.value
-    if (
-        isinstance(shown, pd.DataFrame)
-        and list(shown.columns) == list(frame.columns)
-        and shown.equals(frame)
-    ):
+    if isinstance(shown, pd.DataFrame) and shown.equals(frame):  # columns, order, values
         return False
     formatters = formatters_for(frame, money, integers)
     if not set(_hashable(formatters).items()) <= set(_hashable(widget.formatters).items()):
