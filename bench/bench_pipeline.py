@@ -214,6 +214,12 @@ def run_floor(src: Path, folder: Path, n: int) -> float:
         "UPDATE billing_events SET released = true, released_at = current_timestamp, release_run_id = 1 "
         "WHERE id IN (SELECT billing_event_id FROM _ids) AND NOT released"
     )
+    return documents_in_bulk(con, t0, path)
+
+
+def documents_in_bulk(con: duckdb.DuckDBPyConnection, t0: float, path: Path) -> float:
+    """A floor's documents, lines and OK logs for the released ``_ids``, in the open
+    transaction; committed, its seconds since ``t0`` (``end_bulk``)."""
     create_documents(con, "_ids", 1)
     con.execute(
         "INSERT INTO process_logs (process_run_id, billing_event_id, status, message, document_id) "
@@ -250,12 +256,7 @@ def run_batched_floor(src: Path, folder: Path, n: int, batch: int) -> float:
         )
         con.execute("COMMIT")
     con.execute("BEGIN")
-    create_documents(con, "_ids", 1)
-    con.execute(
-        "INSERT INTO process_logs (process_run_id, billing_event_id, status, message, document_id) "
-        "SELECT 1, billing_event_id, 'OK', 'created ' || number, id FROM _new_docs"
-    )
-    return end_bulk(con, t0, path)
+    return documents_in_bulk(con, t0, path)
 
 
 def run_revert_floor(path: Path, ids: list[int]) -> float:
