@@ -76,6 +76,14 @@ def watch(page: Any, css: str, has: str) -> tuple[str, str]:
     return css, has
 
 
+def watch_events_card(page: Any) -> tuple[tuple[str, str], str]:
+    """``watch`` the cards' pane; with the events card's text as it stands before the click."""
+    where = watch(page, ".bear-card", "matching the filters")
+    return where, page.evaluate(
+        f"() => {{ const pane = window.__benchPane; return {EVENTS_CARD}; }}"
+    )
+
+
 def until_pane(
     page: Any, where: tuple[str, str], test: str, arg: Any = None, timeout: float = 60.0
 ) -> float:
@@ -303,17 +311,11 @@ def interactions(
                 f"the sort never showed a top row ({sorted(tops)}): first row "
                 f"{first_id.inner_text()!r}, was {shown!r}"
             ) from None
-        cards = watch(page, ".bear-card", "matching the filters")
-        everything = page.evaluate(
-            f"() => {{ const pane = window.__benchPane; return {EVENTS_CARD}; }}"
-        )
+        cards, everything = watch_events_card(page)
         search.fill(SEARCHES[i % 2])
         search.press("Enter")
         out["search"].append(1000 * until_pane(page, cards, f"{EVENTS_CARD} !== arg", everything))
-        cards = watch(page, ".bear-card", "matching the filters")
-        narrowed = page.evaluate(
-            f"() => {{ const pane = window.__benchPane; return {EVENTS_CARD}; }}"
-        )
+        cards, narrowed = watch_events_card(page)
         page.get_by_role("button", name="Reset filters").click()
         out["reset"].append(1000 * until_pane(page, cards, f"{EVENTS_CARD} !== arg", narrowed))
         none = watch(page, ".bear-line", "selected")
